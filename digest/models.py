@@ -1,0 +1,185 @@
+"""Domain types shared by every stage: articles, teasers, editions, subscribers, messages.
+
+Pure data. Nothing here imports another module of the project, does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Image(_Model):
+    """An article's lead image, with what the email needs to show it honestly."""
+
+    url: str
+    alt: str = ""
+    caption: str = ""
+    credit: str = ""
+    width: int | None = None
+    height: int | None = None
+
+
+class Article(_Model):
+    """One article as gathered from a source, normalised and sanitised.
+
+    ``id`` is stable across fetches: derived from a trustworthy guid, else the canonical URL.
+    ``summary_html`` and ``content_html`` are already sanitised.
+    """
+
+    id: str
+    source: str
+    url: str
+    guid: str | None = None
+    title: str
+    authors: tuple[str, ...] = ()
+    published: datetime
+    updated: datetime | None = None
+    summary_html: str = ""
+    content_html: str = ""
+    image: Image | None = None
+    categories: tuple[str, ...] = ()
+
+
+class Teaser(_Model):
+    """An article as an edition shows it: a card (``full``) or a headline-only link."""
+
+    article_id: str
+    section: str
+    url: str
+    kicker: str
+    title: str
+    paragraphs: tuple[str, ...] = ()
+    image: Image | None = None
+    authors: tuple[str, ...] = ()
+    published: datetime
+    full: bool = True
+    pinned: bool = False
+
+
+class EditionSection(_Model):
+    key: str
+    title: str
+    teasers: tuple[Teaser, ...]
+
+    @property
+    def cards(self) -> tuple[Teaser, ...]:
+        return tuple(t for t in self.teasers if t.full)
+
+    @property
+    def headlines(self) -> tuple[Teaser, ...]:
+        return tuple(t for t in self.teasers if not t.full)
+
+
+class EditionStatus(str, enum.Enum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    REJECTED = "rejected"
+
+
+class Edition(_Model):
+    """What one email carries. ``id`` is the digest key plus the period, so it is stable."""
+
+    id: str
+    digest: str
+    period: str
+    title: str
+    subject: str
+    preheader: str
+    intro: str = ""
+    sections: tuple[EditionSection, ...]
+    created_at: datetime
+    status: EditionStatus = EditionStatus.DRAFT
+
+    @property
+    def teasers(self) -> tuple[Teaser, ...]:
+        return tuple(t for s in self.sections for t in s.teasers)
+
+    @property
+    def article_ids(self) -> tuple[str, ...]:
+        return tuple(t.article_id for t in self.teasers)
+
+    def for_sections(self, keys: frozenset[str] | None) -> Edition:
+        """The variant of this edition that carries only ``keys`` (``None``: every section)."""
+        if keys is None:
+            return self
+        return self.model_copy(update={"sections": tuple(s for s in self.sections if s.key in keys)})
+
+
+class SubscriberStatus(str, enum.Enum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    SUPPRESSED = "suppressed"
+
+
+class Subscriber(_Model):
+    id: int
+    email: str
+    name: str = ""
+    sections: frozenset[str] | None = Field(
+        default=None, description="Chosen sections; None means every section of the digest."
+    )
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedVariant:
+    """An edition compiled once for one set of sections; personal parts are still tokens."""
+
+    edition_id: str
+    sections: frozenset[str] | None
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One subscriber's finished message, ready for a provider.
+
+    ``key`` identifies the ledger row (and serves as the idempotency key where a provider takes
+    one); ``raw`` is the complete RFC 5322 message. The structured fields are for HTTP providers.
+    """
+
+    key: str
+    edition_id: str
+    message_id: str
+    sender: str
+    recipient: str
+    subject: str
+    raw: bytes
+    html: str = ""
+    text: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SendStatus(str, enum.Enum):
+    SUBMITTED = "submitted"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A provider's answer for one message."""
+
+    key: str
+    status: SendStatus
+    provider_id: str = ""
+    reason: str = ""
