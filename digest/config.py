@@ -15,11 +15,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,6 +42,14 @@ SECRET = {"secret": True}
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_cron(v: str) -> str:
+    try:
+        CronSim(v, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as e:
+        raise ValueError(f"not a valid cron line: {e}") from e
+    return v
 
 
 class PublicationSettings(_Section):
@@ -142,6 +151,14 @@ class SectionSettings(_Section):
     exclude_categories: list[str] = Field(
         default_factory=list, description="Drop items with any of these categories."
     )
+    gather_cron: str = Field(
+        default="0 * * * *", description="When `digest serve` gathers this section (cron, UTC)."
+    )
+
+    @field_validator("gather_cron")
+    @classmethod
+    def _gather_cron(cls, v: str) -> str:
+        return _check_cron(v)
 
     @field_validator("title_regex")
     @classmethod
@@ -170,13 +187,7 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from cronsim import CronSim, CronSimError
-
-        try:
-            CronSim(v, datetime(2000, 1, 1, tzinfo=timezone.utc))
-        except CronSimError as e:
-            raise ValueError(f"not a valid cron line: {e}") from e
-        return v
+        return _check_cron(v)
 
 
 class DigestSettings(_Section):
@@ -213,7 +224,9 @@ class DigestSettings(_Section):
 
 class RenderSettings(_Section):
     max_html_bytes: int = Field(
-        default=90_000, gt=0, description="Fail a render whose HTML is bigger (Gmail clips ~102 KB)."
+        default=90_000,
+        gt=0,
+        description="Fail a render whose HTML is bigger (Gmail clips at ~102 KB).",
     )
     paragraphs: int = Field(default=2, ge=1, description="Lede paragraphs per teaser card.")
     teaser_chars: int = Field(default=450, ge=40, description="Character budget of a teaser.")
@@ -310,8 +323,10 @@ class Settings(_Section):
 
     @property
     def outbox_path(self) -> Path:
-        return self.resolve(self.delivery.outbox.dir) if self.delivery.outbox.dir else (
-            self.data_path / "outbox"
+        return (
+            self.resolve(self.delivery.outbox.dir)
+            if self.delivery.outbox.dir
+            else (self.data_path / "outbox")
         )
 
     @property

@@ -78,7 +78,7 @@ class EditionSection(_Model):
         return tuple(t for t in self.teasers if not t.full)
 
 
-class EditionStatus(str, enum.Enum):
+class EditionStatus(enum.StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
     SENDING = "sending"
@@ -112,10 +112,12 @@ class Edition(_Model):
         """The variant of this edition that carries only ``keys`` (``None``: every section)."""
         if keys is None:
             return self
-        return self.model_copy(update={"sections": tuple(s for s in self.sections if s.key in keys)})
+        return self.model_copy(
+            update={"sections": tuple(s for s in self.sections if s.key in keys)}
+        )
 
 
-class SubscriberStatus(str, enum.Enum):
+class SubscriberStatus(enum.StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     SUPPRESSED = "suppressed"
@@ -131,7 +133,15 @@ class Subscriber(_Model):
     status: SubscriberStatus = SubscriberStatus.ACTIVE
 
 
-class DeliveryStatus(str, enum.Enum):
+class NewSubscriber(_Model):
+    """A subscriber as an import or a sign-up gives it, before the store assigns an id."""
+
+    email: str
+    name: str = ""
+    sections: frozenset[str] | None = None
+
+
+class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
     SENDING = "sending"
     SUBMITTED = "submitted"
@@ -169,7 +179,7 @@ class OutgoingMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class SendStatus(str, enum.Enum):
+class SendStatus(enum.StrEnum):
     SUBMITTED = "submitted"
     TRANSIENT = "transient"
     PERMANENT = "permanent"

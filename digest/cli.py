@@ -1,0 +1,304 @@
+"""The ``digest`` command. Prefect is imported only inside the commands that run flows, so
+``digest --help`` and ``digest config check`` stay fast.
+
+User errors (a bad config, a bad argument) exit with code 2 and a message naming the file and
+key; failures of the outside world exit with 1 and say whether a retry helps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from digest.config import Settings, json_schema, load_settings, reference_markdown
+from digest.errors import ConfigError, DigestError
+
+app = typer.Typer(
+    help="Gather a publication's feeds, compose digest editions, render and deliver them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check and describe the configuration.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(subscribers_app, name="subscribers")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="DIGEST_CONFIG",
+        help="The publication's TOML file.",
+        dir_okay=False,
+    ),
+]
+DigestOpt = Annotated[
+    str | None, typer.Option("--digest", "-d", help="Digest key; optional with one digest.")
+]
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now", help="A fixed clock, ISO 8601 (e.g. 2026-11-30T12:00:00Z); UTC if naive."
+    ),
+]
+DEFAULT_CONFIG = Path("config/example.toml")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        raise _fail(str(e), 2) from None
+
+
+def _digest_key(settings: Settings, key: str | None, path: Path) -> str:
+    if key is None:
+        if len(settings.digests) == 1:
+            return next(iter(settings.digests))
+        raise _fail(
+            f"{path}: several digests ({', '.join(settings.digests)}); choose one with --digest", 2
+        )
+    if key not in settings.digests:
+        raise _fail(f"{path}: no digest {key!r} (digests: {', '.join(settings.digests)})", 2)
+    return key
+
+
+def _now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"--now: {value!r} is not an ISO 8601 date and time", 2) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _quiet_prefect() -> None:
+    # No telemetry from a command-line run unless the operator asks for it.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    if s.get("sections"):
+        table = Table(title="Gathered", title_justify="left")
+        for col in ("section", "articles", "new", "failed sources"):
+            table.add_column(col)
+        for sec in s["sections"]:
+            table.add_row(
+                sec["section"],
+                str(sec["articles"]),
+                str(sec["new"]),
+                "; ".join(sec["failed"]) or "-",
+            )
+        out.print(table)
+    if s.get("edition_id") is None:
+        out.print(f"No edition: {s.get('message', '')}")
+        return
+    dry = " (dry run: nothing recorded, nothing sent)" if s.get("dry_run") else ""
+    out.print(f"Edition      {s['edition_id']}  [{s.get('edition_status', '')}]{dry}")
+    out.print(f"Items        {s['items']}")
+    out.print(f"Recipients   {s['recipients']}  (skipped: {s['skipped']})")
+    out.print(f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run")
+    out.print(
+        f"Failed       {s['transient'] + s['permanent']} "
+        f"(transient {s['transient']}, permanent {s['permanent']})"
+    )
+    if s.get("elapsed"):
+        rate = s["submitted_now"] / s["elapsed"] if s["elapsed"] else 0
+        out.print(f"Elapsed      {s['elapsed']:.2f} s ({rate:.0f} messages/s)")
+    for f in s.get("failures", [])[:10]:
+        out.print(f"  failed: {f}")
+    if s.get("preview"):
+        out.print(f"Preview      {s['preview']}")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: DigestOpt = None,
+    now: NowOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Gather and compose; record and send nothing.")
+    ] = False,
+) -> None:
+    """The main job: gather, compose, render and deliver the current edition."""
+    settings = _settings(config)
+    key = _digest_key(settings, digest, config)
+    when = _now(now)
+    _quiet_prefect()
+    from flows.pipeline import run_flow
+
+    try:
+        summary = run_flow(str(config), key, when, dry_run)
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    _print_summary(summary)
+    if summary.get("transient") or summary.get("permanent"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def gather(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    section: Annotated[
+        list[str] | None, typer.Option("--section", "-s", help="Only these sections.")
+    ] = None,
+    now: NowOpt = None,
+) -> None:
+    """Fetch the sources of every (or the named) section and store new articles."""
+    settings = _settings(config)
+    keys = section or list(settings.sections)
+    unknown = [k for k in keys if k not in settings.sections]
+    if unknown:
+        raise _fail(f"{config}: no section {', '.join(map(repr, unknown))}", 2)
+    _quiet_prefect()
+    from flows.pipeline import gather_section_flow
+
+    failed = False
+    for key in keys:
+        result = gather_section_flow(str(config), key, _now(now))
+        out.print(f"{key}: {result['articles']} articles, {result['new']} new")
+        for f in result["failed"]:
+            failed = True
+            out.print(f"  failed: {f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def preview(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the files.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: DigestOpt = None,
+    now: NowOpt = None,
+) -> None:
+    """Render the next edition from stored articles to index.html, digest.txt and sample.eml.
+    Records nothing."""
+    from digest import jobs
+    from digest.factory import open_store
+    from digest.models import Subscriber
+
+    settings = _settings(config)
+    key = _digest_key(settings, digest, config)
+    when = _now(now) or datetime.now(UTC)
+    store = open_store(settings)
+    try:
+        outcome = jobs.compose(settings, store, key, now=when, record=False)
+        if outcome.edition is None:
+            out.print(f"Nothing to preview: {outcome.message}")
+            if store.count_articles() == 0:
+                out.print("The store has no articles yet: run `digest gather` first.")
+            return
+        edition = outcome.edition
+        variant = jobs.render_variants(settings, edition, [])[None]
+        html, text = jobs.preview_bodies(settings, variant)
+        sample = Subscriber(id=0, email="preview@example.org", name="Preview Reader")
+        msg = jobs.personal_message(settings, edition, variant, sample, now=when)
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    finally:
+        store.close()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "index.html").write_text(html, encoding="utf-8")
+    (out_dir / "digest.txt").write_text(text, encoding="utf-8")
+    (out_dir / "sample.eml").write_bytes(msg.raw)
+    out.print(
+        f"Edition {edition.id} ({outcome.status}): {len(edition.teasers)} items, "
+        f"HTML {len(html.encode()) / 1000:.1f} KB"
+    )
+    out.print(f"Subject: {edition.subject}")
+    out.print(f"Wrote {out_dir / 'index.html'}, digest.txt and sample.eml")
+
+
+@app.command()
+def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Serve the gather and edition deployments on the schedules from the config."""
+    settings = _settings(config)
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import build_deployments
+
+    prefect_serve(*build_deployments(settings, str(config)))
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns email,name,sections.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Add or update subscribers from a CSV. Unsubscribed addresses stay unsubscribed."""
+    from digest.audience.csv_import import parse_subscribers_csv
+    from digest.factory import open_store
+
+    settings = _settings(config)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise _fail(f"{file}: cannot read: {e}", 2) from None
+    people, problems = parse_subscribers_csv(text, known_sections=settings.sections)
+    for p in problems:
+        err.print(f"{file}:{p.line}: {p.message}")
+    store = open_store(settings)
+    try:
+        counts = store.import_subscribers(people, now=datetime.now(UTC))
+    finally:
+        store.close()
+    out.print(
+        f"{counts.added} added, {counts.updated} updated, {counts.kept_unsubscribed} kept "
+        f"unsubscribed, {len(problems)} rejected"
+    )
+    if problems:
+        raise typer.Exit(2)
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path | None, typer.Argument(help="The TOML file (default: --config).")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Validate a configuration file; print every problem with its key path."""
+    path = file or config
+    settings = _settings(path)
+    out.print(
+        f"{path}: OK — {len(settings.sources)} sources, {len(settings.sections)} sections, "
+        f"{len(settings.digests)} digest(s), provider {settings.delivery.provider}"
+    )
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the configuration."""
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the Markdown reference of every key (docs/configuration.md)."""
+    sys.stdout.write(reference_markdown())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

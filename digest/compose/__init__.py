@@ -1,0 +1,1 @@
+"""Composition: articles become teasers, teasers become an edition. Pure: no I/O, no clock."""

@@ -1,0 +1,108 @@
+"""Editions: pick what no earlier edition carried, per section, and lay it out as teasers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from datetime import datetime, timedelta
+
+from digest.compose.periods import edition_id, period_key
+from digest.compose.teasers import make_teaser
+from digest.compose.text import single_line
+from digest.config import Settings
+from digest.errors import NothingNew
+from digest.models import Article, Edition, EditionSection, Teaser
+
+SUBJECT_MAX = 120
+PREHEADER_MAX = 140
+
+
+class _Fields(dict[str, str]):
+    """Template fields; an unknown ``{name}`` stays as written instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(template: str, fields: Mapping[str, str]) -> str:
+    return template.format_map(_Fields(fields))
+
+
+def compose_edition(
+    candidates: Mapping[str, Sequence[Article]],
+    *,
+    history: Set[str],
+    settings: Settings,
+    digest_key: str,
+    now: datetime,
+    created_at: datetime | None = None,
+    last_edition_at: datetime | None = None,
+) -> Edition:
+    """The edition of ``digest_key`` for the period containing ``now``.
+
+    ``candidates`` maps each section key to the articles that belong to it; ``history`` holds
+    the ids that earlier editions of this digest carried, which are never repeated. Sections
+    come in the digest's order; an article in two sections goes to the first. Raises
+    NothingNew when fewer than ``min_items`` remain.
+    """
+    digest = settings.digests[digest_key]
+    oldest = now - timedelta(days=digest.max_age_days) if digest.max_age_days else None
+    period = period_key(now, digest.period, digest.schedule.timezone)
+    taken: set[str] = set(history)
+    sections: list[EditionSection] = []
+    total = 0
+    for key in digest.sections:
+        if total >= digest.max_items:
+            break
+        section = settings.sections[key]
+        fresh = [
+            a
+            for a in candidates.get(key, ())
+            if a.id not in taken
+            and a.published <= now
+            and (oldest is None or a.published >= oldest)
+        ]
+        # Newest first; the id breaks ties so the order never depends on the input's order.
+        fresh.sort(key=lambda a: (a.published, a.id), reverse=True)
+        fresh = fresh[: min(digest.max_per_section, digest.max_items - total)]
+        if not fresh:
+            continue
+        teasers = tuple(
+            make_teaser(
+                a,
+                section_key=key,
+                section=section,
+                max_paragraphs=settings.render.paragraphs,
+                budget=settings.render.teaser_chars,
+                full=i < digest.cards_per_section,
+            )
+            for i, a in enumerate(fresh)
+        )
+        taken.update(a.id for a in fresh)
+        total += len(teasers)
+        sections.append(EditionSection(key=key, title=section.title, teasers=teasers))
+
+    if total < digest.min_items:
+        since = f" since {last_edition_at:%Y-%m-%d %H:%M %Z}" if last_edition_at else ""
+        raise NothingNew(
+            f"digest {digest_key!r}, period {period}: {total} new item(s){since}, "
+            f"fewer than min_items={digest.min_items}; no edition, no email"
+        )
+
+    lead: Teaser = sections[0].teasers[0]
+    fields = {
+        "digest": digest.title,
+        "publication": settings.publication.name,
+        "lead_title": lead.title,
+        "period": period,
+        "count": str(total),
+    }
+    return Edition(
+        id=edition_id(digest_key, period),
+        digest=digest_key,
+        period=period,
+        title=digest.title,
+        subject=single_line(fill(digest.subject, fields), SUBJECT_MAX),
+        preheader=single_line(fill(digest.preheader, fields), PREHEADER_MAX),
+        sections=tuple(sections),
+        created_at=created_at or now,
+    )

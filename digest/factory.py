@@ -1,0 +1,34 @@
+"""The one place where settings become adapters: store, fetcher, provider."""
+
+from __future__ import annotations
+
+from digest.config import Settings
+from digest.delivery.base import Provider
+from digest.gather.http import Fetcher
+from digest.store import Store
+
+
+def open_store(settings: Settings) -> Store:
+    return Store.open(settings.database_url)
+
+
+def make_fetcher(settings: Settings) -> Fetcher:
+    return Fetcher(settings.http)
+
+
+def make_provider(settings: Settings, *, dry_run: bool = False) -> Provider:
+    """The configured provider; ``dry_run`` swaps in the in-memory one."""
+    name = "memory" if dry_run else settings.delivery.provider
+    if name == "memory":
+        from digest.delivery.memory import MemoryProvider
+
+        return MemoryProvider()
+    if name == "outbox":
+        from digest.delivery.outbox import OutboxProvider
+
+        return OutboxProvider(settings.outbox_path)
+    if name == "smtp":
+        from digest.delivery.smtp import SmtpProvider
+
+        return SmtpProvider(settings.delivery.smtp)
+    raise ValueError(f"unknown provider {name!r}")

@@ -1,0 +1,406 @@
+"""The pipeline's steps as plain functions over the store and the adapters.
+
+Each function is one step an operator can name (gather a source, compose an edition, deliver a
+batch) and returns a small report. Prefect flows in ``flows/`` wrap these as tasks; the CLI's
+preview and dry-run use them directly. Pure work is delegated to ``compose`` and ``render``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
+from digest.compose.editions import compose_edition
+from digest.compose.periods import edition_id, period_key
+from digest.config import Settings
+from digest.delivery.base import Provider
+from digest.errors import DigestError, NothingNew
+from digest.gather.feeds import parse_feed
+from digest.gather.http import Fetcher, FetchResult, read_file
+from digest.gather.sections import in_section
+from digest.models import (
+    Article,
+    Edition,
+    EditionStatus,
+    OutgoingMessage,
+    RenderedVariant,
+    SendStatus,
+    Subscriber,
+)
+from digest.render.email import render_variant
+from digest.render.mime import build_message
+from digest.render.personalise import personalise
+from digest.store import Store
+
+# Gather -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    source: str
+    location: str
+    status: str  # "updated", "not-modified", "failed"
+    entries: int = 0
+    new: int = 0
+    error: str = ""
+    retryable: bool = False
+    warnings: tuple[str, ...] = ()
+    articles: tuple[Article, ...] = field(default=(), repr=False)
+
+
+def source_location(settings: Settings, key: str) -> str:
+    src = settings.sources[key]
+    return src.url or str(settings.resolve(src.path))
+
+
+def sources_of(settings: Settings, section_keys: Iterable[str]) -> list[str]:
+    """Source keys feeding ``section_keys``, each once, in order of first use."""
+    keys: dict[str, None] = {}
+    for s in section_keys:
+        keys.update(dict.fromkeys(settings.sections[s].sources))
+    return list(keys)
+
+
+def gather_source(
+    settings: Settings,
+    store: Store | None,
+    fetcher: Fetcher,
+    key: str,
+    *,
+    now: datetime,
+) -> SourceReport:
+    """Fetch one source (conditionally), parse it and store its articles.
+
+    With ``store=None`` nothing is read or recorded (dry runs): the fetch is unconditional and
+    the parsed articles come back in the report. Raises FetchError or FeedError; the caller
+    decides about retries and then calls :func:`record_source_failure`.
+    """
+    src = settings.sources[key]
+    location = source_location(settings, key)
+    if src.path:
+        result: FetchResult = read_file(Path(location), settings.http.max_bytes)
+    else:
+        state = store.source_state(key) if store else None
+        same_url = state is not None and state.url == location
+        result = fetcher.fetch(
+            location,
+            etag=state.etag if state and same_url else None,
+            last_modified=state.last_modified if state and same_url else None,
+            allow_private=src.local,
+        )
+    if result.status == 304:
+        if store:
+            store.record_fetch_success(
+                key, location, etag=result.etag, last_modified=result.last_modified, now=now
+            )
+        return SourceReport(key, location, "not-modified")
+    parsed = parse_feed(
+        result.body, source=key, url=result.url, now=now, content_type=result.content_type
+    )
+    new = 0
+    if store:
+        new = store.save_articles(parsed.articles, now=now)
+        store.record_fetch_success(
+            key, location, etag=result.etag, last_modified=result.last_modified, now=now
+        )
+    return SourceReport(
+        key,
+        location,
+        "updated",
+        entries=len(parsed.articles),
+        new=new,
+        warnings=tuple(parsed.warnings),
+        articles=tuple(parsed.articles),
+    )
+
+
+def record_source_failure(
+    settings: Settings, store: Store | None, key: str, error: BaseException, *, now: datetime
+) -> SourceReport:
+    """Remember a source's failure (for health reports) and say what happened."""
+    location = source_location(settings, key)
+    message = str(error) if isinstance(error, DigestError) else f"{type(error).__name__}: {error}"
+    if store:
+        store.record_fetch_failure(key, location, error=message, now=now)
+    retryable = bool(getattr(error, "retryable", False))
+    return SourceReport(key, location, "failed", error=message, retryable=retryable)
+
+
+# Compose ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComposeOutcome:
+    edition: Edition | None
+    status: str  # "new", "updated", "unchanged", "existing", "nothing-new"
+    message: str
+
+
+def candidates(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    extra: Sequence[Article] = (),
+) -> dict[str, list[Article]]:
+    """For each section of the digest, the stored (plus ``extra``) articles that belong to it."""
+    digest = settings.digests[digest_key]
+    pool: dict[str, tuple[Article, set[str]]] = {
+        a.id: (a, set(srcs))
+        for a, srcs in store.articles_from_sources(sources_of(settings, digest.sections))
+    }
+    for a in extra:
+        pool.setdefault(a.id, (a, set()))[1].add(a.source)
+    out: dict[str, list[Article]] = {}
+    for key in digest.sections:
+        section = settings.sections[key]
+        out[key] = [
+            a
+            for a, srcs in pool.values()
+            if srcs.intersection(section.sources) and in_section(a, section)
+        ]
+    return out
+
+
+def compose(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    *,
+    now: datetime,
+    record: bool = True,
+    extra: Sequence[Article] = (),
+) -> ComposeOutcome:
+    """Compose (or find) the edition of the current period.
+
+    An edition that was approved or sent is returned as it is: re-running a period never
+    makes a second edition. A draft is recomposed, so articles that arrived since join it.
+    """
+    digest = settings.digests[digest_key]
+    eid = edition_id(digest_key, period_key(now, digest.period, digest.schedule.timezone))
+    existing = store.edition(eid)
+    if existing is not None and existing.status is not EditionStatus.DRAFT:
+        return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
+    try:
+        edition = compose_edition(
+            candidates(settings, store, digest_key, extra),
+            history=store.carried_article_ids(digest_key, except_edition=eid),
+            settings=settings,
+            digest_key=digest_key,
+            now=now,
+            created_at=existing.created_at if existing else None,
+            last_edition_at=store.last_edition_time(digest_key),
+        )
+    except NothingNew as e:
+        if existing is not None:
+            return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
+        return ComposeOutcome(None, "nothing-new", e.message)
+    if existing is not None and existing.article_ids == edition.article_ids:
+        return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
+    if record:
+        store.save_edition(edition, now=now)
+    status = "updated" if existing else "new"
+    return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
+
+
+def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
+    store.set_edition_status(edition.id, EditionStatus.APPROVED, now=now)
+    return edition.model_copy(update={"status": EditionStatus.APPROVED})
+
+
+# Render -------------------------------------------------------------------------------------
+
+
+def variant_key(edition: Edition, subscriber: Subscriber) -> frozenset[str] | None:
+    """The set of this edition's sections the subscriber gets; None means all of them."""
+    if subscriber.sections is None:
+        return None
+    present = {s.key for s in edition.sections}
+    chosen = frozenset(subscriber.sections & present)
+    return None if chosen == present else chosen
+
+
+def render_variants(
+    settings: Settings, edition: Edition, subscribers: Iterable[Subscriber]
+) -> dict[frozenset[str] | None, RenderedVariant]:
+    """Compile each distinct variant once; empty variants (no chosen section has news) skipped."""
+    keys = {variant_key(edition, s) for s in subscribers}
+    keys.add(None)
+    return {
+        k: render_variant(edition, settings, sections=k) for k in keys if k is None or len(k) > 0
+    }
+
+
+def personal_message(
+    settings: Settings,
+    edition: Edition,
+    variant: RenderedVariant,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+) -> OutgoingMessage:
+    """One subscriber's copy: tokens substituted into the compiled variant, MIME around it."""
+    key = settings.signing_key
+    unsub = unsubscribe_url(settings, make_token(key, subscriber.id, "unsubscribe"))
+    prefs = preferences_url(settings, make_token(key, subscriber.id, "preferences"))
+    html, text = personalise(
+        variant, unsubscribe_url=unsub, preferences_url=prefs, name=subscriber.name
+    )
+    return build_message(
+        html,
+        text,
+        edition=edition,
+        subscriber=subscriber,
+        settings=settings,
+        unsubscribe_url=unsub,
+        now=now,
+        key=f"{edition.id}.{subscriber.id}",
+    )
+
+
+# Deliver ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    edition_id: str
+    recipients: int = 0
+    submitted: int = 0
+    transient: int = 0
+    permanent: int = 0
+    skipped: int = 0
+    batches: int = 0
+    elapsed: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.transient + self.permanent
+
+    @property
+    def rate(self) -> float:
+        return self.submitted / self.elapsed if self.elapsed > 0 else 0.0
+
+    def add(self, other: DeliveryReport) -> None:
+        self.submitted += other.submitted
+        self.transient += other.transient
+        self.permanent += other.permanent
+        self.batches += other.batches
+        self.elapsed += other.elapsed
+        self.failures.extend(other.failures)
+
+
+def prepare_delivery(
+    store: Store, edition: Edition, subscribers: Sequence[Subscriber], *, now: datetime
+) -> DeliveryReport:
+    """Write the ledger before sending anything: one row per (edition, subscriber).
+
+    Subscribers whose chosen sections carry nothing this time get no row and no email. Rows a
+    crashed run left in ``sending``, and transient failures, go back to pending.
+    """
+    present = {s.key for s in edition.sections}
+    wanted = [s for s in subscribers if s.sections is None or s.sections & present]
+    store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
+    store.release_stale(edition.id, now=now)
+    store.retry_failed(edition.id, now=now)
+    store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
+    counts = store.delivery_counts(edition.id)
+    return DeliveryReport(
+        edition.id, recipients=sum(counts.values()), skipped=len(subscribers) - len(wanted)
+    )
+
+
+def deliver_batch(
+    settings: Settings,
+    store: Store,
+    provider: Provider,
+    edition: Edition,
+    variants: Mapping[frozenset[str] | None, RenderedVariant],
+    *,
+    now: datetime,
+    limit: int | None = None,
+) -> DeliveryReport | None:
+    """Claim the next batch of pending rows, send it, record each answer. None when done."""
+    started = time.perf_counter()
+    claimed = store.claim_batch(edition.id, limit or settings.delivery.batch_size, now=now)
+    if not claimed:
+        return None
+    by_key: dict[str, int] = {}
+    messages: list[OutgoingMessage] = []
+    for row in claimed:
+        variant = variants[variant_key(edition, row.subscriber)]
+        msg = personal_message(settings, edition, variant, row.subscriber, now=now)
+        by_key[msg.key] = row.delivery_id
+        messages.append(msg)
+    try:
+        results = provider.send(messages)
+    except DigestError:
+        # The whole batch could not be attempted: give the rows back, then let the caller
+        # (a task with retries) decide. Nothing was sent, so nothing can go twice.
+        store.release_stale(edition.id, now=now)
+        raise
+    store.mark_results({by_key[r.key]: r for r in results}, now=now)
+    report = DeliveryReport(edition.id, batches=1)
+    for r in results:
+        if r.status is SendStatus.SUBMITTED:
+            report.submitted += 1
+        else:
+            if r.status is SendStatus.TRANSIENT:
+                report.transient += 1
+            else:
+                report.permanent += 1
+            report.failures.append(f"{r.key}: {r.status.value}: {r.reason}")
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[str, int]:
+    """Mark the edition sent once no row is left to send; return the ledger's counts."""
+    counts = store.delivery_counts(edition.id)
+    if counts["pending"] == 0 and counts["sending"] == 0:
+        store.set_edition_status(edition.id, EditionStatus.SENT, now=now)
+    return counts
+
+
+def deliver_dry(
+    settings: Settings,
+    provider: Provider,
+    edition: Edition,
+    subscribers: Sequence[Subscriber],
+    already: set[int],
+    *,
+    now: datetime,
+) -> DeliveryReport:
+    """Build every message a real run would send and hand them to ``provider``; record nothing."""
+    started = time.perf_counter()
+    present = {s.key for s in edition.sections}
+    todo = [
+        s
+        for s in subscribers
+        if s.id not in already and (s.sections is None or s.sections & present)
+    ]
+    variants = render_variants(settings, edition, todo)
+    messages = [
+        personal_message(settings, edition, variants[variant_key(edition, s)], s, now=now)
+        for s in todo
+    ]
+    results = provider.send(messages) if messages else []
+    report = DeliveryReport(
+        edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo), batches=1
+    )
+    report.submitted = sum(r.status is SendStatus.SUBMITTED for r in results)
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def preview_bodies(settings: Settings, variant: RenderedVariant) -> tuple[str, str]:
+    """The variant as an editor previews it: links point at a harmless preview token."""
+    return personalise(
+        variant,
+        unsubscribe_url=unsubscribe_url(settings, "preview"),
+        preferences_url=preferences_url(settings, "preview"),
+        name="",
+    )

@@ -1,0 +1,147 @@
+"""Tables. Alembic migrations under ``migrations/`` build exactly this; a test compares them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_fetched_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_error_at", UTCDateTime),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("guid", sa.Text),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("updated_at", UTCDateTime),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    # The whole normalised Article, so that adding a field needs no migration.
+    sa.Column("body", sa.JSON, nullable=False),
+)
+
+# Which sources carried an article: an article in two feeds is stored once.
+article_sources = sa.Table(
+    "article_sources",
+    metadata,
+    sa.Column(
+        "article_id",
+        sa.String(40),
+        sa.ForeignKey("articles.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("source", sa.String(100), primary_key=True),
+)
+
+editions = sa.Table(
+    "editions",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(100), nullable=False, index=True),
+    sa.Column("period", sa.String(50), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("approved_at", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    # Editor overrides (intro, subject, pins, exclusions) kept apart from the composed body.
+    sa.Column("overrides", sa.JSON, nullable=False, default=dict),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.UniqueConstraint("digest", "period"),
+)
+
+edition_items = sa.Table(
+    "edition_items",
+    metadata,
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("article_id", sa.String(40), sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("section", sa.String(100), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    # NULL: every section of the digest; otherwise a JSON list of section keys.
+    sa.Column("sections", sa.JSON),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("provider_id", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("submitted_at", UTCDateTime),
+    sa.UniqueConstraint("edition_id", "subscriber_id"),
+    sa.Index("ix_deliveries_edition_status", "edition_id", "status"),
+)

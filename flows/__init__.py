@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over ``digest.jobs``. The only package importing Prefect."""

@@ -1,0 +1,42 @@
+"""Deployments built from the configuration: what `digest serve` runs on a schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import serve
+from prefect.schedules import Cron
+
+from digest.config import Settings, load_settings
+from flows.pipeline import edition_flow, gather_section_flow
+
+
+def build_deployments(settings: Settings, config_path: str) -> list[Any]:
+    """One gather deployment per section (its own cron) and one edition deployment per digest
+    (its cron in its timezone). The config path is a parameter, read again at each run."""
+    config = str(Path(config_path).resolve())
+    deployments = [
+        gather_section_flow.to_deployment(
+            name=f"gather-{key}",
+            schedule=Cron(section.gather_cron, timezone="UTC"),
+            parameters={"config": config, "section": key},
+            tags=["gather", key],
+        )
+        for key, section in settings.sections.items()
+    ]
+    deployments += [
+        edition_flow.to_deployment(
+            name=f"edition-{key}",
+            schedule=Cron(digest.schedule.cron, timezone=digest.schedule.timezone),
+            parameters={"config": config, "digest": key},
+            tags=["edition", key],
+        )
+        for key, digest in settings.digests.items()
+    ]
+    return deployments
+
+
+def serve_config(config_path: str) -> None:
+    """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL)."""
+    serve(*build_deployments(load_settings(config_path), config_path))

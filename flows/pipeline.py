@@ -1,0 +1,353 @@
+"""The gather and edition flows, and the run flow that chains them.
+
+Tasks are thin: each calls one function of ``digest.jobs`` and adds what Prefect is good at
+(retries of transient errors only, logs, artifacts, a UI). Delivery goes in batches, one task
+per batch of hundreds of messages, never a task per recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from digest import jobs
+from digest.config import Settings, load_settings
+from digest.delivery.base import Provider
+from digest.errors import DigestError
+from digest.factory import make_fetcher, make_provider, open_store
+from digest.gather.http import Fetcher
+from digest.gather.sections import in_section
+from digest.models import Article, Edition, EditionStatus, RenderedVariant
+from digest.store import Store
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what can pass: errors that say a retry helps."""
+    try:
+        state.result()
+    except DigestError as e:
+        return e.retryable
+    except Exception:
+        return False
+    return False
+
+
+@dataclass
+class SectionGathered:
+    section: str
+    articles: int = 0
+    new: int = 0
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    digest: str
+    sections: list[SectionGathered] = field(default_factory=list)
+    edition_id: str | None = None
+    edition_status: str = ""
+    message: str = ""
+    items: int = 0
+    recipients: int = 0
+    submitted: int = 0
+    submitted_now: int = 0
+    transient: int = 0
+    permanent: int = 0
+    skipped: int = 0
+    elapsed: float = 0.0
+    preview: str | None = None
+    dry_run: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+# Tasks --------------------------------------------------------------------------------------
+
+
+@task(name="fetch-source", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
+def fetch_source(
+    settings: Settings, store: Store | None, fetcher: Fetcher, key: str, now: datetime
+) -> jobs.SourceReport:
+    report = jobs.gather_source(settings, store, fetcher, key, now=now)
+    get_run_logger().info(
+        "source %r: %s, %d entries, %d new", key, report.status, report.entries, report.new
+    )
+    for w in report.warnings:
+        get_run_logger().warning("source %r: %s", key, w)
+    return report
+
+
+@task(name="compose-edition", cache_policy=NO_CACHE)
+def compose_task(
+    settings: Settings,
+    store: Store,
+    digest: str,
+    now: datetime,
+    record: bool,
+    extra: list[Article],
+) -> jobs.ComposeOutcome:
+    outcome = jobs.compose(settings, store, digest, now=now, record=record, extra=extra)
+    get_run_logger().info("compose %r: %s (%s)", digest, outcome.status, outcome.message)
+    return outcome
+
+
+@task(name="render-variants", cache_policy=NO_CACHE)
+def render_task(
+    settings: Settings, store: Store, edition: Edition
+) -> dict[frozenset[str] | None, RenderedVariant]:
+    variants = jobs.render_variants(settings, edition, store.active_subscribers())
+    get_run_logger().info(
+        "edition %s: %d variant(s), HTML %d bytes (all sections)",
+        edition.id,
+        len(variants),
+        len(variants[None].html.encode()),
+    )
+    return variants
+
+
+@task(name="prepare-delivery", cache_policy=NO_CACHE)
+def prepare_task(store: Store, edition: Edition, now: datetime) -> jobs.DeliveryReport:
+    return jobs.prepare_delivery(store, edition, store.active_subscribers(), now=now)
+
+
+@task(
+    name="deliver-batch",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_transient,
+)
+def deliver_batch_task(
+    settings: Settings,
+    store: Store,
+    provider: Provider,
+    edition: Edition,
+    variants: dict[frozenset[str] | None, RenderedVariant],
+    now: datetime,
+) -> jobs.DeliveryReport | None:
+    report = jobs.deliver_batch(settings, store, provider, edition, variants, now=now)
+    if report is not None:
+        get_run_logger().info(
+            "edition %s: batch of %d: %d submitted, %d transient, %d permanent",
+            edition.id,
+            report.submitted + report.failed,
+            report.submitted,
+            report.transient,
+            report.permanent,
+        )
+    return report
+
+
+# Flows --------------------------------------------------------------------------------------
+
+
+def _gather(
+    settings: Settings, store: Store | None, section: str, now: datetime
+) -> tuple[SectionGathered, list[Article]]:
+    out = SectionGathered(section)
+    found: list[Article] = []
+    sec = settings.sections[section]
+    with make_fetcher(settings) as fetcher:
+        futures = {
+            key: fetch_source.with_options(retries=settings.http.retries).submit(
+                settings, store, fetcher, key, now
+            )
+            for key in sec.sources
+        }
+        for key, fut in futures.items():
+            try:
+                report = fut.result()
+            except Exception as e:  # every failure is reported, none stops the others
+                report = jobs.record_source_failure(settings, store, key, e, now=now)
+                get_run_logger().error("source %r failed: %s", key, report.error)
+                out.failed.append(f"{key}: {report.error}")
+            mine = [a for a in report.articles if in_section(a, sec)]
+            found.extend(mine)
+            out.articles += len(mine)
+            out.new += report.new
+            out.sources.append(
+                {
+                    "source": key,
+                    "status": report.status,
+                    "entries": report.entries,
+                    "new": report.new,
+                    "error": report.error,
+                }
+            )
+    return out, found
+
+
+@flow(name="gather-section", log_prints=True)
+def gather_section_flow(
+    config: str, section: str, now: datetime | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """Fetch every source of one section, store new articles, report each source.
+
+    A dry run records nothing and returns the parsed articles under ``articles`` instead.
+    """
+    settings = load_settings(config)
+    store = None if dry_run else open_store(settings)
+    try:
+        gathered, found = _gather(settings, store, section, _now(now))
+    finally:
+        if store:
+            store.close()
+    result = asdict(gathered)
+    if dry_run:
+        result["articles"] = [a.model_dump(mode="json") for a in found]
+    return result
+
+
+def _edition(
+    settings: Settings,
+    store: Store,
+    digest: str,
+    now: datetime,
+    *,
+    dry_run: bool,
+    extra: list[Article],
+    summary: RunSummary,
+) -> RunSummary:
+    logger = get_run_logger()
+    outcome = compose_task(settings, store, digest, now, not dry_run, extra)
+    summary.message = outcome.message
+    edition = outcome.edition
+    if edition is None:
+        logger.info("digest %r: %s", digest, outcome.message)
+        return summary
+    summary.edition_id = edition.id
+    summary.items = len(edition.teasers)
+    if not dry_run and edition.status is EditionStatus.DRAFT:
+        if settings.digests[digest].approval == "required":
+            summary.edition_status = "awaiting approval"
+            logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
+            return summary
+        edition = jobs.approve(store, edition, now=now)
+
+    if dry_run:
+        with make_provider(settings, dry_run=True) as provider:
+            report = jobs.deliver_dry(
+                settings,
+                provider,
+                edition,
+                store.active_subscribers(),
+                store.submitted_subscriber_ids(edition.id),
+                now=now,
+            )
+        summary.edition_status = "dry run: nothing recorded"
+        summary.recipients = report.recipients
+        summary.submitted_now = report.submitted
+        summary.skipped = report.skipped
+        summary.elapsed = report.elapsed
+        return summary
+
+    variants = render_task(settings, store, edition)
+    if settings.delivery.provider == "outbox":
+        from digest.delivery.outbox import write_previews
+
+        html, text = jobs.preview_bodies(settings, variants[None])
+        summary.preview = str(
+            write_previews(settings.outbox_path, edition.id, html, text) / "index.html"
+        )
+    total = prepare_task(store, edition, now)
+    summary.skipped = total.skipped
+    with make_provider(settings) as provider:
+        while True:
+            report = deliver_batch_task(settings, store, provider, edition, variants, now)
+            if report is None:
+                break
+            total.add(report)
+    counts = jobs.finish_delivery(store, edition, now=now)
+    summary.edition_status = (store.edition(edition.id) or edition).status.value
+    summary.recipients = sum(counts.values())
+    summary.submitted = counts["submitted"]
+    summary.submitted_now = total.submitted
+    summary.transient = total.transient
+    summary.permanent = total.permanent
+    summary.elapsed = total.elapsed
+    summary.failures = total.failures[:50]
+    _artifact(edition, summary, len(variants[None].html.encode()))
+    return summary
+
+
+def _artifact(edition: Edition, summary: RunSummary, html_bytes: int) -> None:
+    lines = [
+        f"# {edition.subject}",
+        "",
+        f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB",
+        "",
+        f"Recipients {summary.recipients} · submitted {summary.submitted} "
+        f"(this run {summary.submitted_now}) · failed {summary.transient + summary.permanent}",
+        "",
+    ]
+    for section in edition.sections:
+        lines.append(f"## {section.title}")
+        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
+        lines.append("")
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=f"edition-{edition.id}".lower()[:100],
+        description=f"Edition {edition.id}",
+    )
+
+
+@flow(name="edition", log_prints=True)
+def edition_flow(
+    config: str,
+    digest: str,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    extra: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Compose, render and deliver the current period's edition of ``digest``.
+
+    ``extra``: articles gathered by a dry run, which are not in the store.
+    """
+    settings = load_settings(config)
+    store = open_store(settings)
+    try:
+        summary = _edition(
+            settings,
+            store,
+            digest,
+            _now(now),
+            dry_run=dry_run,
+            extra=[Article.model_validate(a) for a in extra or ()],
+            summary=RunSummary(digest=digest, dry_run=dry_run),
+        )
+    finally:
+        store.close()
+    return summary.as_dict()
+
+
+@flow(name="digest-run", log_prints=True)
+def run_flow(
+    config: str, digest: str, now: datetime | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """The main job: gather every section of ``digest``, then compose, render and deliver."""
+    settings = load_settings(config)
+    when = _now(now)
+    sections: list[dict[str, Any]] = []
+    extra: list[dict[str, Any]] = []
+    for section in settings.digests[digest].sections:
+        gathered = gather_section_flow(config, section, when, dry_run)
+        extra.extend(gathered.pop("articles", ()))
+        sections.append(gathered)
+    result = edition_flow(config, digest, when, dry_run, extra)
+    result["sections"] = sections
+    return result

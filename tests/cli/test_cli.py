@@ -1,0 +1,80 @@
+"""The command line: user errors exit 2 with the file and key, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from digest.cli import app
+from tests.conftest import ROOT, SAMPLE
+
+runner = CliRunner()
+
+
+def test_config_check_ok() -> None:
+    result = runner.invoke(app, ["config", "check", str(ROOT / "config" / "example.toml")])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output and "3 sections" in result.output
+
+
+def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "pub.toml"
+    bad.write_text(
+        (ROOT / "config" / "example.toml")
+        .read_text()
+        .replace('lang = "en"', 'lang = "en"\nlogo = 1')
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "digest.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert str(bad) in proc.stderr and "publication.logo" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_unknown_digest_and_bad_now_exit_2() -> None:
+    cfg = str(ROOT / "config" / "example.toml")
+    result = runner.invoke(app, ["run", "--config", cfg, "--digest", "daily"])
+    assert result.exit_code == 2 and "no digest 'daily'" in result.output
+    result = runner.invoke(app, ["run", "--config", cfg, "--now", "next tuesday"])
+    assert result.exit_code == 2 and "--now" in result.output
+
+
+def test_schema_is_json() -> None:
+    result = runner.invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    assert "digests" in json.loads(result.output)["properties"]
+
+
+def test_subscribers_import_reports_bad_rows(tmp_path: Path) -> None:
+    cfg = tmp_path / "pub.toml"
+    text = (ROOT / "config" / "example.toml").read_text()
+    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
+    text = text.replace('path = "sample/', f'path = "{SAMPLE}/')
+    cfg.write_text(text)
+    result = runner.invoke(
+        app, ["subscribers", "import", str(SAMPLE / "subscribers.csv"), "--config", str(cfg)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "12 added" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("email,name,sections\nnope,X,\nnew@example.org,New,\n")
+    result = runner.invoke(app, ["subscribers", "import", str(bad), "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "bad.csv:2" in result.output and "1 added" in result.output
+
+
+def test_help_does_not_import_prefect() -> None:
+    code = "import sys; from digest.cli import app; print('prefect' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert proc.stdout.strip() == "False"

@@ -1,0 +1,110 @@
+"""Shared fixtures. Prefect's settings are fixed here, before anything imports Prefect."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="digest-tests-prefect-")
+os.environ.update(
+    {
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "",
+        "PREFECT_HOME": _PREFECT_HOME,
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(Path(_PREFECT_HOME) / "storage"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+)
+# Tests never read a developer's own overrides.
+for _name in [n for n in os.environ if n.startswith("DIGEST__") or n == "DIGEST_CONFIG"]:
+    del os.environ[_name]
+
+from digest.config import Settings, parse_settings  # noqa: E402
+from digest.models import Article, Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "config" / "sample"
+CORPORA = ROOT.parent / "shared" / "corpora"
+
+
+def base_config(data_dir: Path) -> dict[str, Any]:
+    """A small publication with the three sample feeds as file sources."""
+    return {
+        "data_dir": str(data_dir),
+        "publication": {
+            "name": "The Meridian Review",
+            "url": "https://meridian.example.org",
+            "from_email": "digest@meridian.example.org",
+            "postal_address": "1200 Harbor Street, Baltimore, MD 21230, USA",
+            "unsubscribe_mailto": "unsubscribe@meridian.example.org",
+        },
+        "sources": {
+            "diplomacy-watch": {"path": str(SAMPLE / "diplomacy-watch.xml")},
+            "qiosk": {"path": str(SAMPLE / "qiosk.xml")},
+            "analysis": {"path": str(SAMPLE / "analysis.atom")},
+        },
+        "sections": {
+            "diplomacy-watch": {
+                "title": "Diplomacy Watch",
+                "sources": ["diplomacy-watch"],
+                "title_prefix": "Diplomacy Watch:",
+            },
+            "qiosk": {"title": "QiOSK", "sources": ["qiosk"]},
+            "analysis": {
+                "title": "Analysis",
+                "sources": ["analysis"],
+                "kicker": "Analysis | {category}",
+            },
+        },
+        "digests": {
+            "weekly": {
+                "title": "The Weekly Dispatch",
+                "sections": ["diplomacy-watch", "qiosk", "analysis"],
+                "schedule": {"cron": "0 7 * * MON", "timezone": "America/New_York"},
+                "max_age_days": 0,
+            }
+        },
+    }
+
+
+def _deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(overrides: dict[str, Any] | None = None, **env: str) -> Settings:
+        data = _deep_update(base_config(tmp_path / "var"), overrides or {})
+        return parse_settings(data, source="test.toml", base_dir=tmp_path, environ=env)
+
+    return make
+
+
+def article(n: int, **kw: Any) -> Article:
+    """A plain article for unit tests; ``n`` orders them (higher is newer)."""
+    fields: dict[str, Any] = {
+        "id": f"a{n:020d}",
+        "source": "qiosk",
+        "url": f"https://meridian.example.org/qiosk/item-{n}",
+        "title": f"Item {n}",
+        "published": datetime(2026, 11, 1, tzinfo=UTC).replace(day=1 + n % 28, hour=n % 24),
+        "summary_html": f"<p>First paragraph of item {n}.</p><p>Second paragraph.</p>",
+        "image": Image(url=f"https://images.example.org/{n}.jpg", caption="Cap", credit="Cred"),
+        "categories": ("News",),
+    }
+    fields.update(kw)
+    return Article(**fields)

@@ -1,0 +1,123 @@
+"""Configuration: every problem named by its key path; secrets only from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import (
+    env_overrides,
+    json_schema,
+    load_settings,
+    parse_settings,
+    reference_markdown,
+)
+from digest.errors import ConfigError
+from tests.conftest import ROOT, base_config
+
+
+def test_example_config_is_valid() -> None:
+    s = load_settings(ROOT / "config" / "example.toml", environ={})
+    assert set(s.sections) == {"diplomacy-watch", "qiosk", "analysis"}
+    assert s.digests["weekly"].schedule.timezone == "America/New_York"
+    assert s.delivery.provider == "outbox"
+    assert s.database_url == f"sqlite:///{ROOT / 'var' / 'digest.db'}"
+    for src in s.sources.values():
+        assert s.resolve(src.path).is_file()
+
+
+def _problems(data: dict, **env: str) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as info:
+        parse_settings(data, source="pub.toml", environ=env)
+    assert "pub.toml" in str(info.value)
+    return info.value.problems
+
+
+def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["publication"]["from_email"] = "not-an-address"
+    data["sections"]["qiosk"]["titel"] = "typo"
+    data["digests"]["weekly"]["schedule"]["timezone"] = "Mars/Olympus"
+    data["digests"]["weekly"]["max_items"] = 0
+    paths = {p for p, _ in _problems(data)}
+    assert {
+        "publication.from_email",
+        "sections.qiosk.titel",
+        "digests.weekly.schedule.timezone",
+        "digests.weekly.max_items",
+    } <= paths
+
+
+def test_cross_references_are_checked(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["sections"]["qiosk"]["sources"] = ["nowhere"]
+    data["digests"]["weekly"]["sections"].append("sport")
+    problems = dict(_problems(data))
+    assert "unknown source 'nowhere'" in problems["sections.qiosk.sources"]
+    assert "unknown section 'sport'" in problems["digests.weekly.sections"]
+
+
+def test_bad_cron_and_source_location(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["digests"]["weekly"]["schedule"]["cron"] = "every monday"
+    data["sources"]["qiosk"] = {"url": "ftp://example.org/feed"}
+    data["sources"]["analysis"] = {"url": "https://x", "path": "y"}
+    paths = {p for p, _ in _problems(data)}
+    assert {"digests.weekly.schedule.cron", "sources.qiosk", "sources.analysis"} <= paths
+
+
+def test_secrets_only_from_environment(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["delivery"] = {"provider": "smtp", "smtp": {"password": "hunter2"}}
+    problems = dict(_problems(data, DIGEST__SECRET_KEY="k"))
+    assert "DIGEST__DELIVERY__SMTP__PASSWORD" in problems["delivery.smtp.password"]
+    data["delivery"]["smtp"].pop("password")
+    s = parse_settings(
+        data,
+        environ={"DIGEST__DELIVERY__SMTP__PASSWORD": "hunter2", "DIGEST__SECRET_KEY": "k"},
+    )
+    assert s.delivery.smtp.password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(s)
+
+
+def test_real_provider_needs_a_signing_key(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["delivery"] = {"provider": "smtp"}
+    assert "secret_key" in dict(_problems(data))
+
+
+def test_environment_overrides_nested_keys(tmp_path: Path) -> None:
+    env = {
+        "DIGEST__DELIVERY__BATCH_SIZE": "250",
+        "DIGEST__DIGESTS__WEEKLY__SECTIONS": '["qiosk"]',
+        "OTHER": "ignored",
+    }
+    assert env_overrides(env) == {
+        "delivery": {"batch_size": "250"},
+        "digests": {"weekly": {"sections": ["qiosk"]}},
+    }
+    s = parse_settings(base_config(tmp_path), environ=env)
+    assert s.delivery.batch_size == 250 and s.digests["weekly"].sections == ["qiosk"]
+    problems = dict(_problems(base_config(tmp_path), DIGEST__DELIVERY__BATCH_SIZE="lots"))
+    assert "delivery.batch_size" in problems
+
+
+def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[publication\nname = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(bad, environ={})
+    assert str(bad) in str(info.value) and info.value.problems[0][0] == "(syntax)"
+
+
+def test_reference_doc_is_generated_and_current() -> None:
+    doc = reference_markdown()
+    assert "`digests.<key>.schedule.cron`" in doc and "*env only*" in doc
+    committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == doc, "docs/configuration.md is stale: run `make docs`"
+
+
+def test_json_schema_lists_the_sections() -> None:
+    schema = json_schema()
+    assert {"publication", "sources", "sections", "digests"} <= set(schema["properties"])
