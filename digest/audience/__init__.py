@@ -1,0 +1,1 @@
+"""Audience: subscribers, their CSV import, preferences and the signed tokens in their links."""

@@ -1,0 +1,401 @@
+"""Render one variant of an edition: Jinja2 → MJML → HTML (CSS inlined) plus the text part.
+
+A variant is rendered once and shared by every subscriber who gets the same sections; the
+personal parts stay tokens (see ``personalise``). Before anything is handed on, the result is
+checked against what mail clients and the law need (size under Gmail's clipping, alt on every
+image, a working unsubscribe link, the postal address), and a failed check raises RenderError
+naming the edition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
+
+import css_inline
+import jinja2
+import mjml
+from markupsafe import Markup
+
+from digest.config import Settings
+from digest.errors import RenderError
+from digest.models import Edition, Image, RenderedVariant, Teaser
+from digest.render import personalise
+from digest.render.links import add_utm, is_web_url
+from digest.render.text import tidy, wrap
+
+MJML_TEMPLATE = "email/digest.mjml.j2"
+TEXT_TEMPLATE = "email/digest.txt.j2"
+
+# The body is 600 px wide and cards have 24 px of padding on each side.
+CONTENT_WIDTH = 552
+
+# The official MJML element set; MRML copies anything else through as an unknown HTML tag.
+MJML_TAGS = frozenset(
+    {
+        "mjml",
+        "mj-head",
+        "mj-body",
+        "mj-attributes",
+        "mj-all",
+        "mj-class",
+        "mj-breakpoint",
+        "mj-font",
+        "mj-html-attributes",
+        "mj-selector",
+        "mj-html-attribute",
+        "mj-preview",
+        "mj-style",
+        "mj-title",
+        "mj-accordion",
+        "mj-accordion-element",
+        "mj-accordion-title",
+        "mj-accordion-text",
+        "mj-button",
+        "mj-carousel",
+        "mj-carousel-image",
+        "mj-column",
+        "mj-divider",
+        "mj-group",
+        "mj-hero",
+        "mj-image",
+        "mj-navbar",
+        "mj-navbar-link",
+        "mj-raw",
+        "mj-section",
+        "mj-social",
+        "mj-social-element",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+        "mj-wrapper",
+        "mj-include",
+    }
+)
+
+# Zero-width non-joiner + no-break space after the preheader: clients fill the inbox preview
+# line from the start of the body, so without padding the greeting and header would follow it.
+PREHEADER_PADDING = Markup("&zwnj;&nbsp;" * 60)
+
+_RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ps", "sd", "ug", "ur", "yi"}
+)
+_MONTHS = (
+    *("January", "February", "March", "April", "May", "June"),
+    *("July", "August", "September", "October", "November", "December"),
+)
+_BLANK_LINES = re.compile(r"\n\s*\n")
+_SPACE = re.compile(r"\s+")
+
+
+# Template loading -----------------------------------------------------------------------------
+def _templates_dir() -> Path:
+    """``templates/`` of a checkout or editable install, else the copy inside the wheel."""
+    here = Path(__file__).resolve()
+    candidates = (here.parents[2] / "templates", here.parents[1] / "_templates")
+    for path in candidates:
+        if (path / MJML_TEMPLATE).is_file():
+            return path
+    raise RenderError(f"no email templates found in {' or '.join(map(str, candidates))}")
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment (created on first use, then shared)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_templates_dir()),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml.j2", "html.j2"), default_for_string=True, default=False
+        ),
+        # A misspelt variable must fail the render, not print an empty string into an email.
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    return env
+
+
+_INLINER = css_inline.CSSInliner(
+    # Plain rules become style attributes (Gmail and Outlook ignore classes in places); the
+    # @media rules (mobile, dark mode) can only live in a <style> block, so they stay.
+    keep_style_tags=False,
+    keep_at_rules=True,
+    load_remote_stylesheets=False,
+)
+
+
+# View model: what the templates see, with links and fallbacks already decided --------------
+@dataclass(frozen=True, slots=True)
+class CardImage:
+    src: str
+    alt: str
+    width: int
+    caption: str
+    credit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    kicker: str
+    title: str
+    url: str
+    paragraphs: tuple[str, ...]
+    image: CardImage | None
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    key: str
+    title: str
+    cards: tuple[Item, ...]
+    headlines: tuple[Item, ...]
+
+
+def _image(image: Image | None, title: str) -> CardImage | None:
+    # Only web images: a data: or file: src from a feed has no place in a mass mailing.
+    if image is None or not is_web_url(image.url):
+        return None
+    width = min(image.width or CONTENT_WIDTH, CONTENT_WIDTH)
+    return CardImage(
+        src=image.url,
+        alt=image.alt.strip() or title,
+        width=width,
+        caption=image.caption.strip(),
+        credit=image.credit.strip(),
+    )
+
+
+def _item(teaser: Teaser, url: str) -> Item:
+    return Item(
+        kicker=teaser.kicker,
+        title=teaser.title,
+        url=url,
+        paragraphs=tuple(p for p in teaser.paragraphs if p.strip()),
+        image=_image(teaser.image, teaser.title) if teaser.full else None,
+    )
+
+
+def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
+    out = []
+    for section in edition.sections:
+        cards: list[Item] = []
+        headlines: list[Item] = []
+        for position, teaser in enumerate(section.teasers, start=1):
+            if not is_web_url(teaser.url):
+                raise RenderError(
+                    f"edition {edition.id!r}: article {teaser.article_id!r} has a link that is "
+                    f"not http(s): {teaser.url[:80]!r}"
+                )
+            url = teaser.url
+            if settings.render.utm:
+                url = add_utm(
+                    url,
+                    source=settings.render.utm_source,
+                    campaign=edition.id,
+                    content=f"{section.key}-{position}",
+                )
+            (cards if teaser.full else headlines).append(_item(teaser, url))
+        if cards or headlines:
+            out.append(Section(section.key, section.title, tuple(cards), tuple(headlines)))
+    return tuple(out)
+
+
+def _dateline(when: datetime, lang: str) -> str:
+    # Month names only in English; any other language gets the unambiguous ISO date.
+    if lang.lower().startswith("en"):
+        return f"{when.day} {_MONTHS[when.month - 1]} {when.year}"
+    return when.date().isoformat()
+
+
+def _paragraphs(text: str) -> tuple[str, ...]:
+    return tuple(p for p in (_SPACE.sub(" ", b).strip() for b in _BLANK_LINES.split(text)) if p)
+
+
+def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> dict[str, object]:
+    """Everything both templates need, as plain values."""
+    digest = settings.digests[edition.digest]
+    pub = settings.publication
+    lang = pub.lang or "en"
+    return {
+        "lang": lang,
+        "dir": "rtl" if lang.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
+        "title": edition.title,
+        "subject": edition.subject,
+        "preheader": edition.preheader,
+        "preheader_padding": PREHEADER_PADDING,
+        "publication_name": pub.name,
+        "publication_url": pub.url,
+        "logo_url": pub.logo_url,
+        "digest_title": digest.title,
+        "dateline": _dateline(edition.created_at, lang),
+        "greeting": personalise.GREETING if greeting else "",
+        "intro": _paragraphs(edition.intro),
+        "sections": _sections(edition, settings),
+        "preferences_url": personalise.PREFERENCES,
+        "unsubscribe_url": personalise.UNSUBSCRIBE,
+        "postal_lines": tuple(line.strip() for line in pub.postal_address.splitlines() if line),
+        "content_width": CONTENT_WIDTH,
+    }
+
+
+# Checks -----------------------------------------------------------------------------------------
+class _MjmlTags(HTMLParser):
+    """Collects the ``mj-*`` tag names of a document (lenient: any markup parses)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.unknown: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if (tag == "mjml" or tag.startswith("mj-")) and tag not in MJML_TAGS:
+            self.unknown.append(tag)
+
+    handle_startendtag = handle_starttag
+
+
+def unknown_mjml_tags(source: str) -> list[str]:
+    """The ``mj-*`` tags of ``source`` that are not in the MJML element set, in order."""
+    parser = _MjmlTags()
+    parser.feed(source)
+    parser.close()
+    return parser.unknown
+
+
+def validate_mjml(source: str, *, edition_id: str = "") -> None:
+    """Raise RenderError if ``source`` uses a tag MJML does not define.
+
+    MRML does not complain about an unknown ``mj-`` tag; it copies it into the HTML, where
+    every client ignores it and its content silently disappears.
+    """
+    unknown = unknown_mjml_tags(source)
+    if unknown:
+        names = ", ".join(sorted(set(unknown)))
+        raise RenderError(f"edition {edition_id!r}: unknown MJML tag(s) in the template: {names}")
+
+
+class _HtmlFacts(HTMLParser):
+    """What the checks need from compiled HTML: images without alt, links, visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.images_without_alt: list[str] = []
+        self.hrefs: list[str] = []
+        self.text: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img" and not (values.get("alt") or "").strip():
+            self.images_without_alt.append(values.get("src") or "(no src)")
+        if tag == "a" and values.get("href") is not None:
+            self.hrefs.append(values["href"] or "")
+        if tag == "br":
+            self.text.append(" ")
+        if tag in {"style", "title", "script"}:
+            self._hidden += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in {"style", "title", "script"}:
+            self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"style", "title", "script"}:
+            self._hidden = max(0, self._hidden - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.text.append(data)
+
+
+def _squash(text: str) -> str:
+    return _SPACE.sub(" ", text.replace("\xa0", " ")).strip()
+
+
+def _allowed_href(href: str) -> bool:
+    return is_web_url(href) or href.startswith("mailto:") or href in personalise.TOKENS
+
+
+def check(html_body: str, text_body: str, *, edition_id: str, settings: Settings) -> None:
+    """Raise RenderError for the first thing that would make this email unacceptable."""
+    where = f"edition {edition_id!r}"
+    size = len(html_body.encode("utf-8"))
+    budget = settings.render.max_html_bytes
+    if size > budget:
+        raise RenderError(
+            f"{where}: HTML is {size} bytes, {size - budget} over the budget of {budget} "
+            "(render.max_html_bytes; Gmail clips at about 102 KB); lower max_items, "
+            "cards_per_section or teaser_chars"
+        )
+    facts = _HtmlFacts()
+    facts.feed(html_body)
+    facts.close()
+    if facts.images_without_alt:
+        raise RenderError(f"{where}: image without alt text: {facts.images_without_alt[0]}")
+    bad = [h for h in facts.hrefs if not _allowed_href(h)]
+    if bad:
+        raise RenderError(f"{where}: link that is not http(s) or mailto: {bad[0][:80]!r}")
+    if personalise.UNSUBSCRIBE not in facts.hrefs:
+        raise RenderError(f"{where}: the HTML has no unsubscribe link")
+    if personalise.UNSUBSCRIBE not in text_body:
+        raise RenderError(f"{where}: the text part has no unsubscribe link")
+    address = _squash(settings.publication.postal_address)
+    if address and address not in _squash("".join(facts.text)):
+        raise RenderError(f"{where}: the HTML does not show the postal address")
+    if address and address not in _squash(text_body):
+        raise RenderError(f"{where}: the text part does not show the postal address")
+
+
+# The stage --------------------------------------------------------------------------------------
+def compile_mjml(source: str, *, edition_id: str = "") -> str:
+    """MJML → HTML with CSS inlined; unknown tags and MRML errors raise RenderError."""
+    validate_mjml(source, edition_id=edition_id)
+    try:
+        compiled = mjml.mjml2html(source, disable_comments=True)
+    except ValueError as e:
+        raise RenderError(f"edition {edition_id!r}: MJML did not compile: {e}") from None
+    return _INLINER.inline(compiled)
+
+
+def render_variant(
+    edition: Edition,
+    settings: Settings,
+    *,
+    sections: frozenset[str] | None = None,
+    greeting: bool = True,
+) -> RenderedVariant:
+    """The email for the subscribers of ``edition`` who get ``sections`` (``None``: all).
+
+    ``greeting`` adds the "Hello {name}," line (a personal token). Raises RenderError naming
+    the edition when a template fails or a check does.
+    """
+    if edition.digest not in settings.digests:
+        raise RenderError(
+            f"edition {edition.id!r}: digest {edition.digest!r} is not in the configuration"
+        )
+    variant = edition.for_sections(sections)
+    ctx = context(variant, settings, greeting=greeting)
+    env = environment()
+    try:
+        source = env.get_template(MJML_TEMPLATE).render(ctx)
+        text_body = tidy(env.get_template(TEXT_TEMPLATE).render(ctx))
+    except jinja2.TemplateError as e:
+        raise RenderError(f"edition {edition.id!r}: template error: {e}") from None
+    html_body = compile_mjml(source, edition_id=edition.id)
+    if not html_body.endswith("\n"):
+        # MIME encoders end every part with a line break; adding it here keeps the HTML
+        # identical before and after a round trip through a message.
+        html_body += "\n"
+    check(html_body, text_body, edition_id=edition.id, settings=settings)
+    return RenderedVariant(
+        edition_id=edition.id,
+        sections=sections,
+        subject=edition.subject,
+        html=html_body,
+        text=text_body,
+    )

@@ -1,0 +1,110 @@
+"""Signed tokens: round trip, and every kind of bad token refused."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from digest.audience.tokens import (
+    SALTS,
+    InvalidToken,
+    make_token,
+    preferences_url,
+    read_token,
+    unsubscribe_url,
+)
+from digest.errors import PermanentError
+from tests.render import make_settings
+
+KEY = "test-signing-key"
+DAY = 86_400
+
+
+def test_round_trip() -> None:
+    for purpose in ("unsubscribe", "preferences"):
+        token = make_token(KEY, 12345, purpose)
+        assert read_token(KEY, token, purpose, max_age_seconds=DAY) == 12345
+
+
+def test_tokens_are_url_safe() -> None:
+    token = make_token(KEY, 2**40, "unsubscribe")
+    assert all(c.isalnum() or c in "-_." for c in token)
+
+
+def test_invalid_token_is_permanent() -> None:
+    assert issubclass(InvalidToken, PermanentError)
+
+
+def test_other_purpose_refused() -> None:
+    token = make_token(KEY, 1, "preferences")
+    with pytest.raises(InvalidToken):
+        read_token(KEY, token, "unsubscribe", max_age_seconds=DAY)
+
+
+def test_other_key_refused() -> None:
+    token = make_token("another-key", 1, "unsubscribe")
+    with pytest.raises(InvalidToken):
+        read_token(KEY, token, "unsubscribe", max_age_seconds=DAY)
+
+
+@pytest.mark.parametrize("position", [0, 3, -1, -5])
+def test_tampered_refused(position: int) -> None:
+    token = make_token(KEY, 1, "unsubscribe")
+    chars = list(token)
+    chars[position] = "A" if chars[position] != "A" else "B"
+    with pytest.raises(InvalidToken):
+        read_token(KEY, "".join(chars), "unsubscribe", max_age_seconds=DAY)
+
+
+@pytest.mark.parametrize(
+    "forged", ["", "abc", "MQ", "MQ.x.y", "MTIzNDU.AAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAA"]
+)
+def test_forged_refused(forged: str) -> None:
+    with pytest.raises(InvalidToken):
+        read_token(KEY, forged, "unsubscribe", max_age_seconds=DAY)
+
+
+def test_swapped_payload_refused() -> None:
+    token = make_token(KEY, 1, "unsubscribe")
+    other = make_token(KEY, 2, "unsubscribe")
+    payload_of_other = other.split(".")[0]
+    with pytest.raises(InvalidToken):
+        read_token(KEY, ".".join([payload_of_other, *token.split(".")[1:]]), "unsubscribe", DAY)
+
+
+class _OldSigner(TimestampSigner):
+    """Signs as if it were 30 days ago (no clock mocking needed)."""
+
+    def get_timestamp(self) -> int:
+        return int(time.time()) - 30 * DAY
+
+
+def test_expired_refused() -> None:
+    old = URLSafeTimedSerializer(KEY, salt=SALTS["unsubscribe"], signer=_OldSigner).dumps(9)
+    # Genuine and correctly signed: readable with a long enough max_age ...
+    assert read_token(KEY, old, "unsubscribe", max_age_seconds=60 * DAY) == 9
+    # ... and refused when older than max_age.
+    with pytest.raises(InvalidToken, match="Expired"):
+        read_token(KEY, old, "unsubscribe", max_age_seconds=7 * DAY)
+
+
+def test_non_integer_payload_refused() -> None:
+    serializer = URLSafeTimedSerializer(KEY, salt=SALTS["unsubscribe"])
+    for payload in ("1", True, [1], None, 1.5):
+        with pytest.raises(InvalidToken):
+            read_token(KEY, serializer.dumps(payload), "unsubscribe", max_age_seconds=DAY)
+
+
+def test_unknown_purpose_and_empty_key_are_programming_errors() -> None:
+    with pytest.raises(ValueError):
+        make_token(KEY, 1, "delete")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        make_token("", 1, "unsubscribe")
+
+
+def test_urls() -> None:
+    settings = make_settings()
+    assert unsubscribe_url(settings, "tok") == "https://m.example.org/u/tok"
+    assert preferences_url(settings, "tok") == "https://m.example.org/p/tok"
