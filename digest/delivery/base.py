@@ -1,0 +1,83 @@
+"""The provider port: what the deliver stage may expect of anything that sends messages.
+
+Contract of :meth:`Provider.send`:
+
+- It takes a batch of messages and returns **exactly one** :class:`SendResult` per message, in
+  the same order, each carrying that message's ``key``. This holds even when the connection
+  drops halfway: messages that could not be attempted come back ``TRANSIENT``, never missing.
+- Per-message outcomes are results, not exceptions: ``SUBMITTED`` (the provider accepted it;
+  "submitted", not "delivered": a bounce may still follow), ``TRANSIENT`` (try again later) or
+  ``PERMANENT`` (the same message will fail the same way).
+- It raises only when the whole batch cannot be attempted at all, before anything of it was
+  sent: :class:`~digest.errors.TransientDeliveryError` (cannot connect, timeout, overloaded) or
+  :class:`~digest.errors.PermanentDeliveryError` (credentials refused, misconfiguration). The
+  message names the provider and where it tried (e.g. ``host:port``). After a raise, nothing of
+  the batch was submitted, so the caller may retry the batch as a whole.
+- An empty batch returns ``[]`` without touching the network or the disk.
+- Submission is at least once: when a connection is lost after a message was handed over but
+  before the provider confirmed it, the message is reported ``TRANSIENT`` and may arrive twice
+  once retried. Providers that accept an idempotency key use ``OutgoingMessage.key``.
+
+:meth:`Provider.close` releases connections and may be called more than once; a provider may
+reopen lazily if ``send`` is called again. Providers are not thread-safe: give each worker
+(thread or process) its own instance, built from settings. Wrappers that add rate limits or fan
+a batch out to processes are themselves Providers, so the deliver stage never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from digest.models import OutgoingMessage, SendResult, SendStatus
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Anything that can submit a batch of messages. See the module docstring for the contract."""
+
+    name: str
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Submit ``messages``; one result per message, in order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+class ProviderBase:
+    """Shared plumbing for providers: ``with provider: ...`` closes it on the way out."""
+
+    name: str = "provider"
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def submitted(key: str, provider_id: str) -> SendResult:
+    """The provider accepted the message; ``provider_id`` lets bounces be matched later."""
+    return SendResult(key=key, status=SendStatus.SUBMITTED, provider_id=provider_id)
+
+
+def transient(key: str, reason: str) -> SendResult:
+    """The message was not accepted this time; trying again later may work."""
+    return SendResult(key=key, status=SendStatus.TRANSIENT, reason=reason)
+
+
+def permanent(key: str, reason: str) -> SendResult:
+    """The message was refused for good; sending it again fails the same way."""
+    return SendResult(key=key, status=SendStatus.PERMANENT, reason=reason)

@@ -1,0 +1,239 @@
+"""The SMTP provider: submits messages to a mail server over one reused connection.
+
+One connection is opened on the first ``send`` and kept until :meth:`SmtpProvider.close`, so a
+batch of hundreds costs one TCP and TLS handshake, not hundreds. Each message is a separate
+SMTP transaction (``MAIL``/``RCPT``/``DATA``), driven with smtplib's low-level calls so every
+step's reply code is known and mapped to a result:
+
+- 2xx at every step: ``SUBMITTED``, with the server's queue id (from ``queued as X`` or
+  ``id=X`` in the reply to DATA) or else the Message-ID as ``provider_id``;
+- 4xx: ``TRANSIENT``; 5xx: ``PERMANENT``; the reason names the step and quotes the server;
+- connection lost (EOF, reset, timeout, or a ``421`` closing reply): reconnect once and retry
+  that message; if it fails again, it and every message after it come back ``TRANSIENT``.
+
+Failing to connect or log in before the batch starts raises (see ``digest.delivery.base``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+
+from digest.config import SmtpSettings
+from digest.delivery.base import ProviderBase, permanent, submitted, transient
+from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from digest.models import OutgoingMessage, SendResult, SendStatus
+
+# Postfix: "250 2.0.0 Ok: queued as 4Xy1Z2"; Exim: "250 OK id=1rAbCd-000123-4E".
+_QUEUE_ID = re.compile(r"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
+_LINE_ENDS = re.compile(rb"\r?\n")
+_CLOSING = 421  # "service not available, closing transmission channel"
+
+
+class _ConnectionLost(Exception):
+    """The session is unusable; the current message's outcome is unknown."""
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+def _reply(code: int, reply: bytes | str) -> str:
+    return f"{code} {_text(reply)}".strip()
+
+
+class SmtpProvider(ProviderBase):
+    """Submits messages to ``settings.host:settings.port``.
+
+    ``password`` overrides ``settings.password`` (e.g. when a caller fetched it from a vault);
+    ``ssl_context`` overrides the default verifying context (e.g. to trust a private CA). TLS
+    is never downgraded: with ``starttls`` a server that does not offer it is an error.
+    """
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self._password = settings.password.get_secret_value() if password is None else password
+        self._ssl_context = ssl_context
+        self._smtp: smtplib.SMTP | None = None
+        # Counts successful connections (first one and reconnects); useful in logs and tests.
+        self.connections = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    # Connection ---------------------------------------------------------------------------
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _connect(self) -> smtplib.SMTP:
+        """Open, secure and authenticate a session; raise a DeliveryError naming host:port."""
+        s = self.settings
+        smtp: smtplib.SMTP | None = None
+        step = "connect"
+        try:
+            if s.security == "tls":
+                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            step = "EHLO"
+            smtp.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                step = "STARTTLS"
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            if s.username:
+                step = f"AUTH as {s.username!r}"
+                smtp.login(s.username, self._password)
+        except smtplib.SMTPResponseException as e:
+            # Covers a refused greeting, EHLO, STARTTLS and AUTH (535: bad credentials).
+            self._discard(smtp)
+            error = PermanentDeliveryError if 500 <= e.smtp_code < 600 else TransientDeliveryError
+            raise error(
+                f"SMTP {self.where}: {step} refused: {_reply(e.smtp_code, e.smtp_error)}"
+            ) from e
+        except smtplib.SMTPNotSupportedError as e:
+            # Configuration and server disagree (no STARTTLS, no AUTH): waiting will not help.
+            self._discard(smtp)
+            raise PermanentDeliveryError(
+                f"SMTP {self.where}: {step} not supported by the server: {e}; check "
+                "delivery.smtp.security and delivery.smtp.username"
+            ) from e
+        except ssl.SSLCertVerificationError as e:
+            self._discard(smtp)
+            raise PermanentDeliveryError(
+                f"SMTP {self.where}: {step}: certificate not trusted: {e.verify_message}"
+            ) from e
+        except OSError as e:
+            # Refused, unreachable, DNS, timeouts, dropped mid-handshake: may pass.
+            self._discard(smtp)
+            raise TransientDeliveryError(f"SMTP {self.where}: {step} failed: {e}") from e
+        self.connections += 1
+        return smtp
+
+    def _session(self) -> smtplib.SMTP:
+        """The open session, checked with NOOP so a connection the server idled out is replaced
+        before the batch starts (and a failure to reconnect can still raise cleanly)."""
+        if self._smtp is not None:
+            try:
+                code, _ = self._smtp.noop()
+                if code == 250:
+                    return self._smtp
+            except OSError:
+                pass
+            self._drop()
+        self._smtp = self._connect()
+        return self._smtp
+
+    @staticmethod
+    def _discard(smtp: smtplib.SMTP | None) -> None:
+        if smtp is not None:
+            with contextlib.suppress(OSError):
+                smtp.close()
+
+    def _drop(self) -> None:
+        """Forget a broken session without talking to the server."""
+        self._discard(self._smtp)
+        self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.quit()
+        except OSError:
+            pass  # the server may already be gone; the socket is closed either way
+        finally:
+            self._drop()
+
+    # Sending ------------------------------------------------------------------------------
+    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        if not messages:
+            return []
+        smtp = self._session()  # raises: nothing of this batch was attempted yet
+        results: list[SendResult] = []
+        dirty = False  # a failed transaction may leave server state behind: RSET first
+        for index, message in enumerate(messages):
+            try:
+                result = self._transaction(smtp, message, reset=dirty)
+            except _ConnectionLost as lost:
+                self._drop()
+                try:
+                    smtp = self._session()
+                    result = self._transaction(smtp, message, reset=False)
+                except (_ConnectionLost, DeliveryError) as again:
+                    self._drop()
+                    reason = f"SMTP {self.where}: connection lost ({lost}); retry failed: {again}"
+                    results.append(transient(message.key, reason))
+                    results.extend(
+                        transient(m.key, f"not attempted: {reason}") for m in messages[index + 1 :]
+                    )
+                    return results
+            dirty = result.status is not SendStatus.SUBMITTED
+            results.append(result)
+        return results
+
+    def _transaction(
+        self, smtp: smtplib.SMTP, message: OutgoingMessage, *, reset: bool
+    ) -> SendResult:
+        """One MAIL/RCPT/DATA exchange; raises _ConnectionLost when the session breaks."""
+        try:
+            if reset:
+                smtp.rset()
+            options: list[str] = []
+            if not (message.sender.isascii() and message.recipient.isascii()):
+                if not smtp.has_extn("smtputf8"):
+                    return permanent(
+                        message.key,
+                        f"SMTP {self.where}: address is not ASCII and the server does not "
+                        "offer SMTPUTF8",
+                    )
+                options.append("SMTPUTF8")
+            if not message.raw.isascii() and smtp.has_extn("8bitmime"):
+                # Declare 8-bit bodies so the server does not have to guess (or bounce).
+                options.append("BODY=8BITMIME")
+            code, reply = smtp.mail(message.sender, options)
+            if code != 250:
+                return self._refused(message, "MAIL FROM", code, reply)
+            code, reply = smtp.rcpt(message.recipient)
+            if code not in (250, 251):
+                return self._refused(message, "RCPT TO", code, reply)
+            # SMTP wants CRLF; a bare LF is rejected by strict servers (smuggling defences).
+            code, reply = smtp.data(_LINE_ENDS.sub(b"\r\n", message.raw))
+            if code != 250:
+                return self._refused(message, "DATA", code, reply)
+        except smtplib.SMTPResponseException as e:
+            # smtplib raises this when DATA is not answered with 354.
+            return self._refused(message, "DATA", e.smtp_code, e.smtp_error)
+        except OSError as e:
+            # SMTPServerDisconnected, resets and timeouts; after any of them the session's state
+            # is unknown, so it must not be reused.
+            raise _ConnectionLost(str(e) or type(e).__name__) from e
+        match = _QUEUE_ID.search(_text(reply))
+        return submitted(message.key, match.group(1) if match else message.message_id)
+
+    def _refused(
+        self, message: OutgoingMessage, step: str, code: int, reply: bytes | str
+    ) -> SendResult:
+        if code == _CLOSING:
+            # The server is hanging up; treat it as a lost connection, not as this message's fault.
+            raise _ConnectionLost(_reply(code, reply))
+        who = message.sender if step == "MAIL FROM" else message.recipient
+        reason = f"{step} {who}: {_reply(code, reply)}"
+        if 500 <= code < 600:
+            return permanent(message.key, reason)
+        # 4xx, and anything unexpected (smtplib reports an unreadable reply as -1): may pass.
+        return transient(message.key, reason)
