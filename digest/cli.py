@@ -32,7 +32,7 @@ subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(subscribers_app, name="subscribers")
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 err = Console(stderr=True, highlight=False)
 
 ConfigOpt = Annotated[

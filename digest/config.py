@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from digest.errors import ConfigError
 
@@ -37,7 +38,7 @@ ENV_PREFIX = "DIGEST__"
 KEY_RE = r"^[a-z0-9][a-z0-9_-]*$"
 Key = Annotated[str, Field(pattern=KEY_RE, description="A short lower-case identifier.")]
 # Marks a field that may only come from the environment.
-SECRET = {"secret": True}
+SECRET: JsonDict = {"secret": True}
 
 
 class _Section(BaseModel):

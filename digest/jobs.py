@@ -45,11 +45,15 @@ class SourceReport:
     location: str
     status: str  # "updated", "not-modified", "failed"
     entries: int = 0
-    new: int = 0
+    new_ids: frozenset[str] = frozenset()
     error: str = ""
     retryable: bool = False
     warnings: tuple[str, ...] = ()
     articles: tuple[Article, ...] = field(default=(), repr=False)
+
+    @property
+    def new(self) -> int:
+        return len(self.new_ids)
 
 
 def source_location(settings: Settings, key: str) -> str:
@@ -101,7 +105,7 @@ def gather_source(
     parsed = parse_feed(
         result.body, source=key, url=result.url, now=now, content_type=result.content_type
     )
-    new = 0
+    new: set[str] = set()
     if store:
         new = store.save_articles(parsed.articles, now=now)
         store.record_fetch_success(
@@ -112,7 +116,7 @@ def gather_source(
         location,
         "updated",
         entries=len(parsed.articles),
-        new=new,
+        new_ids=frozenset(new),
         warnings=tuple(parsed.warnings),
         articles=tuple(parsed.articles),
     )

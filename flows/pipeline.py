@@ -179,7 +179,7 @@ def _gather(
             mine = [a for a in report.articles if in_section(a, sec)]
             found.extend(mine)
             out.articles += len(mine)
-            out.new += report.new
+            out.new += sum(a.id in report.new_ids for a in mine)
             out.sources.append(
                 {
                     "source": key,
@@ -198,7 +198,7 @@ def gather_section_flow(
 ) -> dict[str, Any]:
     """Fetch every source of one section, store new articles, report each source.
 
-    A dry run records nothing and returns the parsed articles under ``articles`` instead.
+    A dry run records nothing and returns the parsed articles under ``found`` instead.
     """
     settings = load_settings(config)
     store = None if dry_run else open_store(settings)
@@ -209,7 +209,7 @@ def gather_section_flow(
             store.close()
     result = asdict(gathered)
     if dry_run:
-        result["articles"] = [a.model_dump(mode="json") for a in found]
+        result["found"] = [a.model_dump(mode="json") for a in found]
     return result
 
 
@@ -346,7 +346,7 @@ def run_flow(
     extra: list[dict[str, Any]] = []
     for section in settings.digests[digest].sections:
         gathered = gather_section_flow(config, section, when, dry_run)
-        extra.extend(gathered.pop("articles", ()))
+        extra.extend(gathered.pop("found", ()))
         sections.append(gathered)
     result = edition_flow(config, digest, when, dry_run, extra)
     result["sections"] = sections

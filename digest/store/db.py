@@ -171,9 +171,9 @@ class Store:
         return failures
 
     # Articles ---------------------------------------------------------------------------------
-    def save_articles(self, articles: Iterable[Article], *, now: datetime) -> int:
-        """Insert new articles, refresh changed ones; returns how many were new."""
-        new = 0
+    def save_articles(self, articles: Iterable[Article], *, now: datetime) -> set[str]:
+        """Insert new articles, refresh known ones; returns the ids that were new."""
+        new: set[str] = set()
         with self.engine.begin() as c:
             for a in articles:
                 body = a.model_dump(mode="json")
@@ -194,7 +194,7 @@ class Store:
                             id=a.id, source=a.source, first_seen_at=now, **cols
                         )
                     )
-                    new += 1
+                    new.add(a.id)
                 else:
                     # The first source keeps ownership; the content follows the latest fetch.
                     cols["body"] = {

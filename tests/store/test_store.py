@@ -60,8 +60,8 @@ def test_source_validators_and_failures(store: Store) -> None:
 
 def test_an_article_in_two_sources_is_stored_once(store: Store) -> None:
     a = article(1, source="qiosk")
-    assert store.save_articles([a], now=NOW) == 1
-    assert store.save_articles([a.model_copy(update={"source": "analysis"})], now=NOW) == 0
+    assert store.save_articles([a], now=NOW) == {a.id}
+    assert store.save_articles([a.model_copy(update={"source": "analysis"})], now=NOW) == set()
     assert store.count_articles() == 1
     ((got, sources),) = store.articles_from_sources(["qiosk", "analysis"])
     assert got.source == "qiosk" and sources == {"qiosk", "analysis"}

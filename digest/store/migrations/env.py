@@ -16,6 +16,8 @@ def run() -> None:
         url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
             "sqlalchemy.url"
         )
+        if not url:
+            raise SystemExit("alembic: pass the database as -x url=… (or run `digest` commands)")
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             _migrate(conn)
