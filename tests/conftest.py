@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -107,3 +108,25 @@ def article(n: int, **kw: Any) -> Article:
     }
     fields.update(kw)
     return Article(**fields)
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars, tables = [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            scalars.append(f"{json.dumps(k)} = {json.dumps(v)}")
+    out = []
+    if prefix and scalars:
+        out.append(f"[{prefix}]")
+    out.extend(scalars)
+    for k, v in tables:
+        out.append(_toml(v, f"{prefix}.{json.dumps(k)}" if prefix else json.dumps(k)))
+    return "\n".join(out) + "\n"
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    """Write a settings mapping as TOML (JSON strings and arrays are valid TOML values)."""
+    path.write_text(_toml(data), encoding="utf-8")
+    return path

@@ -66,6 +66,7 @@ class SmtpProvider(ProviderBase):
         self._password = settings.password.get_secret_value() if password is None else password
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
+        self._dirty = False  # the session's last transaction failed: RSET before the next
         # Counts successful connections (first one and reconnects); useful in logs and tests.
         self.connections = 0
 
@@ -148,6 +149,7 @@ class SmtpProvider(ProviderBase):
         """Forget a broken session without talking to the server."""
         self._discard(self._smtp)
         self._smtp = None
+        self._dirty = False
 
     def close(self) -> None:
         if self._smtp is None:
@@ -165,10 +167,9 @@ class SmtpProvider(ProviderBase):
             return []
         smtp = self._session()  # raises: nothing of this batch was attempted yet
         results: list[SendResult] = []
-        dirty = False  # a failed transaction may leave server state behind: RSET first
         for index, message in enumerate(messages):
             try:
-                result = self._transaction(smtp, message, reset=dirty)
+                result = self._transaction(smtp, message, reset=self._dirty)
             except _ConnectionLost as lost:
                 self._drop()
                 try:
@@ -182,7 +183,9 @@ class SmtpProvider(ProviderBase):
                         transient(m.key, f"not attempted: {reason}") for m in messages[index + 1 :]
                     )
                     return results
-            dirty = result.status is not SendStatus.SUBMITTED
+            # A failed transaction may leave server state behind (even for the next batch on
+            # this reused session): RSET before the next MAIL.
+            self._dirty = result.status is not SendStatus.SUBMITTED
             results.append(result)
         return results
 

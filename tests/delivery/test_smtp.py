@@ -54,6 +54,7 @@ class Handler:
         self.servers: list[Server] = []
         self.dropped: set[str] = set()
         self.data_reply: str | None = None  # None: "queued as ABC<n>"
+        self.accept_later = False  # True: "later@…" is accepted (the server recovered)
 
     async def handle_EHLO(
         self,
@@ -86,7 +87,7 @@ class Handler:
         local = address.split("@")[0]
         if local == "bounce":
             return "550 5.1.1 no such user"
-        if local == "later":
+        if local == "later" and not self.accept_later:
             return "451 4.3.0 try later"
         if local == "closing":
             return "421 4.3.2 service shutting down"
@@ -222,6 +223,21 @@ def test_per_recipient_outcomes_in_one_batch(server: Running) -> None:
         ["ok1@example.org"],
         ["ok2@example.org"],
         ["ok4@example.org"],
+    ]
+    assert len(server.handler.peers) == 1
+
+
+def test_a_failure_ending_one_batch_does_not_spoil_the_next(server: Running) -> None:
+    with SmtpProvider(server.settings()) as provider:
+        first = provider.send(
+            [make_message("ok1@example.org", n=1), make_message("bounce@example.org", n=2)]
+        )
+        second = provider.send([make_message("ok2@example.org", n=3)])
+    assert _statuses(first) == ["submitted", "permanent"]
+    assert _statuses(second) == ["submitted"]
+    assert [r.rcpt_tos for r in server.handler.received] == [
+        ["ok1@example.org"],
+        ["ok2@example.org"],
     ]
     assert len(server.handler.peers) == 1
 

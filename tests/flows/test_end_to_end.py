@@ -8,14 +8,13 @@ import email.policy
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from digest.config import Settings, parse_settings
 from digest.models import DeliveryStatus, NewSubscriber
 from digest.store import Store
-from tests.conftest import SAMPLE, base_config
+from tests.conftest import SAMPLE, base_config, write_toml
 from tests.flows.conftest import FeedServer
 
 pytestmark = pytest.mark.flows
@@ -39,28 +38,7 @@ def write_config(
     data["http"] = {"retries": 1, "read_timeout": 0.5, "total_timeout": 1.5}
     # Room for every sample article, so that the next period has only what is new.
     data["digests"]["weekly"].update({"max_per_section": 12, "max_items": 40})
-    lines = [_toml(data)]
-    path = tmp_path / "pub.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
-def _toml(data: dict[str, Any], prefix: str = "") -> str:
-    import json
-
-    scalars, tables = [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        else:
-            scalars.append(f"{json.dumps(k)} = {json.dumps(v)}")
-    out = []
-    if prefix and scalars:
-        out.append(f"[{prefix}]")
-    out.extend(scalars)
-    for k, v in tables:
-        out.append(_toml(v, f"{prefix}.{json.dumps(k)}" if prefix else json.dumps(k)))
-    return "\n".join(out) + "\n"
+    return write_toml(tmp_path / "pub.toml", data)
 
 
 def settings_of(path: Path) -> Settings:
