@@ -93,14 +93,19 @@ def _edition_headers(
     subject: str,
 ) -> tuple[str, str, str]:
     """Header values that are the same for every recipient of an edition, built once:
-    (List-Id, the mailto part of List-Unsubscribe, the encoded Subject or "" when ASCII)."""
+    (List-Id, the mailto part of List-Unsubscribe, the folded or encoded Subject)."""
     domain = _domain(from_email)
     title = clean_header(digest_title)
     phrase = _quoted(title) if title.isascii() else _encoded("List-Id", title)
     list_id = _fold("List-Id", [phrase, f"<{digest_key}.{domain}>"], "")
     mailto_part = f"<mailto:{mailto}?subject=unsubscribe>" if mailto else ""
-    # ASCII subjects go through the policy, which folds them at spaces.
-    raw_subject = "" if subject.isascii() else _encoded("Subject", subject)
+    # ASCII subjects are folded at spaces by hand too: the policy's folder may break the line
+    # right after "Subject:", which some parsers and clients read back with a leading space.
+    raw_subject = (
+        _fold("Subject", subject.split(" "), " ")
+        if subject.isascii()
+        else _encoded("Subject", subject)
+    )
     return list_id, mailto_part, raw_subject
 
 

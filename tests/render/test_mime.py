@@ -124,6 +124,15 @@ def test_non_ascii_everywhere_survives(variant: RenderedVariant) -> None:
     assert_lines_short(build(variant, edition=edition, settings=settings).raw)
 
 
+@pytest.mark.parametrize("length", [10, 66, 67, 70, 150])
+def test_long_ascii_subjects_read_back_exactly(variant: RenderedVariant, length: int) -> None:
+    subject = ("Diplomacy Watch: ceasefire talks resume in Doha and beyond " * 3)[:length].strip()
+    edition = weekly_edition().model_copy(update={"subject": subject})
+    raw = build(variant, edition=edition).raw
+    assert str(parse(raw)["Subject"]) == subject
+    assert_lines_short(raw)
+
+
 def assert_lines_short(raw: bytes) -> None:
     head, _, body = raw.partition(b"\r\n\r\n")
     for line in head.split(b"\r\n"):
