@@ -8,9 +8,10 @@ preview and dry-run use them directly. Pure work is delegated to ``compose`` and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
@@ -24,10 +25,12 @@ from digest.gather.http import Fetcher, FetchResult, read_file
 from digest.gather.sections import in_section
 from digest.models import (
     Article,
+    DeliveryStatus,
     Edition,
     EditionStatus,
     OutgoingMessage,
     RenderedVariant,
+    SendResult,
     SendStatus,
     Subscriber,
 )
@@ -35,6 +38,7 @@ from digest.render.email import render_variant
 from digest.render.mime import build_message
 from digest.render.personalise import personalise
 from digest.store import Store
+from digest.store.db import lock_owner
 
 # Gather -------------------------------------------------------------------------------------
 
@@ -219,7 +223,8 @@ def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
 
 
 def variant_key(edition: Edition, subscriber: Subscriber) -> frozenset[str] | None:
-    """The set of this edition's sections the subscriber gets; None means all of them."""
+    """The set of this edition's sections the subscriber gets; None means all of them, an
+    empty set that none of their chosen sections has news this time."""
     if subscriber.sections is None:
         return None
     present = {s.key for s in edition.sections}
@@ -227,15 +232,25 @@ def variant_key(edition: Edition, subscriber: Subscriber) -> frozenset[str] | No
     return None if chosen == present else chosen
 
 
+Variants = dict[frozenset[str] | None, RenderedVariant]
+
+
 def render_variants(
     settings: Settings, edition: Edition, subscribers: Iterable[Subscriber]
-) -> dict[frozenset[str] | None, RenderedVariant]:
-    """Compile each distinct variant once; empty variants (no chosen section has news) skipped."""
-    keys = {variant_key(edition, s) for s in subscribers}
+) -> Variants:
+    """Compile each distinct variant once (the full edition always); empty ones are skipped."""
+    keys: set[frozenset[str] | None] = {variant_key(edition, s) for s in subscribers}
     keys.add(None)
-    return {
-        k: render_variant(edition, settings, sections=k) for k in keys if k is None or len(k) > 0
-    }
+    return {k: render_variant(edition, settings, sections=k) for k in keys if k is None or k}
+
+
+def variant_for(
+    settings: Settings, edition: Edition, variants: Variants, key: frozenset[str] | None
+) -> RenderedVariant:
+    """The compiled variant ``key``, compiling it now if the audience changed since."""
+    if key not in variants:
+        variants[key] = render_variant(edition, settings, sections=key)
+    return variants[key]
 
 
 def personal_message(
@@ -284,11 +299,8 @@ class DeliveryReport:
     def failed(self) -> int:
         return self.transient + self.permanent
 
-    @property
-    def rate(self) -> float:
-        return self.submitted / self.elapsed if self.elapsed > 0 else 0.0
-
     def add(self, other: DeliveryReport) -> None:
+        self.skipped += other.skipped
         self.submitted += other.submitted
         self.transient += other.transient
         self.permanent += other.permanent
@@ -297,24 +309,50 @@ class DeliveryReport:
         self.failures.extend(other.failures)
 
 
+LOCK_TTL = timedelta(minutes=15)
+
+
+@contextmanager
+def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
+    """Hold the edition's delivery lease for the block; yields this run's owner name.
+
+    A second run of the same edition raises DeliveryLocked instead of sending alongside.
+    """
+    name, owner = f"deliver:{edition.id}", lock_owner()
+    store.acquire_lock(name, owner, ttl=LOCK_TTL)
+    try:
+        yield owner
+    finally:
+        store.release_lock(name, owner)
+
+
 def prepare_delivery(
     store: Store, edition: Edition, subscribers: Sequence[Subscriber], *, now: datetime
 ) -> DeliveryReport:
     """Write the ledger before sending anything: one row per (edition, subscriber).
 
-    Subscribers whose chosen sections carry nothing this time get no row and no email. Rows a
-    crashed run left in ``sending``, and transient failures, go back to pending.
+    Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
+    time get no row. Rows of subscribers who left since are closed as skipped; rows a crashed
+    run left in ``sending``, and transient failures, go back to pending. A sent edition gets
+    no new rows: someone who subscribed after it went out does not get last period's email.
     """
-    present = {s.key for s in edition.sections}
-    wanted = [s for s in subscribers if s.sections is None or s.sections & present]
-    store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
+    wanted = [s for s in subscribers if variant_key(edition, s) != frozenset()]
+    if edition.status is not EditionStatus.SENT:
+        store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
+        store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
+    store.skip_inactive(edition.id, now=now)
     store.release_stale(edition.id, now=now)
     store.retry_failed(edition.id, now=now)
-    store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
-    counts = store.delivery_counts(edition.id)
     return DeliveryReport(
-        edition.id, recipients=sum(counts.values()), skipped=len(subscribers) - len(wanted)
+        edition.id,
+        recipients=recipients(store.delivery_counts(edition.id)),
+        skipped=len(subscribers) - len(wanted),
     )
+
+
+def recipients(counts: dict[str, int]) -> int:
+    """Ledger rows meant to be sent (every status but skipped)."""
+    return sum(counts[s.value] for s in DeliveryStatus if s is not DeliveryStatus.SKIPPED)
 
 
 def deliver_batch(
@@ -322,33 +360,54 @@ def deliver_batch(
     store: Store,
     provider: Provider,
     edition: Edition,
-    variants: Mapping[frozenset[str] | None, RenderedVariant],
+    variants: Variants,
     *,
     now: datetime,
+    owner: str,
     limit: int | None = None,
 ) -> DeliveryReport | None:
-    """Claim the next batch of pending rows, send it, record each answer. None when done."""
+    """Claim the next batch of pending rows, send it, record each answer. None when done.
+
+    A message that cannot be built fails alone (permanently, with the reason); anything that
+    stops the batch as a whole gives its rows back unsent before the error propagates.
+    """
+    store.renew_lock(f"deliver:{edition.id}", owner, ttl=LOCK_TTL)
     started = time.perf_counter()
     claimed = store.claim_batch(edition.id, limit or settings.delivery.batch_size, now=now)
     if not claimed:
         return None
+    report = DeliveryReport(edition.id, batches=1)
     by_key: dict[str, int] = {}
     messages: list[OutgoingMessage] = []
-    for row in claimed:
-        variant = variants[variant_key(edition, row.subscriber)]
-        msg = personal_message(settings, edition, variant, row.subscriber, now=now)
-        by_key[msg.key] = row.delivery_id
-        messages.append(msg)
+    unusable: dict[int, SendResult] = {}
+    skipped: list[int] = []
     try:
-        results = provider.send(messages)
-    except DigestError:
-        # The whole batch could not be attempted: give the rows back, then let the caller
-        # (a task with retries) decide. Nothing was sent, so nothing can go twice.
-        store.release_stale(edition.id, now=now)
+        for row in claimed:
+            key = variant_key(edition, row.subscriber)
+            if key == frozenset():
+                skipped.append(row.delivery_id)
+                continue
+            try:
+                variant = variant_for(settings, edition, variants, key)
+                msg = personal_message(settings, edition, variant, row.subscriber, now=now)
+            except DigestError as e:
+                unusable[row.delivery_id] = SendResult(
+                    f"{edition.id}.{row.subscriber.id}", SendStatus.PERMANENT, reason=str(e)
+                )
+                continue
+            by_key[msg.key] = row.delivery_id
+            messages.append(msg)
+        results = provider.send(messages) if messages else []
+    except BaseException:
+        # Nothing of this batch was sent (providers raise only before sending): give it back.
+        store.release([c.delivery_id for c in claimed], now=now)
         raise
-    store.mark_results({by_key[r.key]: r for r in results}, now=now)
-    report = DeliveryReport(edition.id, batches=1)
-    for r in results:
+    answers = {by_key[r.key]: r for r in results} | unusable
+    store.mark_results(answers, now=now)
+    if skipped:
+        store.mark_skipped(skipped, "none of the chosen sections has news", now=now)
+    report.skipped = len(skipped)
+    for r in answers.values():
         if r.status is SendStatus.SUBMITTED:
             report.submitted += 1
         else:
@@ -362,9 +421,13 @@ def deliver_batch(
 
 
 def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[str, int]:
-    """Mark the edition sent once no row is left to send; return the ledger's counts."""
+    """Mark the edition sent once nothing is left to send or to retry; return the counts.
+
+    With transient failures left the edition stays ``sending``: the next run retries them.
+    """
     counts = store.delivery_counts(edition.id)
-    if counts["pending"] == 0 and counts["sending"] == 0:
+    done = counts["pending"] == counts["sending"] == counts["transient"] == 0
+    if done and edition.status is not EditionStatus.SENT:
         store.set_edition_status(edition.id, EditionStatus.SENT, now=now)
     return counts
 
@@ -408,3 +471,13 @@ def preview_bodies(settings: Settings, variant: RenderedVariant) -> tuple[str, s
         preferences_url=preferences_url(settings, "preview"),
         name="",
     )
+
+
+def write_preview(settings: Settings, edition: Edition, variant: RenderedVariant) -> Path | None:
+    """With the outbox provider, put ``index.html`` and ``digest.txt`` beside the messages."""
+    if settings.delivery.provider != "outbox":
+        return None
+    from digest.delivery.outbox import write_previews
+
+    html, text = preview_bodies(settings, variant)
+    return write_previews(settings.outbox_path, edition.id, html, text) / "index.html"

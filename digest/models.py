@@ -146,6 +146,9 @@ class DeliveryStatus(enum.StrEnum):
     SENDING = "sending"
     SUBMITTED = "submitted"
     FAILED = "failed"
+    # The subscriber left, was suppressed, or chose only sections without news, before their
+    # copy went out: a final state, never sent.
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, slots=True)

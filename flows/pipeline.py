@@ -18,18 +18,20 @@ from prefect.cache_policies import NO_CACHE
 from digest import jobs
 from digest.config import Settings, load_settings
 from digest.delivery.base import Provider
-from digest.errors import DigestError
+from digest.errors import DeliveryLocked, DigestError
 from digest.factory import make_fetcher, make_provider, open_store
-from digest.gather.http import Fetcher
 from digest.gather.sections import in_section
-from digest.models import Article, Edition, EditionStatus, RenderedVariant
+from digest.models import Article, Edition, EditionStatus
 from digest.store import Store
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what can pass: errors that say a retry helps."""
+    """Retry only what can pass: errors that say a retry helps (a lost delivery lease is
+    transient for the run as a whole, but retrying the task would only find it lost again)."""
     try:
         state.result()
+    except DeliveryLocked:
+        return False
     except DigestError as e:
         return e.retryable
     except Exception:
@@ -78,11 +80,20 @@ def _now(now: datetime | None) -> datetime:
 # Tasks --------------------------------------------------------------------------------------
 
 
-@task(name="fetch-source", cache_policy=NO_CACHE, retry_condition_fn=_retry_transient)
+@task(
+    name="fetch-source",
+    cache_policy=NO_CACHE,
+    retry_delay_seconds=[1, 10, 60],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_transient,
+)
 def fetch_source(
-    settings: Settings, store: Store | None, fetcher: Fetcher, key: str, now: datetime
+    settings: Settings, store: Store | None, key: str, now: datetime
 ) -> jobs.SourceReport:
-    report = jobs.gather_source(settings, store, fetcher, key, now=now)
+    # A fetcher per task: sources are fetched in parallel threads and a session is not
+    # thread-safe.
+    with make_fetcher(settings) as fetcher:
+        report = jobs.gather_source(settings, store, fetcher, key, now=now)
     get_run_logger().info(
         "source %r: %s, %d entries, %d new", key, report.status, report.entries, report.new
     )
@@ -106,9 +117,7 @@ def compose_task(
 
 
 @task(name="render-variants", cache_policy=NO_CACHE)
-def render_task(
-    settings: Settings, store: Store, edition: Edition
-) -> dict[frozenset[str] | None, RenderedVariant]:
+def render_task(settings: Settings, store: Store, edition: Edition) -> jobs.Variants:
     variants = jobs.render_variants(settings, edition, store.active_subscribers())
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
@@ -137,10 +146,11 @@ def deliver_batch_task(
     store: Store,
     provider: Provider,
     edition: Edition,
-    variants: dict[frozenset[str] | None, RenderedVariant],
+    variants: jobs.Variants,
     now: datetime,
+    owner: str,
 ) -> jobs.DeliveryReport | None:
-    report = jobs.deliver_batch(settings, store, provider, edition, variants, now=now)
+    report = jobs.deliver_batch(settings, store, provider, edition, variants, now=now, owner=owner)
     if report is not None:
         get_run_logger().info(
             "edition %s: batch of %d: %d submitted, %d transient, %d permanent",
@@ -162,33 +172,32 @@ def _gather(
     out = SectionGathered(section)
     found: list[Article] = []
     sec = settings.sections[section]
-    with make_fetcher(settings) as fetcher:
-        futures = {
-            key: fetch_source.with_options(retries=settings.http.retries).submit(
-                settings, store, fetcher, key, now
-            )
-            for key in sec.sources
-        }
-        for key, fut in futures.items():
-            try:
-                report = fut.result()
-            except Exception as e:  # every failure is reported, none stops the others
-                report = jobs.record_source_failure(settings, store, key, e, now=now)
-                get_run_logger().error("source %r failed: %s", key, report.error)
-                out.failed.append(f"{key}: {report.error}")
-            mine = [a for a in report.articles if in_section(a, sec)]
-            found.extend(mine)
-            out.articles += len(mine)
-            out.new += sum(a.id in report.new_ids for a in mine)
-            out.sources.append(
-                {
-                    "source": key,
-                    "status": report.status,
-                    "entries": report.entries,
-                    "new": report.new,
-                    "error": report.error,
-                }
-            )
+    futures = {
+        key: fetch_source.with_options(retries=settings.http.retries).submit(
+            settings, store, key, now
+        )
+        for key in sec.sources
+    }
+    for key, fut in futures.items():
+        try:
+            report = fut.result()
+        except Exception as e:  # every failure is reported, none stops the others
+            report = jobs.record_source_failure(settings, store, key, e, now=now)
+            get_run_logger().error("source %r failed: %s", key, report.error)
+            out.failed.append(f"{key}: {report.error}")
+        mine = [a for a in report.articles if in_section(a, sec)]
+        found.extend(mine)
+        out.articles += len(mine)
+        out.new += sum(a.id in report.new_ids for a in mine)
+        out.sources.append(
+            {
+                "source": key,
+                "status": report.status,
+                "entries": report.entries,
+                "new": report.new,
+                "error": report.error,
+            }
+        )
     return out, found
 
 
@@ -232,13 +241,10 @@ def _edition(
         return summary
     summary.edition_id = edition.id
     summary.items = len(edition.teasers)
-    if not dry_run and edition.status is EditionStatus.DRAFT:
-        if settings.digests[digest].approval == "required":
-            summary.edition_status = "awaiting approval"
-            logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
-            return summary
-        edition = jobs.approve(store, edition, now=now)
-
+    summary.edition_status = edition.status.value
+    if edition.status is EditionStatus.REJECTED:
+        logger.warning("edition %s was rejected; nothing is sent", edition.id)
+        return summary
     if dry_run:
         with make_provider(settings, dry_run=True) as provider:
             report = jobs.deliver_dry(
@@ -255,32 +261,43 @@ def _edition(
         summary.skipped = report.skipped
         summary.elapsed = report.elapsed
         return summary
+    if edition.status is EditionStatus.DRAFT:
+        if settings.digests[digest].approval == "required":
+            summary.edition_status = "awaiting approval"
+            logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
+            return summary
+        edition = jobs.approve(store, edition, now=now)
 
     variants = render_task(settings, store, edition)
-    if settings.delivery.provider == "outbox":
-        from digest.delivery.outbox import write_previews
-
-        html, text = jobs.preview_bodies(settings, variants[None])
-        summary.preview = str(
-            write_previews(settings.outbox_path, edition.id, html, text) / "index.html"
-        )
-    total = prepare_task(store, edition, now)
-    summary.skipped = total.skipped
-    with make_provider(settings) as provider:
-        while True:
-            report = deliver_batch_task(settings, store, provider, edition, variants, now)
-            if report is None:
-                break
-            total.add(report)
-    counts = jobs.finish_delivery(store, edition, now=now)
+    preview = jobs.write_preview(settings, edition, variants[None])
+    summary.preview = str(preview) if preview else None
+    total = jobs.DeliveryReport(edition.id)
+    with jobs.delivery_lock(store, edition) as owner:
+        total.add(prepare_task(store, edition, now))
+        with make_provider(settings) as provider:
+            while True:
+                report = deliver_batch_task(
+                    settings, store, provider, edition, variants, now, owner
+                )
+                if report is None:
+                    break
+                total.add(report)
+        counts = jobs.finish_delivery(store, edition, now=now)
     summary.edition_status = (store.edition(edition.id) or edition).status.value
-    summary.recipients = sum(counts.values())
+    summary.recipients = jobs.recipients(counts)
     summary.submitted = counts["submitted"]
     summary.submitted_now = total.submitted
-    summary.transient = total.transient
-    summary.permanent = total.permanent
+    summary.transient = counts["transient"]
+    summary.permanent = counts["permanent"]
+    summary.skipped = total.skipped
     summary.elapsed = total.elapsed
     summary.failures = total.failures[:50]
+    if summary.transient:
+        logger.warning(
+            "edition %s: %d transient failure(s) left; run again to retry them",
+            edition.id,
+            summary.transient,
+        )
     _artifact(edition, summary, len(variants[None].html.encode()))
     return summary
 

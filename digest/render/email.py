@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
@@ -233,7 +234,10 @@ def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> d
         "publication_url": pub.url,
         "logo_url": pub.logo_url,
         "digest_title": digest.title,
-        "dateline": _dateline(edition.created_at, lang),
+        # The date readers see is the digest's local date, not UTC's.
+        "dateline": _dateline(
+            edition.created_at.astimezone(ZoneInfo(digest.schedule.timezone)), lang
+        ),
         "greeting": personalise.GREETING if greeting else "",
         "intro": _paragraphs(edition.intro),
         "sections": _sections(edition, settings),

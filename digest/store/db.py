@@ -6,9 +6,12 @@ so the pure stages work with models and never with rows.
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Engine
 
-from digest.errors import PermanentError, TransientError
+from digest.errors import DeliveryLocked, PermanentError, TransientError
 from digest.models import (
     Article,
     DeliveryStatus,
@@ -32,6 +35,9 @@ from digest.models import (
 from digest.store import schema as t
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Editions whose articles count as carried: a draft nobody approved, or a rejected one, did not
+# carry anything and must not hide its articles from later editions.
+CARRYING = (EditionStatus.APPROVED.value, EditionStatus.SENDING.value, EditionStatus.SENT.value)
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,42 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _insert_ignore(
+    c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
+) -> int:
+    """INSERT rows, skipping those whose ``keys`` already exist; returns how many went in.
+
+    One statement, so two writers racing on the same key cannot make either fail.
+    """
+    if not rows:
+        return 0
+    name = c.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    else:
+        raise PermanentError(f"store: database {name!r} is not supported (SQLite, PostgreSQL)")
+    stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
+    result = c.execute(stmt, rows)
+    return max(result.rowcount or 0, 0)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_owner() -> str:
+    """A name for this process that other runs can show and, on this host, check for life."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Store:
@@ -120,10 +162,8 @@ class Store:
         )
 
     def _upsert_source(self, c: sa.Connection, key: str, url: str, values: dict[str, Any]) -> None:
-        if c.execute(sa.select(t.sources.c.key).where(t.sources.c.key == key)).first():
-            c.execute(sa.update(t.sources).where(t.sources.c.key == key).values(url=url, **values))
-        else:
-            c.execute(sa.insert(t.sources).values(key=key, url=url, **values))
+        _insert_ignore(c, t.sources, [{"key": key, "url": url}], ["key"])
+        c.execute(sa.update(t.sources).where(t.sources.c.key == key).values(url=url, **values))
 
     def record_fetch_success(
         self,
@@ -172,50 +212,51 @@ class Store:
 
     # Articles ---------------------------------------------------------------------------------
     def save_articles(self, articles: Iterable[Article], *, now: datetime) -> set[str]:
-        """Insert new articles, refresh known ones; returns the ids that were new."""
+        """Insert new articles, refresh known ones; returns the ids that were new.
+
+        A known article keeps its first source and its first publication time (feeds without
+        dates would otherwise move it to "now" on every fetch); title and content follow the
+        latest fetch.
+        """
         new: set[str] = set()
         with self.engine.begin() as c:
             for a in articles:
                 body = a.model_dump(mode="json")
-                existing = c.execute(
-                    sa.select(t.articles.c.id).where(t.articles.c.id == a.id)
-                ).first()
-                cols = {
+                row = {
+                    "id": a.id,
+                    "source": a.source,
                     "url": a.url,
                     "guid": a.guid,
                     "title": a.title,
                     "published_at": a.published,
                     "updated_at": a.updated,
+                    "first_seen_at": now,
                     "body": body,
                 }
-                if existing is None:
-                    c.execute(
-                        sa.insert(t.articles).values(
-                            id=a.id, source=a.source, first_seen_at=now, **cols
-                        )
-                    )
+                if _insert_ignore(c, t.articles, [row], ["id"]):
                     new.add(a.id)
                 else:
-                    # The first source keeps ownership; the content follows the latest fetch.
-                    cols["body"] = {
-                        **body,
-                        "source": c.execute(
-                            sa.select(t.articles.c.source).where(t.articles.c.id == a.id)
-                        ).scalar_one(),
-                    }
-                    c.execute(sa.update(t.articles).where(t.articles.c.id == a.id).values(**cols))
-                linked = c.execute(
-                    sa.select(t.article_sources.c.source).where(
-                        t.article_sources.c.article_id == a.id,
-                        t.article_sources.c.source == a.source,
+                    kept = c.execute(
+                        sa.select(t.articles.c.body).where(t.articles.c.id == a.id)
+                    ).scalar_one()
+                    body = {**body, "source": kept["source"], "published": kept["published"]}
+                    c.execute(
+                        sa.update(t.articles)
+                        .where(t.articles.c.id == a.id)
+                        .values(
+                            url=a.url, guid=a.guid, title=a.title, updated_at=a.updated, body=body
+                        )
                     )
-                ).first()
-                if linked is None:
-                    c.execute(sa.insert(t.article_sources).values(article_id=a.id, source=a.source))
+                _insert_ignore(
+                    c,
+                    t.article_sources,
+                    [{"article_id": a.id, "source": a.source}],
+                    ["article_id", "source"],
+                )
         return new
 
     def articles_from_sources(
-        self, source_keys: Iterable[str], *, since: datetime | None = None
+        self, source_keys: Iterable[str]
     ) -> list[tuple[Article, frozenset[str]]]:
         """Articles carried by any of ``source_keys``, with every source that carried each."""
         keys = list(source_keys)
@@ -225,8 +266,6 @@ class Store:
             .where(t.article_sources.c.source.in_(keys))
             .order_by(t.articles.c.published_at.desc(), t.articles.c.id)
         )
-        if since is not None:
-            q = q.where(t.articles.c.published_at >= since)
         found: dict[str, tuple[Article, set[str]]] = {}
         with self.engine.connect() as c:
             for body, source in c.execute(q):
@@ -252,12 +291,12 @@ class Store:
         return Edition.model_validate({**row.body, "status": row.status})
 
     def carried_article_ids(self, digest: str, *, except_edition: str | None = None) -> set[str]:
-        """Articles that editions of ``digest`` carried (rejected editions carried nothing)."""
+        """Articles that approved or sent editions of ``digest`` carried."""
         q = (
             sa.select(t.edition_items.c.article_id)
             .join(t.editions, t.editions.c.id == t.edition_items.c.edition_id)
             .where(t.editions.c.digest == digest)
-            .where(t.editions.c.status != EditionStatus.REJECTED.value)
+            .where(t.editions.c.status.in_(CARRYING))
         )
         if except_edition is not None:
             q = q.where(t.editions.c.id != except_edition)
@@ -267,7 +306,9 @@ class Store:
     def last_edition_time(self, digest: str) -> datetime | None:
         with self.engine.connect() as c:
             return c.execute(
-                sa.select(sa.func.max(t.editions.c.created_at)).where(t.editions.c.digest == digest)
+                sa.select(sa.func.max(t.editions.c.created_at))
+                .where(t.editions.c.digest == digest)
+                .where(t.editions.c.status.in_(CARRYING))
             ).scalar_one()
 
     def save_edition(self, edition: Edition, *, now: datetime) -> None:
@@ -397,33 +438,51 @@ class Store:
         self, edition_id: str, subscriber_ids: Iterable[int], *, now: datetime
     ) -> int:
         """One pending row per (edition, subscriber) not yet in the ledger; returns how many."""
+        rows = [
+            {
+                "edition_id": edition_id,
+                "subscriber_id": sid,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for sid in dict.fromkeys(subscriber_ids)
+        ]
         with self.engine.begin() as c:
-            have = {
-                r[0]
-                for r in c.execute(
-                    sa.select(t.deliveries.c.subscriber_id).where(
-                        t.deliveries.c.edition_id == edition_id
+            return _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
+
+    def skip_inactive(self, edition_id: str, *, now: datetime) -> int:
+        """Close the unsent rows of subscribers who left or were suppressed since they were
+        written: they are never sent."""
+        inactive = sa.select(t.subscribers.c.id).where(
+            t.subscribers.c.status != SubscriberStatus.ACTIVE.value
+        )
+        with self.engine.begin() as c:
+            res = c.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.edition_id == edition_id)
+                .where(
+                    sa.or_(
+                        t.deliveries.c.status == DeliveryStatus.PENDING.value,
+                        sa.and_(
+                            t.deliveries.c.status == DeliveryStatus.FAILED.value,
+                            t.deliveries.c.failure == SendStatus.TRANSIENT.value,
+                        ),
                     )
                 )
-            }
-            rows = [
-                {
-                    "edition_id": edition_id,
-                    "subscriber_id": sid,
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for sid in dict.fromkeys(subscriber_ids)
-                if sid not in have
-            ]
-            if rows:
-                c.execute(sa.insert(t.deliveries), rows)
-        return len(rows)
+                .where(t.deliveries.c.subscriber_id.in_(inactive))
+                .values(
+                    status=DeliveryStatus.SKIPPED.value,
+                    error="subscriber no longer active",
+                    updated_at=now,
+                )
+            )
+        return res.rowcount or 0
 
     def release_stale(self, edition_id: str, *, now: datetime) -> int:
-        """Rows a crashed run left in ``sending`` go back to pending (see README, re-runs)."""
+        """Rows a crashed run left in ``sending`` go back to pending. Call it only while
+        holding the edition's delivery lock, so that no live run is sending them."""
         with self.engine.begin() as c:
             res = c.execute(
                 sa.update(t.deliveries)
@@ -433,37 +492,74 @@ class Store:
             )
         return res.rowcount or 0
 
+    def release(self, delivery_ids: Iterable[int], *, now: datetime) -> None:
+        """Give claimed rows back (nothing of them was sent)."""
+        ids = list(delivery_ids)
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.id.in_(ids))
+                .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+            )
+
+    def retry_failed(self, edition_id: str, *, now: datetime) -> int:
+        """Put transient failures back in the queue (a re-run); permanent ones stay."""
+        with self.engine.begin() as c:
+            res = c.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.edition_id == edition_id)
+                .where(t.deliveries.c.status == DeliveryStatus.FAILED.value)
+                .where(t.deliveries.c.failure == SendStatus.TRANSIENT.value)
+                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+            )
+        return res.rowcount or 0
+
     def claim_batch(self, edition_id: str, limit: int, *, now: datetime) -> list[Claimed]:
-        """Move up to ``limit`` pending rows (and transient failures) to ``sending``."""
+        """Move up to ``limit`` pending rows of active subscribers to ``sending``.
+
+        The UPDATE re-checks ``pending`` and returns the ids it changed, so a row is claimed by
+        one caller only, even if two select the same candidates.
+        """
         with self.engine.begin() as c:
             q = (
-                sa.select(t.deliveries.c.id, t.subscribers)
+                sa.select(t.deliveries.c.id)
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
                 .where(t.deliveries.c.edition_id == edition_id)
                 .where(t.deliveries.c.status == DeliveryStatus.PENDING.value)
+                .where(t.subscribers.c.status == SubscriberStatus.ACTIVE.value)
                 .order_by(t.deliveries.c.id)
                 .limit(limit)
             )
             if c.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True, of=t.deliveries)
-            rows = c.execute(q).all()
-            if not rows:
+            candidates = [r[0] for r in c.execute(q)]
+            if not candidates:
                 return []
-            ids = [r[0] for r in rows]
-            c.execute(
-                sa.update(t.deliveries)
-                .where(t.deliveries.c.id.in_(ids))
-                .where(t.deliveries.c.status == DeliveryStatus.PENDING.value)
-                .values(
-                    status=DeliveryStatus.SENDING.value,
-                    attempts=t.deliveries.c.attempts + 1,
-                    updated_at=now,
+            claimed = [
+                r[0]
+                for r in c.execute(
+                    sa.update(t.deliveries)
+                    .where(t.deliveries.c.id.in_(candidates))
+                    .where(t.deliveries.c.status == DeliveryStatus.PENDING.value)
+                    .values(
+                        status=DeliveryStatus.SENDING.value,
+                        attempts=t.deliveries.c.attempts + 1,
+                        updated_at=now,
+                    )
+                    .returning(t.deliveries.c.id)
                 )
-            )
+            ]
+            rows = c.execute(
+                sa.select(t.deliveries.c.id, t.subscribers)
+                .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
+                .where(t.deliveries.c.id.in_(claimed))
+                .order_by(t.deliveries.c.id)
+            ).all()
         return [Claimed(delivery_id=r[0], subscriber=self._subscriber(r)) for r in rows]
 
     def mark_results(self, results: Mapping[int, SendResult], *, now: datetime) -> None:
-        """Record a provider's answers: submitted, or failed with the reason."""
+        """Record a provider's answers: submitted, or failed with the reason and its kind."""
         with self.engine.begin() as c:
             for delivery_id, res in results.items():
                 if res.status is SendStatus.SUBMITTED:
@@ -471,12 +567,14 @@ class Store:
                         "status": DeliveryStatus.SUBMITTED.value,
                         "provider_id": res.provider_id,
                         "submitted_at": now,
+                        "failure": None,
                         "error": None,
                     }
                 else:
                     values = {
                         "status": DeliveryStatus.FAILED.value,
-                        "error": f"{res.status.value}: {res.reason}",
+                        "failure": res.status.value,
+                        "error": res.reason,
                     }
                 c.execute(
                     sa.update(t.deliveries)
@@ -484,27 +582,28 @@ class Store:
                     .values(updated_at=now, **values)
                 )
 
-    def retry_failed(self, edition_id: str, *, now: datetime) -> int:
-        """Put transient failures back in the queue (an operator's re-run)."""
+    def mark_skipped(self, delivery_ids: Iterable[int], reason: str, *, now: datetime) -> None:
+        ids = list(delivery_ids)
         with self.engine.begin() as c:
-            res = c.execute(
+            c.execute(
                 sa.update(t.deliveries)
-                .where(t.deliveries.c.edition_id == edition_id)
-                .where(t.deliveries.c.status == DeliveryStatus.FAILED.value)
-                .where(t.deliveries.c.error.like("transient:%"))
-                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+                .where(t.deliveries.c.id.in_(ids))
+                .values(status=DeliveryStatus.SKIPPED.value, error=reason, updated_at=now)
             )
-        return res.rowcount or 0
 
     def delivery_counts(self, edition_id: str) -> dict[str, int]:
+        """Rows per status, plus ``transient`` and ``permanent`` splitting the failed ones."""
         q = (
-            sa.select(t.deliveries.c.status, sa.func.count())
+            sa.select(t.deliveries.c.status, t.deliveries.c.failure, sa.func.count())
             .where(t.deliveries.c.edition_id == edition_id)
-            .group_by(t.deliveries.c.status)
+            .group_by(t.deliveries.c.status, t.deliveries.c.failure)
         )
+        counts = {s.value: 0 for s in DeliveryStatus} | {"transient": 0, "permanent": 0}
         with self.engine.connect() as c:
-            counts = {s.value: 0 for s in DeliveryStatus}
-            counts.update({status: int(n) for status, n in c.execute(q)})
+            for status, failure, n in c.execute(q):
+                counts[status] += int(n)
+                if status == DeliveryStatus.FAILED.value and failure in counts:
+                    counts[failure] += int(n)
         return counts
 
     def submitted_subscriber_ids(self, edition_id: str) -> set[int]:
@@ -514,3 +613,58 @@ class Store:
         )
         with self.engine.connect() as c:
             return {r[0] for r in c.execute(q)}
+
+    # Locks ------------------------------------------------------------------------------------
+    # Leases use the wall clock, not a run's (possibly fixed) ``now``: they guard real time.
+    def acquire_lock(self, name: str, owner: str, *, ttl: timedelta) -> None:
+        """Take the lease ``name`` or raise DeliveryLocked naming who holds it.
+
+        A lease whose holder's time ran out, or whose holder was a process on this host that no
+        longer exists (a crash), is taken over.
+        """
+        now = datetime.now(UTC)
+        row = {"name": name, "owner": owner, "acquired_at": now, "expires_at": now + ttl}
+        with self.engine.begin() as c:
+            if _insert_ignore(c, t.locks, [row], ["name"]):
+                return
+            held = c.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
+            if held is None or held.owner == owner or self._stale(held, now):
+                taken = c.execute(
+                    sa.update(t.locks)
+                    .where(t.locks.c.name == name)
+                    .where(t.locks.c.owner == (held.owner if held else owner))
+                    .values(owner=owner, acquired_at=now, expires_at=now + ttl)
+                )
+                if taken.rowcount:
+                    return
+                held = c.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
+        assert held is not None
+        raise DeliveryLocked(
+            f"{name}: another run ({held.owner}) holds it since "
+            f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, until {held.expires_at:%H:%M:%S} UTC "
+            "unless it renews; wait for it to finish"
+        )
+
+    @staticmethod
+    def _stale(held: Any, now: datetime) -> bool:
+        if held.expires_at <= now:
+            return True
+        host, _, rest = held.owner.partition(":")
+        pid = rest.partition(":")[0]
+        return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+    def renew_lock(self, name: str, owner: str, *, ttl: timedelta) -> None:
+        """Extend our lease; raise DeliveryLocked if it is no longer ours."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as c:
+            res = c.execute(
+                sa.update(t.locks)
+                .where(t.locks.c.name == name, t.locks.c.owner == owner)
+                .values(expires_at=now + ttl)
+            )
+        if not res.rowcount:
+            raise DeliveryLocked(f"{name}: the lease was lost (taken over by another run)")
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.delete(t.locks).where(t.locks.c.name == name, t.locks.c.owner == owner))

@@ -137,6 +137,8 @@ deliveries = sa.Table(
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # For failed rows: "transient" (a re-run tries again) or "permanent" (it never does).
+    sa.Column("failure", sa.String(20)),
     sa.Column("provider_id", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -144,4 +146,14 @@ deliveries = sa.Table(
     sa.Column("submitted_at", UTCDateTime),
     sa.UniqueConstraint("edition_id", "subscriber_id"),
     sa.Index("ix_deliveries_edition_status", "edition_id", "status"),
+)
+
+# Leases that keep two runs from delivering the same edition at once (see Store.acquire_lock).
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )

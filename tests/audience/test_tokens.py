@@ -49,7 +49,9 @@ def test_other_key_refused() -> None:
         read_token(KEY, token, "unsubscribe", max_age_seconds=DAY)
 
 
-@pytest.mark.parametrize("position", [0, 3, -1, -5])
+# Not -1: the last base64 character of the signature carries padding bits, so some changes to
+# it decode to the same bytes (base64 malleability, not a forgery).
+@pytest.mark.parametrize("position", [0, 3, -2, -5])
 def test_tampered_refused(position: int) -> None:
     token = make_token(KEY, 1, "unsubscribe")
     chars = list(token)

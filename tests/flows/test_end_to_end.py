@@ -173,3 +173,30 @@ def test_dry_run_records_nothing(tmp_path: Path, feed_server: FeedServer) -> Non
     assert store.count_articles() == 0 and store.edition("weekly-2026-W49") is None
     store.close()
     assert not settings.outbox_path.exists() or not any(settings.outbox_path.iterdir())
+
+
+def test_rejected_and_sent_editions_send_nothing_more(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    from digest.models import EditionStatus
+    from flows.pipeline import run_flow
+
+    cfg = write_config(tmp_path, feed_server)
+    settings = settings_of(cfg)
+    add_subscribers(settings)
+    first = run_flow(str(cfg), "weekly", NOW)
+    assert first["edition_status"] == "sent"
+    sent_files = len(emls(settings, first["edition_id"]))
+
+    # Someone subscribes after the edition went out: they wait for the next one.
+    store = Store.open(settings.database_url)
+    store.import_subscribers([NewSubscriber(email="late@example.org")], now=NOW)
+    again = run_flow(str(cfg), "weekly", NOW)
+    assert again["submitted_now"] == 0 and len(emls(settings, first["edition_id"])) == sent_files
+
+    # An edition an editor rejected is never delivered, however often the run repeats.
+    store.set_edition_status(first["edition_id"], EditionStatus.REJECTED, now=NOW)
+    rejected = run_flow(str(cfg), "weekly", NOW)
+    store.close()
+    assert rejected["edition_status"] == "rejected" and rejected["submitted_now"] == 0
+    assert len(emls(settings, first["edition_id"])) == sent_files

@@ -283,3 +283,14 @@ def test_personalise_does_not_touch_other_percent_text() -> None:
     html, text = personalise(variant, unsubscribe_url="u", preferences_url="p", name="A")
     assert html == "50%% off %%OTHER%% Hello A,"
     assert text == "Hello A,"
+
+
+def test_dateline_is_the_digests_local_date() -> None:
+    from datetime import UTC, datetime
+
+    # 02:00 UTC on Monday is still Sunday evening in New York, the digest's timezone.
+    edition = weekly_edition().model_copy(
+        update={"created_at": datetime(2026, 11, 30, 2, 0, tzinfo=UTC)}
+    )
+    variant = render_variant(edition, make_settings())
+    assert "29 November 2026" in variant.text and "30 November 2026" not in variant.text

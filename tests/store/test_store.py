@@ -78,8 +78,12 @@ def test_editions_drafts_change_sent_ones_do_not(make_settings, store: Store) ->
         {"qiosk": items[:2]}, history=set(), settings=settings, digest_key="weekly", now=NOW
     )
     store.save_edition(ed, now=NOW)
+    # A draft nobody approved carries nothing: its articles stay free for later editions.
+    assert store.carried_article_ids("weekly") == set()
+    store.set_edition_status(ed.id, EditionStatus.APPROVED, now=NOW)
     assert store.carried_article_ids("weekly") == set(ed.article_ids)
     assert store.carried_article_ids("weekly", except_edition=ed.id) == set()
+    store.set_edition_status(ed.id, EditionStatus.DRAFT, now=NOW)
     bigger = compose_edition(
         {"qiosk": items}, history=set(), settings=settings, digest_key="weekly", now=NOW
     )
@@ -152,9 +156,86 @@ def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: 
     )
     # rows[3] stays in `sending`, as after a crash.
     counts = store.delivery_counts(eid)
-    assert counts == {"pending": 0, "sending": 1, "submitted": 1, "failed": 2}
+    assert counts == {
+        "pending": 0,
+        "sending": 1,
+        "submitted": 1,
+        "failed": 2,
+        "skipped": 0,
+        "transient": 1,
+        "permanent": 1,
+    }
     assert store.release_stale(eid, now=later) == 1
     assert store.retry_failed(eid, now=later) == 1  # the transient one, not the permanent one
     again = store.claim_batch(eid, 10, now=later)
     assert {c.delivery_id for c in again} == {rows[1].delivery_id, rows[3].delivery_id}
     assert store.submitted_subscriber_ids(eid) == {rows[0].subscriber.id}
+
+
+def test_concurrent_claimers_never_share_a_row(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    setup = Store.open(url)
+    eid = _edition_with_subscribers(make_settings, setup, 120)
+    setup.create_deliveries(eid, [s.id for s in setup.active_subscribers()], now=NOW)
+    claimed: list[list[int]] = [[] for _ in range(4)]
+
+    def worker(i: int) -> None:
+        store = Store.open(url, migrate=False)
+        while rows := store.claim_batch(eid, 3, now=NOW):
+            claimed[i].extend(r.delivery_id for r in rows)
+        store.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    every = [d for part in claimed for d in part]
+    assert len(every) == len(set(every)) == 120
+    setup.close()
+
+
+def test_unsent_rows_of_people_who_left_are_skipped(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    eid = _edition_with_subscribers(make_settings, store, 3)
+    a, b, c = store.active_subscribers()
+    store.create_deliveries(eid, [a.id, b.id, c.id], now=NOW)
+    store.set_subscriber_status(b.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    # Even before the ledger is tidied, a claim never picks an inactive subscriber.
+    assert {r.subscriber.id for r in store.claim_batch(eid, 10, now=NOW)} == {a.id, c.id}
+    assert store.skip_inactive(eid, now=NOW) == 1
+    assert store.delivery_counts(eid)["skipped"] == 1
+
+
+def test_locks_exclude_a_second_holder_and_recover_from_crashes(store: Store) -> None:
+    from digest.errors import DeliveryLocked
+
+    ttl = timedelta(minutes=5)
+    store.acquire_lock("deliver:x", "me", ttl=ttl)
+    store.acquire_lock("deliver:x", "me", ttl=ttl)  # re-entrant for the same owner
+    with pytest.raises(DeliveryLocked, match="another run"):
+        store.acquire_lock("deliver:x", "someone-else", ttl=ttl)
+    # An expired lease is taken over; the old holder then learns it lost it.
+    store.release_lock("deliver:x", "me")
+    store.acquire_lock("deliver:x", "old", ttl=timedelta(seconds=-1))
+    store.acquire_lock("deliver:x", "new", ttl=ttl)
+    with pytest.raises(DeliveryLocked, match="lost"):
+        store.renew_lock("deliver:x", "old", ttl=ttl)
+    store.renew_lock("deliver:x", "new", ttl=ttl)
+
+
+def test_a_dead_process_on_this_host_does_not_hold_a_lock(store: Store) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    owner = f"{socket.gethostname()}:{dead.stdout.strip()}:abcd"
+    store.acquire_lock("deliver:y", owner, ttl=timedelta(hours=1))
+    store.acquire_lock("deliver:y", "survivor", ttl=timedelta(hours=1))

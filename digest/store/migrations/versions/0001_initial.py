@@ -1,4 +1,4 @@
-"""Initial schema: sources, articles, editions, subscribers, deliveries.
+"""Initial schema: sources, articles, editions, subscribers, deliveries, locks.
 
 Revision ID: 0001
 Revises:
@@ -106,6 +106,7 @@ def upgrade() -> None:
         sa.Column("subscriber_id", sa.Integer, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("failure", sa.String(20)),
         sa.Column("provider_id", sa.Text),
         sa.Column("error", sa.Text),
         sa.Column("created_at", UTCDateTime, nullable=False),
@@ -122,9 +123,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("edition_id", "subscriber_id", name="uq_deliveries_edition_id"),
     )
     op.create_index("ix_deliveries_edition_status", "deliveries", ["edition_id", "status"])
+    op.create_table(
+        "locks",
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("owner", sa.String(200), nullable=False),
+        sa.Column("acquired_at", UTCDateTime, nullable=False),
+        sa.Column("expires_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_locks"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("locks")
     op.drop_table("deliveries")
     op.drop_table("subscribers")
     op.drop_table("edition_items")

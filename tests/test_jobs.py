@@ -1,0 +1,143 @@
+"""The pipeline's steps over a real SQLite store, with the in-memory provider at the port."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest import jobs
+from digest.delivery.memory import MemoryProvider
+from digest.errors import DeliveryLocked, TransientDeliveryError
+from digest.models import EditionStatus, NewSubscriber, SubscriberStatus
+from digest.store import Store
+from tests.conftest import article
+
+NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def setup(make_settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = make_settings({"delivery": {"batch_size": 2}})
+    store = Store.open(settings.database_url)
+    store.save_articles(
+        [article(1), article(2), article(3, source="analysis", categories=("Europe",))], now=NOW
+    )
+    store.import_subscribers(
+        [
+            NewSubscriber(email="all@example.org", name="All"),
+            NewSubscriber(email="q@example.org", sections=frozenset({"qiosk"})),
+            NewSubscriber(email="dw@example.org", sections=frozenset({"diplomacy-watch"})),
+            NewSubscriber(email="a@example.org", sections=frozenset({"analysis"})),
+        ],
+        now=NOW,
+    )
+    outcome = jobs.compose(settings, store, "weekly", now=NOW)
+    assert outcome.edition is not None
+    edition = jobs.approve(store, outcome.edition, now=NOW)
+    yield settings, store, edition
+    store.close()
+
+
+def deliver_all(settings, store, edition, provider, variants=None):  # type: ignore[no-untyped-def]
+    variants = (
+        variants
+        if variants is not None
+        else jobs.render_variants(settings, edition, store.active_subscribers())
+    )
+    total = jobs.DeliveryReport(edition.id)
+    with jobs.delivery_lock(store, edition) as owner:
+        total.add(jobs.prepare_delivery(store, edition, store.active_subscribers(), now=NOW))
+        while report := jobs.deliver_batch(
+            settings, store, provider, edition, variants, now=NOW, owner=owner
+        ):
+            total.add(report)
+        counts = jobs.finish_delivery(store, edition, now=NOW)
+    return total, counts
+
+
+def test_each_subscriber_gets_their_variant_once(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, store, edition = setup
+    provider = MemoryProvider()
+    total, counts = deliver_all(settings, store, edition, provider)
+    # dw@ chose only Diplomacy Watch, which has no news this week: no email, no row.
+    assert sorted(m.recipient for m in provider.sent) == [
+        "a@example.org",
+        "all@example.org",
+        "q@example.org",
+    ]
+    assert total.skipped == 1 and counts["submitted"] == 3
+    q = next(m for m in provider.sent if m.recipient == "q@example.org")
+    assert "Item 1" in q.text and "Item 3" not in q.text
+    assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
+    again, _ = deliver_all(settings, store, edition, provider)
+    assert again.submitted == 0 and len(provider.sent) == 3
+
+
+def test_people_who_leave_mid_run_are_not_mailed(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, store, edition = setup
+    provider = MemoryProvider(down=True)
+    with pytest.raises(TransientDeliveryError):
+        deliver_all(settings, store, edition, provider)
+    # The batch was given back; the ledger says nothing was sent.
+    counts = store.delivery_counts(edition.id)
+    assert counts["pending"] == 3 and counts["sending"] == 0
+    leaver = next(s for s in store.active_subscribers() if s.email == "all@example.org")
+    store.set_subscriber_status(leaver.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    provider.down = False
+    _, counts = deliver_all(settings, store, edition, provider)
+    assert "all@example.org" not in {m.recipient for m in provider.sent}
+    assert counts["skipped"] == 1 and counts["submitted"] == 2
+
+
+def test_changed_preferences_never_strand_a_batch(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, store, edition = setup
+    subs = store.active_subscribers()
+    store.create_deliveries(edition.id, [s.id for s in subs], now=NOW)
+    # Variants were compiled before two subscribers changed their sections.
+    variants = jobs.render_variants(settings, edition, subs)
+    store.import_subscribers(
+        [
+            NewSubscriber(email="q@example.org", sections=frozenset({"analysis", "qiosk"})),
+            NewSubscriber(email="a@example.org", sections=frozenset({"diplomacy-watch"})),
+        ],
+        now=NOW,
+    )
+    provider = MemoryProvider()
+    _, counts = deliver_all(settings, store, edition, provider, variants)
+    assert counts["sending"] == counts["pending"] == 0
+    assert {m.recipient for m in provider.sent} == {"all@example.org", "q@example.org"}
+    assert counts["skipped"] == 2  # dw@ and a@ chose sections without news
+
+
+def test_transient_failures_keep_the_edition_open(setup) -> None:  # type: ignore[no-untyped-def]
+    from digest.models import SendStatus
+
+    settings, store, edition = setup
+    provider = MemoryProvider(fail={"q@example.org": SendStatus.TRANSIENT})
+    total, counts = deliver_all(settings, store, edition, provider)
+    assert total.transient == 1 and counts["transient"] == 1
+    assert store.edition(edition.id).status is EditionStatus.SENDING  # type: ignore[union-attr]
+    provider.fail = {}
+    again, counts = deliver_all(settings, store, edition, provider)
+    assert again.submitted == 1 and counts["transient"] == 0
+    assert [m.recipient for m in provider.sent].count("q@example.org") == 1
+    assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_second_run_of_the_same_edition_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+    settings, store, edition = setup
+    with jobs.delivery_lock(store, edition), pytest.raises(DeliveryLocked, match=edition.id):
+        deliver_all(settings, store, edition, MemoryProvider())
+
+
+def test_compose_keeps_approved_editions_and_frees_unapproved_ones(setup, make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings, store, edition = setup
+    again = jobs.compose(settings, store, "weekly", now=NOW)
+    assert again.status == "existing" and again.edition == edition
+    # A draft left unapproved last week hides nothing from this week's edition.
+    store.set_edition_status(edition.id, EditionStatus.DRAFT, now=NOW)
+    later = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    nxt = jobs.compose(settings, store, "weekly", now=later)
+    assert nxt.edition is not None and set(nxt.edition.article_ids) == set(edition.article_ids)
