@@ -9,8 +9,6 @@ are refused at MAIL and DATA.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from digest.config import SmtpSettings
 from digest.delivery.smtp import SmtpProvider
 from digest.errors import PermanentDeliveryError, TransientDeliveryError
 from digest.models import SendStatus
+from tests.tls import self_signed
 
 from . import assert_one_per_message, make_message
 
@@ -362,40 +361,11 @@ class Certs:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """A self-signed certificate for 127.0.0.1, and a client context that trusts it."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
     folder: Path = tmp_path_factory.mktemp("tls")
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    (folder / "cert.pem").write_bytes(cert_pem)
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path, key_path = self_signed(folder, HOST)
+    cert_pem = cert_path.read_bytes()
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    server.load_cert_chain(cert_path, key_path)
     client = ssl.create_default_context(cadata=cert_pem.decode())
     return Certs(server, client)
 
