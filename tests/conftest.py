@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,29 @@ def _deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             base[k] = v
     return base
+
+
+@pytest.fixture(scope="session")
+def pg_base() -> Iterator[str]:
+    """A PostgreSQL server for the session, started on first use."""
+    from tests import postgres
+
+    if not postgres.available():
+        if os.environ.get("DIGEST_TEST_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server binaries are required here (apt-get install postgresql)")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    with postgres.server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'digest.db'}"
+    from tests.postgres import create_database
+
+    return create_database(request.getfixturevalue("pg_base"), f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,8 @@ NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def setup(make_settings, tmp_path: Path):  # type: ignore[no-untyped-def]
-    settings = make_settings({"delivery": {"batch_size": 2}})
+def setup(make_settings, db_url: str):  # type: ignore[no-untyped-def]
+    settings = make_settings({"delivery": {"batch_size": 2}, "store": {"url": db_url}})
     store = Store.open(settings.database_url)
     store.save_articles(
         [article(1), article(2), article(3, source="analysis", categories=("Europe",))], now=NOW

@@ -92,8 +92,9 @@ def _insert_ignore(
     else:
         raise PermanentError(f"store: database {name!r} is not supported (SQLite, PostgreSQL)")
     stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
-    result = c.execute(stmt, rows)
-    return max(result.rowcount or 0, 0)
+    # Count with RETURNING: drivers disagree on rowcount for many-row executes.
+    result = c.execute(stmt.returning(table.c[keys[0]]), rows)
+    return len(result.all())
 
 
 def _process_alive(pid: int) -> bool:

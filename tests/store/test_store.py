@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -25,8 +25,8 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(f"sqlite:///{tmp_path / 'digest.db'}")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.open(db_url)
     yield s
     s.close()
 
@@ -37,10 +37,9 @@ def test_migrations_build_exactly_the_models(store: Store) -> None:
     assert diff == []
 
 
-def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'again.db'}"
-    Store.open(url).close()
-    s = Store.open(url)
+def test_migrate_twice_is_harmless(db_url: str) -> None:
+    Store.open(db_url).close()
+    s = Store.open(db_url)
     assert s.count_articles() == 0
     s.close()
 
@@ -172,10 +171,10 @@ def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: 
     assert store.submitted_subscriber_ids(eid) == {rows[0].subscriber.id}
 
 
-def test_concurrent_claimers_never_share_a_row(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_claimers_never_share_a_row(make_settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+    url = db_url
     setup = Store.open(url)
     eid = _edition_with_subscribers(make_settings, setup, 120)
     setup.create_deliveries(eid, [s.id for s in setup.active_subscribers()], now=NOW)

@@ -1,0 +1,98 @@
+"""A throwaway PostgreSQL server for the store's tests: initdb in a temp folder, listening on
+127.0.0.1 only, stopped at the end of the session. Needs the server binaries (Debian's
+``postgresql`` package; ``.ci/run`` installs it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _bin_dir() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
+            return candidate
+    return None
+
+
+def available() -> bool:
+    return _bin_dir() is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server() -> Iterator[str]:
+    """Start a server; yield the base URL (``postgresql+psycopg://digest@127.0.0.1:PORT``)."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="digest-pg-"))
+    data = root / "data"
+    # initdb refuses to run as root: run the server as the packaged `postgres` user then.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    run = {"check": True, "capture_output": True, "timeout": 120}
+    subprocess.run(
+        [
+            *prefix,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "digest",
+            "--no-sync",
+        ],
+        **run,  # type: ignore[call-overload]
+    )
+    options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c full_page_writes=off"
+    subprocess.run(
+        [
+            *prefix,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "-w",
+            "start",
+        ],
+        **run,  # type: ignore[call-overload]
+    )
+    try:
+        yield f"postgresql+psycopg://digest@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(base_url: str, name: str) -> str:
+    """A new empty database on the server; returns its URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"{base_url}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"{base_url}/{name}"
