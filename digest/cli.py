@@ -116,7 +116,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     dry = " (dry run: nothing recorded, nothing sent)" if s.get("dry_run") else ""
     out.print(f"Edition      {s['edition_id']}  [{s.get('edition_status', '')}]{dry}")
     out.print(f"Items        {s['items']}")
-    out.print(f"Recipients   {s['recipients']}  (skipped: {s['skipped']})")
+    out.print(
+        f"Recipients   {s['recipients']}  (skipped, no news in their sections: {s['skipped']})"
+    )
     out.print(f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run")
     out.print(
         f"Failed       {s['transient'] + s['permanent']} "
@@ -152,7 +154,9 @@ def run(
     except DigestError as e:
         raise _fail(str(e), 1) from None
     _print_summary(summary)
-    if summary.get("transient") or summary.get("permanent"):
+    # Transient failures need another run; permanent ones (bounces) are reported, not retried.
+    if summary.get("transient"):
+        out.print("Transient failures remain: run again to retry them.")
         raise typer.Exit(1)
 
 
