@@ -7,6 +7,7 @@ per batch of hundreds of messages, never a task per recipient.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,8 +51,9 @@ class SectionGathered:
 
 @dataclass
 class RunSummary:
+    """What the edition flow did; the run flow adds what each section's gather did."""
+
     digest: str
-    sections: list[SectionGathered] = field(default_factory=list)
     edition_id: str | None = None
     edition_status: str = ""
     message: str = ""
@@ -246,8 +248,8 @@ def _edition(
         logger.warning("edition %s was rejected; nothing is sent", edition.id)
         return summary
     if dry_run:
-        with make_provider(settings, dry_run=True) as provider:
-            report = jobs.deliver_dry(
+        with closing(make_provider(settings, dry_run=True)) as provider:
+            dry = jobs.deliver_dry(
                 settings,
                 provider,
                 edition,
@@ -256,10 +258,10 @@ def _edition(
                 now=now,
             )
         summary.edition_status = "dry run: nothing recorded"
-        summary.recipients = report.recipients
-        summary.submitted_now = report.submitted
-        summary.skipped = report.skipped
-        summary.elapsed = report.elapsed
+        summary.recipients = dry.recipients
+        summary.submitted_now = dry.submitted
+        summary.skipped = dry.skipped
+        summary.elapsed = dry.elapsed
         return summary
     if edition.status is EditionStatus.DRAFT:
         if settings.digests[digest].approval == "required":
@@ -274,7 +276,7 @@ def _edition(
     total = jobs.DeliveryReport(edition.id)
     with jobs.delivery_lock(store, edition) as owner:
         total.add(prepare_task(store, edition, now))
-        with make_provider(settings) as provider:
+        with closing(make_provider(settings)) as provider:
             while True:
                 report = deliver_batch_task(
                     settings, store, provider, edition, variants, now, owner
