@@ -29,8 +29,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check and describe the configuration.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
+edition_app = typer.Typer(
+    help="Look at and change the current edition before it goes out.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(edition_app, name="edition")
 
 out = Console(highlight=False, markup=False)
 err = Console(stderr=True, highlight=False)
@@ -272,6 +276,125 @@ def subscribers_import(
     )
     if problems:
         raise typer.Exit(2)
+
+
+def _show_edition(edition: Any, overrides: Any) -> None:
+    out.print(f"Edition    {edition.id}  [{edition.status.value}]")
+    out.print(f"Subject    {edition.subject}")
+    out.print(f"Preheader  {edition.preheader}")
+    if edition.intro:
+        out.print("Intro")
+        for line in edition.intro.splitlines():
+            out.print(f"  {line}")
+    for section in edition.sections:
+        out.print(f"\n{section.title} ({section.key})")
+        for t in section.teasers:
+            mark = "pinned " if t.pinned else ("card   " if t.full else "link   ")
+            out.print(f"  {mark}{t.article_id}  {t.title}")
+    if overrides.excluded:
+        out.print(f"\nExcluded   {', '.join(overrides.excluded)}")
+    if overrides.section_order:
+        out.print(f"Order      {', '.join(overrides.section_order)}")
+
+
+@edition_app.command("show")
+def edition_show(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: DigestOpt = None,
+    now: NowOpt = None,
+) -> None:
+    """Show the current period's edition (composing a draft if there is none yet)."""
+    from digest import jobs
+    from digest.factory import open_store
+
+    settings = _settings(config)
+    key = _digest_key(settings, digest, config)
+    store = open_store(settings)
+    try:
+        outcome = jobs.compose(settings, store, key, now=_now(now) or datetime.now(UTC))
+        if outcome.edition is None:
+            out.print(f"No edition: {outcome.message}")
+            return
+        _show_edition(outcome.edition, store.overrides(outcome.edition.id))
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    finally:
+        store.close()
+
+
+@edition_app.command("edit")
+def edition_edit(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: DigestOpt = None,
+    now: NowOpt = None,
+    intro: Annotated[str | None, typer.Option(help="Intro note, Markdown ('' clears).")] = None,
+    intro_file: Annotated[
+        Path | None, typer.Option(help="Read the intro note (Markdown) from a file.")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="Subject ('' restores the template).")] = None,
+    preheader: Annotated[str | None, typer.Option(help="Preheader ('' restores it).")] = None,
+    pin: Annotated[list[str] | None, typer.Option(help="Article id (or prefix) to pin.")] = None,
+    unpin: Annotated[list[str] | None, typer.Option(help="Article id to unpin.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Article id (or prefix) to leave out.")
+    ] = None,
+    include: Annotated[list[str] | None, typer.Option(help="Undo an exclusion.")] = None,
+    section_order: Annotated[
+        str | None, typer.Option(help="Section keys, comma-separated ('' restores).")
+    ] = None,
+) -> None:
+    """Change the current edition: intro, subject, preheader, pins, exclusions, order."""
+    from digest import jobs
+    from digest.factory import open_store
+
+    settings = _settings(config)
+    key = _digest_key(settings, digest, config)
+    when = _now(now) or datetime.now(UTC)
+    if intro is not None and intro_file is not None:
+        raise _fail("give --intro or --intro-file, not both", 2)
+    if intro_file is not None:
+        try:
+            intro = intro_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise _fail(f"{intro_file}: cannot read: {e}", 2) from None
+    store = open_store(settings)
+    try:
+        current = jobs.compose(settings, store, key, now=when)
+        if current.edition is None:
+            raise _fail(f"No edition to edit: {current.message}", 1)
+        have = store.overrides(current.edition.id)
+
+        def ids(refs: list[str] | None) -> list[str]:
+            return [jobs.resolve_article(store, key, settings, r) for r in refs or ()]
+
+        changes: dict[str, Any] = {}
+        if intro is not None:
+            changes["intro"] = intro
+        if subject is not None:
+            changes["subject"] = subject
+        if preheader is not None:
+            changes["preheader"] = preheader
+        pins, drops = ids(pin), ids(exclude)
+        if pins or unpin or drops:
+            # Pinning includes an article again; excluding unpins it.
+            gone = set(ids(unpin)) | set(drops)
+            changes["pinned"] = [i for i in dict.fromkeys([*have.pinned, *pins]) if i not in gone]
+        if drops or include or pins:
+            back = set(ids(include)) | set(pins)
+            changes["excluded"] = [
+                i for i in dict.fromkeys([*have.excluded, *drops]) if i not in back
+            ]
+        if section_order is not None:
+            changes["section_order"] = [k.strip() for k in section_order.split(",") if k.strip()]
+        if not changes:
+            raise _fail("nothing to change: give at least one option (see --help)", 2)
+        outcome = jobs.edit_edition(settings, store, key, changes, now=when)
+        assert outcome.edition is not None
+        _show_edition(outcome.edition, store.overrides(outcome.edition.id))
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    finally:
+        store.close()
 
 
 @config_app.command("check")

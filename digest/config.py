@@ -146,6 +146,12 @@ class SectionSettings(_Section):
     )
     title_prefix: str = Field(default="", description="Keep only items whose title starts so.")
     title_regex: str = Field(default="", description="Keep only items whose title matches.")
+    authors: list[str] = Field(
+        default_factory=list, description="Keep only items by one of these authors."
+    )
+    exclude_title_regex: str = Field(
+        default="", description="Drop items whose title matches (e.g. `^Podcast:`)."
+    )
     categories: list[str] = Field(
         default_factory=list, description="Keep only items with one of these categories."
     )
@@ -161,7 +167,7 @@ class SectionSettings(_Section):
     def _gather_cron(cls, v: str) -> str:
         return _check_cron(v)
 
-    @field_validator("title_regex")
+    @field_validator("title_regex", "exclude_title_regex")
     @classmethod
     def _regex(cls, v: str) -> str:
         if v:
@@ -197,8 +203,10 @@ class DigestSettings(_Section):
     title: str = Field(description="Name of the digest, e.g. `The Weekly Dispatch`.")
     sections: list[Key] = Field(min_length=1, description="Section keys, in the email's order.")
     schedule: ScheduleSettings
-    period: Literal["daily", "weekly", "monthly"] = Field(
-        default="weekly", description="The window one edition covers (its id's suffix)."
+    period: Literal["daily", "weekly", "monthly", "cron"] = Field(
+        default="weekly",
+        description="The window one edition covers (its id's suffix); `cron`: from one "
+        "scheduled time to the next.",
     )
     subject: str = Field(
         default="{digest}: {lead_title}",
@@ -232,6 +240,11 @@ class RenderSettings(_Section):
     paragraphs: int = Field(default=2, ge=1, description="Lede paragraphs per teaser card.")
     teaser_chars: int = Field(default=450, ge=40, description="Character budget of a teaser.")
     utm: bool = Field(default=True, description="Add UTM parameters to article links.")
+    image_width_param: str = Field(
+        default="",
+        description="Query parameter through which the CMS resizes images (the seed's takes "
+        "`width`); empty: images are sized by attributes only.",
+    )
     utm_source: str = Field(default="newsletter", description="utm_source value.")
 
 

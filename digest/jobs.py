@@ -8,18 +8,21 @@ preview and dry-run use them directly. Pure work is delegated to ``compose`` and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
 from digest.compose.editions import compose_edition
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings
 from digest.delivery.base import Provider
-from digest.errors import DigestError, NothingNew
+from digest.errors import DigestError, NothingNew, PermanentError
 from digest.gather.feeds import parse_feed
 from digest.gather.http import Fetcher, FetchResult, read_file
 from digest.gather.sections import in_section
@@ -29,6 +32,7 @@ from digest.models import (
     Edition,
     EditionStatus,
     OutgoingMessage,
+    Overrides,
     RenderedVariant,
     SendResult,
     SendStatus,
@@ -188,7 +192,8 @@ def compose(
     makes a second edition. A draft is recomposed, so articles that arrived since join it.
     """
     digest = settings.digests[digest_key]
-    eid = edition_id(digest_key, period_key(now, digest.period, digest.schedule.timezone))
+    period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
+    eid = edition_id(digest_key, period)
     existing = store.edition(eid)
     if existing is not None and existing.status is not EditionStatus.DRAFT:
         return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
@@ -199,6 +204,7 @@ def compose(
             settings=settings,
             digest_key=digest_key,
             now=now,
+            overrides=store.overrides(eid) if existing else None,
             created_at=existing.created_at if existing else None,
             last_edition_at=store.last_edition_time(digest_key),
         )
@@ -206,12 +212,81 @@ def compose(
         if existing is not None:
             return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
         return ComposeOutcome(None, "nothing-new", e.message)
-    if existing is not None and existing.article_ids == edition.article_ids:
+    if existing is not None and existing == edition:
         return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
     if record:
         store.save_edition(edition, now=now)
     status = "updated" if existing else "new"
     return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
+
+
+def resolve_article(store: Store, digest_key: str, settings: Settings, ref: str) -> str:
+    """An article id from an editor's reference: the id, or a unique prefix of it (6+ chars)."""
+    ids = {
+        a.id
+        for a, _ in store.articles_from_sources(
+            sources_of(settings, settings.digests[digest_key].sections)
+        )
+    }
+    if ref in ids:
+        return ref
+    matches = [i for i in ids if len(ref) >= 6 and i.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    what = "matches several articles" if matches else "is no article of this digest's sections"
+    raise PermanentError(f"article {ref!r} {what}; `digest edition show` lists the ids")
+
+
+def edit_edition(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    changes: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> ComposeOutcome:
+    """Apply an editor's changes to the current period's edition and recompose it.
+
+    ``changes`` holds Overrides fields to replace. Allowed until the edition starts going out;
+    an approved (or rejected) edition goes back to draft and needs approving again.
+    """
+    outcome = compose(settings, store, digest_key, now=now)
+    edition = outcome.edition
+    if edition is None:
+        raise PermanentError(f"digest {digest_key!r}: no edition to edit ({outcome.message})")
+    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
+        raise PermanentError(
+            f"edition {edition.id} is {edition.status.value}; it can no longer be changed"
+        )
+    unknown = set(changes) - set(Overrides.model_fields)
+    if unknown:
+        raise PermanentError(f"edition {edition.id}: unknown change(s) {sorted(unknown)}")
+    try:
+        overrides = Overrides.model_validate(
+            {**store.overrides(edition.id).model_dump(), **changes}
+        )
+    except ValidationError as e:
+        raise PermanentError(f"edition {edition.id}: invalid change: {e}") from None
+    bad = [k for k in overrides.section_order if k not in settings.digests[digest_key].sections]
+    if bad:
+        raise PermanentError(f"edition {edition.id}: section_order names unknown {bad}")
+    store.set_overrides(edition.id, overrides, now=now)
+    if edition.status is not EditionStatus.DRAFT:
+        store.set_edition_status(edition.id, EditionStatus.DRAFT, now=now)
+    try:
+        updated = compose_edition(
+            candidates(settings, store, digest_key),
+            history=store.carried_article_ids(digest_key, except_edition=edition.id),
+            settings=settings,
+            digest_key=digest_key,
+            now=now,
+            overrides=overrides,
+            created_at=edition.created_at,
+        )
+    except NothingNew as e:
+        raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
+    store.save_edition(updated, now=now)
+    return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
 
 
 def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:

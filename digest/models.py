@@ -78,6 +78,19 @@ class EditionSection(_Model):
         return tuple(t for t in self.teasers if not t.full)
 
 
+class Overrides(_Model):
+    """What an editor set for an edition before it went out; applied at every recomposition."""
+
+    intro: str = Field(default="", description="A note above the sections, in Markdown.")
+    subject: str = ""
+    preheader: str = ""
+    pinned: tuple[str, ...] = Field(default=(), description="Article ids shown first.")
+    excluded: tuple[str, ...] = Field(default=(), description="Article ids left out.")
+    section_order: tuple[str, ...] = Field(
+        default=(), description="Section keys in the order wanted; others follow as configured."
+    )
+
+
 class EditionStatus(enum.StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
@@ -95,7 +108,7 @@ class Edition(_Model):
     title: str
     subject: str
     preheader: str
-    intro: str = ""
+    intro: str = Field(default="", description="The editor's note, in Markdown.")
     sections: tuple[EditionSection, ...]
     created_at: datetime
     status: EditionStatus = EditionStatus.DRAFT

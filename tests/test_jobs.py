@@ -140,3 +140,57 @@ def test_compose_keeps_approved_editions_and_frees_unapproved_ones(setup, make_s
     later = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
     nxt = jobs.compose(settings, store, "weekly", now=later)
     assert nxt.edition is not None and set(nxt.edition.article_ids) == set(edition.article_ids)
+
+
+def test_editor_changes_are_kept_and_need_approval_again(setup) -> None:  # type: ignore[no-untyped-def]
+    from digest.errors import PermanentError
+
+    settings, store, edition = setup
+    assert edition.status is EditionStatus.APPROVED
+    first = edition.article_ids[0]
+    second = edition.article_ids[1]
+    prefix = jobs.resolve_article(store, "weekly", settings, second)
+    with pytest.raises(PermanentError, match="several"):
+        jobs.resolve_article(store, "weekly", settings, second[:8])
+    outcome = jobs.edit_edition(
+        settings,
+        store,
+        "weekly",
+        {"intro": "Hello **readers**", "excluded": [first], "pinned": [prefix]},
+        now=NOW,
+    )
+    edited = outcome.edition
+    assert edited is not None and edited.status is EditionStatus.DRAFT
+    assert first not in edited.article_ids and edited.intro == "Hello **readers**"
+    assert store.overrides(edition.id).excluded == (first,)
+    # A later run recomposes the draft and keeps the editor's changes.
+    again = jobs.compose(settings, store, "weekly", now=NOW)
+    assert again.edition is not None and first not in again.edition.article_ids
+    assert again.edition.intro == "Hello **readers**"
+    with pytest.raises(PermanentError, match="no article"):
+        jobs.resolve_article(store, "weekly", settings, "zzzzzzzz")
+    with pytest.raises(PermanentError, match="unknown"):
+        jobs.edit_edition(settings, store, "weekly", {"section_order": ["sport"]}, now=NOW)
+    store.set_edition_status(edition.id, EditionStatus.SENT, now=NOW)
+    with pytest.raises(PermanentError, match="no longer be changed"):
+        jobs.edit_edition(settings, store, "weekly", {"intro": "late"}, now=NOW)
+
+
+def test_a_draft_takes_new_articles_an_approved_edition_does_not(make_settings, db_url) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings({"store": {"url": db_url}})
+    store = Store.open(db_url)
+    store.save_articles([article(1)], now=NOW)
+    first = jobs.compose(settings, store, "weekly", now=NOW)
+    assert first.status == "new" and first.edition is not None
+    store.save_articles([article(2)], now=NOW)
+    second = jobs.compose(settings, store, "weekly", now=NOW)
+    assert second.status == "updated" and second.edition is not None
+    assert second.edition.id == first.edition.id and len(second.edition.teasers) == 2
+    assert jobs.compose(settings, store, "weekly", now=NOW).status == "unchanged"
+    jobs.approve(store, second.edition, now=NOW)
+    store.save_articles([article(3)], now=NOW)
+    third = jobs.compose(settings, store, "weekly", now=NOW)
+    assert third.status == "existing" and third.edition == second.edition.model_copy(
+        update={"status": EditionStatus.APPROVED}
+    )
+    store.close()

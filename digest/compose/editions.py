@@ -10,7 +10,7 @@ from digest.compose.teasers import make_teaser
 from digest.compose.text import single_line
 from digest.config import Settings
 from digest.errors import NothingNew
-from digest.models import Article, Edition, EditionSection, Teaser
+from digest.models import Article, Edition, EditionSection, Overrides, Teaser
 
 SUBJECT_MAX = 120
 PREHEADER_MAX = 140
@@ -27,6 +27,12 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
     return template.format_map(_Fields(fields))
 
 
+def section_order(configured: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The editor's order first (keys the digest has), then the rest as configured."""
+    first = [k for k in dict.fromkeys(wanted) if k in configured]
+    return first + [k for k in configured if k not in first]
+
+
 def compose_edition(
     candidates: Mapping[str, Sequence[Article]],
     *,
@@ -34,6 +40,7 @@ def compose_edition(
     settings: Settings,
     digest_key: str,
     now: datetime,
+    overrides: Overrides | None = None,
     created_at: datetime | None = None,
     last_edition_at: datetime | None = None,
 ) -> Edition:
@@ -41,30 +48,47 @@ def compose_edition(
 
     ``candidates`` maps each section key to the articles that belong to it; ``history`` holds
     the ids that earlier editions of this digest carried, which are never repeated. Sections
-    come in the digest's order; an article in two sections goes to the first. Raises
+    come in the digest's order (or the editor's); an article in two sections goes to the
+    first. In each section pinned articles come first, in the editor's order, even if an
+    earlier edition carried them; then the newest. Excluded articles never appear. Raises
     NothingNew when fewer than ``min_items`` remain.
     """
     digest = settings.digests[digest_key]
+    edits = overrides or Overrides()
     oldest = now - timedelta(days=digest.max_age_days) if digest.max_age_days else None
-    period = period_key(now, digest.period, digest.schedule.timezone)
-    taken: set[str] = set(history)
+    period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
+    pins = {article_id: rank for rank, article_id in enumerate(edits.pinned)}
+    excluded = set(edits.excluded)
+    placed: set[str] = set()
     sections: list[EditionSection] = []
     total = 0
-    for key in digest.sections:
+    for key in section_order(digest.sections, edits.section_order):
         if total >= digest.max_items:
             break
         section = settings.sections[key]
+        pinned = sorted(
+            (
+                a
+                for a in candidates.get(key, ())
+                if a.id in pins and a.id not in placed and a.id not in excluded
+            ),
+            key=lambda a: pins[a.id],
+        )
         fresh = [
             a
             for a in candidates.get(key, ())
-            if a.id not in taken
+            if a.id not in history
+            and a.id not in placed
+            and a.id not in excluded
+            and a.id not in pins
             and a.published <= now
             and (oldest is None or a.published >= oldest)
         ]
         # Newest first; the id breaks ties so the order never depends on the input's order.
         fresh.sort(key=lambda a: (a.published, a.id), reverse=True)
-        fresh = fresh[: min(digest.max_per_section, digest.max_items - total)]
-        if not fresh:
+        room = max(min(digest.max_per_section, digest.max_items - total) - len(pinned), 0)
+        chosen = [*pinned, *fresh[:room]]
+        if not chosen:
             continue
         teasers = tuple(
             make_teaser(
@@ -74,18 +98,19 @@ def compose_edition(
                 max_paragraphs=settings.render.paragraphs,
                 budget=settings.render.teaser_chars,
                 full=i < digest.cards_per_section,
+                pinned=a.id in pins,
             )
-            for i, a in enumerate(fresh)
+            for i, a in enumerate(chosen)
         )
-        taken.update(a.id for a in fresh)
+        placed.update(a.id for a in chosen)
         total += len(teasers)
         sections.append(EditionSection(key=key, title=section.title, teasers=teasers))
 
     if total < digest.min_items:
         since = f" since {last_edition_at:%Y-%m-%d %H:%M %Z}" if last_edition_at else ""
         raise NothingNew(
-            f"digest {digest_key!r}, period {period}: {total} new item(s){since}, "
-            f"fewer than min_items={digest.min_items}; no edition, no email"
+            f"digest {digest_key!r}, period {period}: nothing new{since} "
+            f"({total} new item(s), min_items={digest.min_items}); no edition, no email"
         )
 
     lead: Teaser = sections[0].teasers[0]
@@ -101,8 +126,9 @@ def compose_edition(
         digest=digest_key,
         period=period,
         title=digest.title,
-        subject=single_line(fill(digest.subject, fields), SUBJECT_MAX),
-        preheader=single_line(fill(digest.preheader, fields), PREHEADER_MAX),
+        subject=single_line(fill(edits.subject or digest.subject, fields), SUBJECT_MAX),
+        preheader=single_line(fill(edits.preheader or digest.preheader, fields), PREHEADER_MAX),
+        intro=edits.intro.strip(),
         sections=tuple(sections),
         created_at=created_at or now,
     )

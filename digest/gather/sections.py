@@ -2,9 +2,11 @@
 
 Pure: plain values in, plain values out. A section takes articles from its ``sources`` and
 keeps those whose title starts with ``title_prefix`` (case-insensitively, whitespace
-collapsed), whose title matches ``title_regex`` (``re.search``), that carry one of
-``categories`` (case-insensitively) and none of ``exclude_categories``. An empty filter keeps
-everything.
+collapsed), whose title matches ``title_regex`` (``re.search``) and not
+``exclude_title_regex``, that carry one of ``categories`` (case-insensitively) and none of
+``exclude_categories``, and (when ``authors`` is set) that one of those authors wrote. An empty
+filter keeps everything. Which source carried an article is checked by the caller: an article
+stored once may have come from several sources.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ __all__ = ["articles_for_section", "in_section"]
 
 
 def in_section(article: Article, section: SectionSettings) -> bool:
-    """Whether ``article`` belongs to ``section``."""
-    if article.source not in section.sources:
-        return False
+    """Whether ``article`` passes the filters of ``section`` (its source is not checked)."""
     if section.title_prefix:
         title = _fold(article.title)
         if not title.startswith(_fold(section.title_prefix)):
             return False
     if section.title_regex and not _compiled(section.title_regex).search(article.title):
+        return False
+    if section.exclude_title_regex and _compiled(section.exclude_title_regex).search(article.title):
+        return False
+    if section.authors and not {_fold(a) for a in article.authors} & {
+        _fold(a) for a in section.authors
+    }:
         return False
     categories = {_fold(c) for c in article.categories}
     if section.categories and not categories & {_fold(c) for c in section.categories}:

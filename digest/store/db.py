@@ -27,6 +27,7 @@ from digest.models import (
     Edition,
     EditionStatus,
     NewSubscriber,
+    Overrides,
     SendResult,
     SendStatus,
     Subscriber,
@@ -357,6 +358,21 @@ class Store:
                     }
                     for i, teaser in enumerate(edition.teasers)
                 ],
+            )
+
+    def overrides(self, edition_id: str) -> Overrides:
+        with self.engine.connect() as c:
+            raw = c.execute(
+                sa.select(t.editions.c.overrides).where(t.editions.c.id == edition_id)
+            ).scalar_one_or_none()
+        return Overrides.model_validate(raw or {})
+
+    def set_overrides(self, edition_id: str, overrides: Overrides, *, now: datetime) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(t.editions)
+                .where(t.editions.c.id == edition_id)
+                .values(overrides=overrides.model_dump(mode="json"), updated_at=now)
             )
 
     def set_edition_status(self, edition_id: str, status: EditionStatus, *, now: datetime) -> None:

@@ -163,3 +163,81 @@ def test_subject_template_fields_and_control_chars(make_settings) -> None:  # ty
     )
     assert edition.subject == "The Meridian Review · 1 · {nope} · Evil Bcc: x@example.org"
     assert fill("{a}-{b}", {"a": "1"}) == "1-{b}"
+
+
+def test_cron_periods_open_at_the_scheduled_time() -> None:
+    cron = "0 7 * * MON,THU"
+    tz = "America/New_York"
+    at_seven = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # 07:00 in New York, a Monday
+    assert period_key(at_seven, "cron", tz, cron) == "2026-11-30T0700"
+    just_before = datetime(2026, 11, 30, 11, 59, tzinfo=UTC)
+    assert period_key(just_before, "cron", tz, cron) == "2026-11-26T0700"
+    wednesday = datetime(2026, 12, 2, 20, 0, tzinfo=UTC)
+    assert period_key(wednesday, "cron", tz, cron) == "2026-11-30T0700"
+    with pytest.raises(ValueError):
+        period_key(wednesday, "cron", tz)
+
+
+def test_editor_overrides(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from digest.models import Overrides
+
+    settings = make_settings(
+        {"digests": {"weekly": {"max_per_section": 3, "cards_per_section": 1}}}
+    )
+    qiosk = [article(n) for n in range(1, 7)]
+    analysis = [article(20, source="analysis", categories=("Europe",))]
+    old = qiosk[0]  # the oldest, and an earlier edition carried it
+    edits = Overrides(
+        intro="A **short** note.",
+        subject="Special: {lead_title}",
+        preheader="Hand-picked",
+        pinned=(old.id, qiosk[2].id),
+        excluded=(qiosk[5].id,),
+        section_order=("analysis",),
+    )
+    edition = compose_edition(
+        {"qiosk": qiosk, "analysis": analysis},
+        history={old.id},
+        settings=settings,
+        digest_key="weekly",
+        now=NOW,
+        overrides=edits,
+    )
+    assert [s.key for s in edition.sections] == ["analysis", "qiosk"]
+    q = edition.sections[1].teasers
+    # Pinned first in the editor's order (even one carried before), then the newest; the
+    # excluded one never; the cap still holds; only the first is a card.
+    assert [t.article_id for t in q] == [old.id, qiosk[2].id, qiosk[4].id]
+    assert [t.pinned for t in q] == [True, True, False]
+    assert [t.full for t in q] == [True, False, False]
+    assert edition.subject == f"Special: {analysis[0].title}"
+    assert edition.preheader == "Hand-picked" and edition.intro == "A **short** note."
+
+
+def test_composition_golden(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """The whole edition for fixture articles, against tests/data/golden/edition.json.
+
+    After an intended change, rewrite it with UPDATE_GOLDENS=1 and read the diff.
+    """
+    import json
+    import os
+
+    from tests.conftest import ROOT
+
+    settings = make_settings({"digests": {"weekly": {"max_per_section": 3}}})
+    fixtures = json.loads((ROOT / "tests" / "data" / "compose" / "articles.json").read_text())
+    from digest.models import Article
+
+    articles = [Article.model_validate(a) for a in fixtures]
+    by_section: dict[str, list[Article]] = {}
+    for a in articles:
+        by_section.setdefault(a.source, []).append(a)
+    edition = compose_edition(
+        by_section, history=set(), settings=settings, digest_key="weekly", now=NOW
+    )
+    got = json.dumps(edition.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    golden = ROOT / "tests" / "data" / "golden" / "edition.json"
+    if os.environ.get("UPDATE_GOLDENS") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(got, encoding="utf-8")
+    assert got == golden.read_text(encoding="utf-8")

@@ -96,3 +96,35 @@ def test_clean_line_is_idempotent_and_safe(text: str) -> None:
 def test_single_line_has_no_line_breaks(text: str, budget: int) -> None:
     out = single_line(text, budget)
     assert "\n" not in out and "\r" not in out and len(graphemes(out)) <= budget
+
+
+@given(st.lists(st.text(), min_size=1, max_size=5))
+def test_escaped_text_comes_back_with_no_entity_left(texts: list[str]) -> None:
+    import html
+
+    markup = "".join(f"<p>{html.escape(t)}</p>" for t in texts)
+    assert paragraphs(markup) == [c for c in (clean_line(t) for t in texts) if c]
+
+
+_TAGS = ["p", "div", "span", "em", "strong", "a", "li", "blockquote", "h2", "figure", "br"]
+_PLAIN = st.text(alphabet=st.characters(blacklist_characters="<>&", blacklist_categories=["Cs"]))
+
+
+@st.composite
+def markup(draw: st.DrawFn, depth: int = 0) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 3))):
+        if depth < 3 and draw(st.booleans()):
+            tag = draw(st.sampled_from(_TAGS))
+            attrs = ' href="https://example.org/x?a=1&amp;b=2"' if tag == "a" else ""
+            parts.append(f"<{tag}{attrs}>{draw(markup(depth + 1))}</{tag}>")
+        else:
+            parts.append(draw(_PLAIN))
+    return "".join(parts)
+
+
+@given(markup(), st.integers(min_value=20, max_value=300))
+def test_no_tag_survives_and_budget_holds(fragment: str, budget: int) -> None:
+    for para in paragraphs(fragment):
+        assert "<" not in para and ">" not in para and "&amp;" not in para
+        assert len(graphemes(truncate(para, budget))) <= budget

@@ -16,9 +16,21 @@ def section(**kw: Any) -> SectionSettings:
 
 
 def test_source_must_be_one_of_the_sections_sources() -> None:
-    assert in_section(article(1), section())
-    assert not in_section(article(1, source="analysis"), section())
-    assert in_section(article(1, source="analysis"), section(sources=["qiosk", "analysis"]))
+    arts = [article(1), article(2, source="analysis")]
+    assert articles_for_section(arts, "s", section(), "qiosk") == [arts[0]]
+    assert articles_for_section(arts, "s", section(), "analysis") == []
+    both = section(sources=["qiosk", "analysis"])
+    assert articles_for_section(arts, "s", both, "analysis") == [arts[1]]
+    # in_section applies the filters only: an article stored once may come from two sources.
+    assert in_section(arts[1], section())
+
+
+def test_authors_and_title_exclusions() -> None:
+    by = article(1, authors=("Nadia Petrenko", "Samuel Brandt"), title="Podcast: talks")
+    assert in_section(by, section(authors=["nadia  petrenko"]))
+    assert not in_section(by, section(authors=["Someone Else"]))
+    assert not in_section(by, section(exclude_title_regex=r"^Podcast:"))
+    assert in_section(by, section(exclude_title_regex=r"^Event"))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,93 @@
+"""`digest edition show|edit`: an editor's changes before the edition goes out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digest import jobs
+from digest.cli import app
+from digest.config import load_settings
+from digest.factory import make_fetcher, open_store
+from tests.conftest import ROOT, SAMPLE
+
+runner = CliRunner()
+NOW = "2026-11-30T14:00:00Z"
+
+
+@pytest.fixture
+def gathered(tmp_path: Path) -> Path:
+    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
+    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
+    text = text.replace('path = "sample/', f'path = "{SAMPLE}/')
+    cfg = tmp_path / "example.toml"
+    cfg.write_text(text, encoding="utf-8")
+    settings = load_settings(cfg)
+    store = open_store(settings)
+    with make_fetcher(settings) as fetcher:
+        for key in settings.sources:
+            jobs.gather_source(settings, store, fetcher, key, now=datetime.now(UTC))
+    store.close()
+    return cfg
+
+
+def _ids(output: str) -> list[str]:
+    """Article ids of the listed items (card, link and pinned lines)."""
+    return [
+        line.split()[1]
+        for line in output.splitlines()
+        if line.split()[:1] in (["card"], ["link"], ["pinned"])
+    ]
+
+
+def test_show_then_edit(gathered: Path, tmp_path: Path) -> None:
+    cfg = ["--config", str(gathered), "--now", NOW]
+    shown = runner.invoke(app, ["edition", "show", *cfg])
+    assert shown.exit_code == 0, shown.output
+    assert "weekly-2026-W49  [draft]" in shown.output
+    ids = _ids(shown.output)
+    assert len(ids) == 15
+    intro = tmp_path / "intro.md"
+    intro.write_text("This week: **three** ceasefires.\n", encoding="utf-8")
+    edited = runner.invoke(
+        app,
+        [
+            "edition",
+            "edit",
+            *cfg,
+            "--intro-file",
+            str(intro),
+            "--subject",
+            "Ceasefire week",
+            "--exclude",
+            ids[0],
+            "--pin",
+            ids[4][:10],
+            "--section-order",
+            "analysis,qiosk",
+        ],
+    )
+    assert edited.exit_code == 0, edited.output
+    out = edited.output
+    assert "Subject    Ceasefire week" in out and "three" in out
+    assert ids[0] not in _ids(out) and f"Excluded   {ids[0]}" in out
+    assert f"pinned {ids[4]}" in out
+    assert out.index("(analysis)") < out.index("(qiosk)") < out.index("(diplomacy-watch)")
+    # The preview carries the editor's changes.
+    prev = runner.invoke(app, ["preview", "--out", str(tmp_path / "p"), *cfg])
+    assert prev.exit_code == 0, prev.output
+    assert "Subject: Ceasefire week" in prev.output
+    assert "three" in (tmp_path / "p" / "digest.txt").read_text(encoding="utf-8")
+
+
+def test_edit_errors_are_clear(gathered: Path) -> None:
+    cfg = ["--config", str(gathered), "--now", NOW]
+    nothing = runner.invoke(app, ["edition", "edit", *cfg])
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+    unknown = runner.invoke(app, ["edition", "edit", *cfg, "--pin", "zzzzzzzz"])
+    assert unknown.exit_code == 1 and "no article" in unknown.output
+    order = runner.invoke(app, ["edition", "edit", *cfg, "--section-order", "sport"])
+    assert order.exit_code == 1 and "sport" in order.output
