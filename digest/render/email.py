@@ -26,7 +26,8 @@ from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Edition, Image, RenderedVariant, Teaser
 from digest.render import personalise
-from digest.render.links import add_utm, is_web_url
+from digest.render.intro import intro_html, intro_text
+from digest.render.links import add_utm, is_web_url, with_width
 from digest.render.text import tidy, wrap
 
 MJML_TEMPLATE = "email/digest.mjml.j2"
@@ -34,6 +35,10 @@ TEXT_TEMPLATE = "email/digest.txt.j2"
 
 # The body is 600 px wide and cards have 24 px of padding on each side.
 CONTENT_WIDTH = 552
+# The logo's displayed width (the template's mj-image width).
+LOGO_WIDTH = 160
+# Images are requested at this multiple of their displayed width, for high-density screens.
+PIXEL_DENSITY = 2
 
 # The official MJML element set; MRML copies anything else through as an unknown HTML tag.
 MJML_TAGS = frozenset(
@@ -89,7 +94,6 @@ _MONTHS = (
     *("January", "February", "March", "April", "May", "June"),
     *("July", "August", "September", "October", "November", "December"),
 )
-_BLANK_LINES = re.compile(r"\n\s*\n")
 _SPACE = re.compile(r"\s+")
 
 
@@ -148,6 +152,8 @@ class Item:
     url: str
     paragraphs: tuple[str, ...]
     image: CardImage | None
+    # The edition's first card, shown with a larger title.
+    lead: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +164,23 @@ class Section:
     headlines: tuple[Item, ...]
 
 
-def _image(image: Image | None, title: str) -> CardImage | None:
+def image_src(url: str, displayed: int, settings: Settings, *, intrinsic: int | None = None) -> str:
+    """``url`` asking the CMS for ``PIXEL_DENSITY`` times the displayed width, when the CMS
+    resizes (``render.image_width_param``); never wider than the original when that is known,
+    since a CMS that upscales only adds bytes."""
+    wanted = displayed * PIXEL_DENSITY
+    if intrinsic:
+        wanted = min(wanted, intrinsic)
+    return with_width(url, settings.render.image_width_param, wanted)
+
+
+def _image(image: Image | None, title: str, settings: Settings) -> CardImage | None:
     # Only web images: a data: or file: src from a feed has no place in a mass mailing.
     if image is None or not is_web_url(image.url):
         return None
     width = min(image.width or CONTENT_WIDTH, CONTENT_WIDTH)
     return CardImage(
-        src=image.url,
+        src=image_src(image.url, width, settings, intrinsic=image.width),
         alt=image.alt.strip() or title,
         width=width,
         caption=image.caption.strip(),
@@ -172,18 +188,20 @@ def _image(image: Image | None, title: str) -> CardImage | None:
     )
 
 
-def _item(teaser: Teaser, url: str) -> Item:
+def _item(teaser: Teaser, url: str, settings: Settings, *, lead: bool) -> Item:
     return Item(
         kicker=teaser.kicker,
         title=teaser.title,
         url=url,
         paragraphs=tuple(p for p in teaser.paragraphs if p.strip()),
-        image=_image(teaser.image, teaser.title) if teaser.full else None,
+        image=_image(teaser.image, teaser.title, settings) if teaser.full else None,
+        lead=lead,
     )
 
 
 def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
     out = []
+    lead_found = False
     for section in edition.sections:
         cards: list[Item] = []
         headlines: list[Item] = []
@@ -201,7 +219,9 @@ def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
                     campaign=edition.id,
                     content=f"{section.key}-{position}",
                 )
-            (cards if teaser.full else headlines).append(_item(teaser, url))
+            lead = teaser.full and not lead_found
+            lead_found = lead_found or lead
+            (cards if teaser.full else headlines).append(_item(teaser, url, settings, lead=lead))
         if cards or headlines:
             out.append(Section(section.key, section.title, tuple(cards), tuple(headlines)))
     return tuple(out)
@@ -212,10 +232,6 @@ def _dateline(when: datetime, lang: str) -> str:
     if lang.lower().startswith("en"):
         return f"{when.day} {_MONTHS[when.month - 1]} {when.year}"
     return when.date().isoformat()
-
-
-def _paragraphs(text: str) -> tuple[str, ...]:
-    return tuple(p for p in (_SPACE.sub(" ", b).strip() for b in _BLANK_LINES.split(text)) if p)
 
 
 def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> dict[str, object]:
@@ -232,14 +248,17 @@ def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> d
         "preheader_padding": PREHEADER_PADDING,
         "publication_name": pub.name,
         "publication_url": pub.url,
-        "logo_url": pub.logo_url,
+        "logo_url": image_src(pub.logo_url, LOGO_WIDTH, settings) if pub.logo_url else "",
+        "logo_width": LOGO_WIDTH,
         "digest_title": digest.title,
         # The date readers see is the digest's local date, not UTC's.
         "dateline": _dateline(
             edition.created_at.astimezone(ZoneInfo(digest.schedule.timezone)), lang
         ),
         "greeting": personalise.GREETING if greeting else "",
-        "intro": _paragraphs(edition.intro),
+        # The one piece of trusted markup: marked safe only after nh3 has sanitised it.
+        "intro_html": Markup(intro_html(edition.intro)),
+        "intro_text": intro_text(edition.intro),
         "sections": _sections(edition, settings),
         "preferences_url": personalise.PREFERENCES,
         "unsubscribe_url": personalise.UNSUBSCRIBE,

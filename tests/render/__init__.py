@@ -71,7 +71,8 @@ def teaser(
 
 
 def weekly_edition() -> Edition:
-    """The golden edition: three sections, cards and headlines, non-ASCII, RTL, curly quotes."""
+    """The golden edition: three sections, cards and headlines, non-ASCII, RTL, curly quotes,
+    and an editor's note in Markdown (bold, a link, a list, raw HTML that must stay text)."""
     dw = (
         teaser(
             "diplomacy-watch",
@@ -168,8 +169,15 @@ def weekly_edition() -> Edition:
         title="The Weekly Dispatch",
         subject="The Weekly Dispatch: Talks resume in Geneva — “cautiously” hopeful",
         preheader="7 new pieces from The Meridian Review this week",
-        intro="This week: two summits, one report.\n\nAs ever, reply to tell us what we missed "
-        "<or got wrong> & we will read it.",
+        intro=(
+            "This week: **two summits**, one report, and our "
+            "[reading list on the talks](https://meridian.example.org/reading/geneva?from=digest)."
+            "\n\n"
+            "- Geneva: the first round since the winter recess\n"
+            "- A peace conference without one of the parties\n"
+            "\n"
+            "As ever, reply to tell us what we missed <or got wrong> & we will read it."
+        ),
         sections=(
             EditionSection(key="diplomacy-watch", title="Diplomacy Watch", teasers=dw),
             EditionSection(key="qiosk", title="QiOSK", teasers=qiosk),

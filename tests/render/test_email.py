@@ -128,7 +128,7 @@ def test_checklist_items_present(weekly: RenderedVariant) -> None:
 
 
 def test_text_escaping_and_plain_intro(weekly: RenderedVariant) -> None:
-    # Autoescape: editor intro markup is text in the HTML, and raw in the text part.
+    # Raw HTML in the editor's Markdown is text in the HTML, and as typed in the text part.
     assert "&lt;or got wrong&gt; &amp; we will read it" in weekly.html
     assert "<or got wrong> & we will read it" in weekly.text
     assert "“السلام عليكم”" in weekly.html and "“السلام عليكم”" in weekly.text
@@ -163,8 +163,14 @@ def test_greeting_is_optional() -> None:
     assert GREETING not in variant.html and GREETING not in variant.text
 
 
-def test_twelve_long_teasers_fit_the_budget() -> None:
-    variant = render_variant(long_edition(12), make_settings())
+@pytest.mark.parametrize("extras", [False, True], ids=["plain", "intro-and-resizing"])
+def test_twelve_long_teasers_fit_the_budget(extras: bool) -> None:
+    edition = long_edition(12)
+    settings = make_settings()
+    if extras:
+        edition = edition.model_copy(update={"intro": weekly_edition().intro})
+        settings = make_settings(image_width_param="width")
+    variant = render_variant(edition, settings)
     size = len(variant.html.encode("utf-8"))
     assert size < 90_000, size
     assert len(facts(variant.html).imgs) == 12
@@ -201,6 +207,117 @@ def test_non_web_article_link_is_refused() -> None:
     )
     with pytest.raises(RenderError, match="not http"):
         render_variant(edition, make_settings())
+
+
+# The editor's note ---------------------------------------------------------------------------
+def test_intro_markdown_renders_in_both_parts(weekly: RenderedVariant) -> None:
+    html, text = weekly.html, weekly.text
+    assert "This week: <strong>two summits</strong>, one report" in html
+    assert re.search(r"<ul[^>]*> <li[^>]*>Geneva: the first round", html)
+    # Editor links stay as written: no UTM parameters.
+    assert "https://meridian.example.org/reading/geneva?from=digest" in facts(html).hrefs
+    assert "This week: *two summits*, one report, and our reading list on the talks\n" in text
+    assert "(https://meridian.example.org/reading/geneva?from=digest)." in text
+    assert "\n- Geneva: the first round since the winter recess\n- A peace" in text
+
+
+def test_hostile_intro_is_inert_in_the_email() -> None:
+    edition = weekly_edition().model_copy(
+        update={
+            "intro": "<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n"
+            "[x](javascript:alert(1)) <a href='javascript:alert(2)'>y</a> [rel](/x)\n\n"
+            "</mj-text><mj-raw><b onclick=1>z</b></mj-raw>"
+        }
+    )
+    variant = render_variant(edition, make_settings())  # the checks pass: no bad href
+    parsed = facts(variant.html)
+    assert "script" not in parsed.tags and "b" not in parsed.tags
+    assert len(parsed.imgs) == 3  # the cards' images only
+    assert not any(h.lower().startswith(("javascript", "/x")) for h in parsed.hrefs)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in variant.html
+    assert "<script>alert(1)</script>" in variant.text  # plain text is never interpreted
+
+
+def test_without_intro_only_the_greeting_remains() -> None:
+    edition = weekly_edition().model_copy(update={"intro": ""})
+    variant = render_variant(edition, make_settings())
+    assert "two summits" not in variant.html and "two summits" not in variant.text
+    assert GREETING in variant.html and GREETING in variant.text
+
+
+# Images resized by the CMS, and the lead card ------------------------------------------------
+def test_image_width_param_asks_for_twice_the_displayed_width() -> None:
+    variant = render_variant(weekly_edition(), make_settings(image_width_param="width"))
+    base = "https://cdn.meridian.example.org/img/"
+    shown = [(img["src"], img["width"]) for img in facts(variant.html).imgs]
+    assert shown == [
+        # 1200 px wide, shown at 552: asks for 1104.
+        (f"{base}geneva-talks.jpg?width=1104", "552"),
+        # 400 px wide, shown at 400: twice would be an upscale, so the original width.
+        (f"{base}press-briefing.jpg?width=400", "400"),
+        # 1600 px wide, shown at 552.
+        (f"{base}parliament.jpg?width=1104", "552"),
+    ]
+    # Article links are not images: untouched.
+    assert not any("width=" in h for h in facts(variant.html).hrefs)
+
+
+def test_image_width_param_replaces_a_value_and_keeps_the_rest() -> None:
+    edition = weekly_edition()
+    section = edition.sections[0]
+    first = section.teasers[0]
+    assert first.image is not None
+    image = first.image.model_copy(
+        update={"url": "https://cdn.meridian.example.org/i.jpg?width=300&q=80#x", "width": None}
+    )
+    edition = edition.model_copy(
+        update={
+            "sections": (
+                section.model_copy(
+                    update={
+                        "teasers": (first.model_copy(update={"image": image}), *section.teasers[1:])
+                    }
+                ),
+                *edition.sections[1:],
+            )
+        }
+    )
+    variant = render_variant(edition, make_settings(image_width_param="width"))
+    # No intrinsic width: shown at 552, asks for 1104; q and the fragment stay.
+    assert (
+        facts(variant.html).imgs[0]["src"]
+        == "https://cdn.meridian.example.org/i.jpg?width=1104&q=80#x"
+    )
+    assert 'src="https://cdn.meridian.example.org/i.jpg?width=1104&amp;q=80#x"' in variant.html
+
+
+def test_images_untouched_without_a_width_param(weekly: RenderedVariant) -> None:
+    assert all("?" not in (img["src"] or "") for img in facts(weekly.html).imgs)
+
+
+def test_logo_is_resized_too() -> None:
+    settings = make_settings(image_width_param="w")
+    settings = settings.model_copy(
+        update={
+            "publication": settings.publication.model_copy(
+                update={"logo_url": "https://cdn.meridian.example.org/logo.png"}
+            )
+        }
+    )
+    logo = facts(render_variant(weekly_edition(), settings).html).imgs[0]
+    assert logo["src"] == "https://cdn.meridian.example.org/logo.png?w=320"
+    assert logo["width"] == "160"
+
+
+def test_only_the_first_card_of_the_variant_is_the_lead(weekly: RenderedVariant) -> None:
+    leads = re.findall(r'<h3 class="ti ld"[^>]*><a[^>]*>([^<]*)<', weekly.html)
+    assert leads == ["Diplomacy Watch: Talks resume in Geneva — “cautiously” hopeful"]
+    assert weekly.html.index('class="ti ld"') < weekly.html.index('class="ti"')
+    assert "font-size: 26px" in weekly.html
+    # A variant without the first section leads with its own first card.
+    qiosk = render_variant(weekly_edition(), make_settings(), sections=frozenset({"qiosk"}))
+    leads = re.findall(r'<h3 class="ti ld"[^>]*><a[^>]*>([^<]*)<', qiosk.html)
+    assert leads == ["Panel urges a pause on transfers to two units"]
 
 
 # The MJML validator --------------------------------------------------------------------------

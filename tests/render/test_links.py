@@ -1,4 +1,5 @@
-"""UTM parameters: added once, never overriding, query and fragment kept."""
+"""UTM parameters (added once, never overriding, query and fragment kept) and the CMS width
+parameter on images (set once, replacing, everything else kept)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.render.links import add_utm
+from digest.render.links import add_utm, with_width
 
 UTM = {"source": "meridian", "campaign": "weekly-2026-W17", "content": "qiosk-2"}
 
@@ -79,3 +80,41 @@ def test_property_idempotent_and_preserving(url: str, campaign: str, content: st
         assert key in keys
         if key not in dict(original):
             assert keys.count(key) == 1
+
+
+# The CMS's width parameter on images ----------------------------------------------------------
+def test_with_width_sets_replaces_and_keeps_the_rest() -> None:
+    assert with_width("https://x.org/a.jpg", "width", 1104) == "https://x.org/a.jpg?width=1104"
+    assert (
+        with_width("https://x.org/a.jpg?q=80&width=300&fit=crop#f", "width", 1104)
+        == "https://x.org/a.jpg?q=80&width=1104&fit=crop#f"
+    )
+    # Repeats of the parameter collapse into the first one's place.
+    assert (
+        with_width("https://x.org/a.jpg?width=1&b=%20&width=2", "width", 800)
+        == "https://x.org/a.jpg?width=800&b=%20"
+    )
+
+
+def test_with_width_leaves_alone_what_it_must() -> None:
+    for url in ("data:image/png;base64,AAAA", "/img/a.jpg", "javascript:alert(1)", ""):
+        assert with_width(url, "width", 800) == url
+    assert with_width("https://x.org/a.jpg?w=1", "", 800) == "https://x.org/a.jpg?w=1"
+
+
+@given(urls(), st.sampled_from(["width", "w", "imwidth"]), st.integers(1, 5000))
+def test_property_with_width(url: str, param: str, width: int) -> None:
+    once = with_width(url, param, width)
+    assert with_width(once, param, width) == once
+    before, after = urlsplit(url), urlsplit(once)
+    assert (after.scheme, after.netloc, after.path, after.fragment) == (
+        before.scheme,
+        before.netloc,
+        before.path,
+        before.fragment,
+    )
+    assert after.scheme in {"http", "https"}
+    original = parse_qsl(before.query, keep_blank_values=True)
+    result = parse_qsl(after.query, keep_blank_values=True)
+    assert [kv for kv in result if kv[0] != param] == [kv for kv in original if kv[0] != param]
+    assert [v for k, v in result if k == param] == [str(width)]
