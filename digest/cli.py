@@ -248,6 +248,38 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     prefect_serve(*build_deployments(settings, str(config)))
 
 
+@app.command()
+def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Each source's health: last success, failures in a row, last error."""
+    from digest.factory import open_store
+
+    settings = _settings(config)
+    store = open_store(settings)
+    try:
+        states = {s.key: s for s in store.source_states()}
+    finally:
+        store.close()
+    table = Table(title="Sources", title_justify="left")
+    for col in ("source", "sections", "last success", "failures", "last error"):
+        table.add_column(col, overflow="fold")
+    unhealthy = False
+    for key in settings.sources:
+        state = states.get(key)
+        sections = ", ".join(k for k, sec in settings.sections.items() if key in sec.sources)
+        if state is None:
+            table.add_row(key, sections, "never fetched", "-", "-")
+            continue
+        unhealthy |= state.consecutive_failures > 0
+        when = f"{state.last_success_at:%Y-%m-%d %H:%M} UTC" if state.last_success_at else "never"
+        error = state.last_error or "-"
+        if state.last_error and state.last_error_at:
+            error = f"{state.last_error_at:%Y-%m-%d %H:%M} UTC: {state.last_error}"
+        table.add_row(key, sections, when, str(state.consecutive_failures), error)
+    out.print(table)
+    if unhealthy:
+        raise typer.Exit(1)
+
+
 @subscribers_app.command("import")
 def subscribers_import(
     file: Annotated[Path, typer.Argument(help="CSV with columns email,name,sections.")],

@@ -10,7 +10,13 @@ import pytest
 from tests.conftest import ROOT
 
 PKG = ROOT / "digest"
-PURE = ("digest.compose", "digest.render", "digest.gather.feeds", "digest.gather.sections")
+PURE = (
+    "digest.compose",
+    "digest.render",
+    "digest.gather.feeds",
+    "digest.gather.sections",
+    "digest.gather.pages",
+)
 IO_MODULES = (
     "requests",
     "socket",

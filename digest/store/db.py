@@ -49,6 +49,7 @@ class SourceState:
     last_modified: str | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
+    last_error_at: datetime | None = None
     consecutive_failures: int = 0
 
 
@@ -148,11 +149,14 @@ class Store:
         self.engine.dispose()
 
     # Sources ----------------------------------------------------------------------------------
-    def source_state(self, key: str) -> SourceState | None:
+    def source_states(self) -> list[SourceState]:
+        """Every source that was ever fetched, by key."""
         with self.engine.connect() as c:
-            row = c.execute(sa.select(t.sources).where(t.sources.c.key == key)).first()
-        if row is None:
-            return None
+            rows = c.execute(sa.select(t.sources).order_by(t.sources.c.key)).all()
+        return [self._source_state(r) for r in rows]
+
+    @staticmethod
+    def _source_state(row: Any) -> SourceState:
         return SourceState(
             key=row.key,
             url=row.url,
@@ -160,8 +164,14 @@ class Store:
             last_modified=row.last_modified,
             last_success_at=row.last_success_at,
             last_error=row.last_error,
+            last_error_at=row.last_error_at,
             consecutive_failures=row.consecutive_failures,
         )
+
+    def source_state(self, key: str) -> SourceState | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.sources).where(t.sources.c.key == key)).first()
+        return None if row is None else self._source_state(row)
 
     def _upsert_source(self, c: sa.Connection, key: str, url: str, values: dict[str, Any]) -> None:
         _insert_ignore(c, t.sources, [{"key": key, "url": url}], ["key"])

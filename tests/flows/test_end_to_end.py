@@ -159,6 +159,18 @@ def test_failing_feeds_do_not_stop_the_others(tmp_path: Path, feed_server: FeedS
     assert state is not None and state.consecutive_failures == 1 and "500" in state.last_error
     assert counts[DeliveryStatus.SUBMITTED.value] == result["recipients"]
 
+    # The health table names each failing source and why; the command says so by its code.
+    from typer.testing import CliRunner
+
+    from digest.cli import app
+
+    health = CliRunner().invoke(app, ["sources", "--config", str(cfg)])
+    assert health.exit_code == 1
+    text = " ".join(health.output.split())
+    for key in ("broken", "malformed", "slow"):
+        assert key in text
+    assert "500" in text and "never fetched" not in text
+
 
 def test_dry_run_records_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
     from flows.pipeline import run_flow
