@@ -112,6 +112,11 @@ class HttpSettings(_Section):
     max_bytes: int = Field(default=5_000_000, gt=0, description="Cap on a decoded body.")
     max_redirects: int = Field(default=5, ge=0, description="Redirect hops followed.")
     retries: int = Field(default=2, ge=0, description="Retries of a transient fetch failure.")
+    max_page_fetches: int = Field(
+        default=20,
+        ge=0,
+        description="Article pages fetched per source and run to complete thin items; 0: none.",
+    )
 
 
 class SourceSettings(_Section):
@@ -123,6 +128,11 @@ class SourceSettings(_Section):
     local: bool = Field(
         default=False,
         description="Allow this source on a loopback or private address (tests, an intranet).",
+    )
+    fetch_pages: bool = Field(
+        default=True,
+        description="When an item has only a title and a link, fetch its page for the lede "
+        "and image (with the same safe fetch).",
     )
 
     @model_validator(mode="after")

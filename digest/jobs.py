@@ -7,6 +7,7 @@ preview and dry-run use them directly. Pure work is delegated to ``compose`` and
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,11 +21,13 @@ from pydantic import ValidationError
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
 from digest.compose.editions import compose_edition
 from digest.compose.periods import edition_id, period_key
+from digest.compose.teasers import lede
 from digest.config import Settings
 from digest.delivery.base import Provider
 from digest.errors import DigestError, NothingNew, PermanentError
 from digest.gather.feeds import parse_feed
 from digest.gather.http import Fetcher, FetchResult, read_file
+from digest.gather.pages import extract_page
 from digest.gather.sections import in_section
 from digest.models import (
     Article,
@@ -113,9 +116,12 @@ def gather_source(
     parsed = parse_feed(
         result.body, source=key, url=result.url, now=now, content_type=result.content_type
     )
+    articles, warnings = list(parsed.articles), list(parsed.warnings)
+    if src.fetch_pages and settings.http.max_page_fetches:
+        articles = fill_thin(settings, store, fetcher, key, articles, warnings)
     new: set[str] = set()
     if store:
-        new = store.save_articles(parsed.articles, now=now)
+        new = store.save_articles(articles, now=now)
         store.record_fetch_success(
             key, location, etag=result.etag, last_modified=result.last_modified, now=now
         )
@@ -123,11 +129,63 @@ def gather_source(
         key,
         location,
         "updated",
-        entries=len(parsed.articles),
+        entries=len(articles),
         new_ids=frozenset(new),
-        warnings=tuple(parsed.warnings),
-        articles=tuple(parsed.articles),
+        warnings=tuple(warnings),
+        articles=tuple(articles),
     )
+
+
+# Below this many characters of lede an item is "thin": a title and a link, or a teaser stub.
+THIN_CHARS = 80
+
+
+def is_thin(article: Article) -> bool:
+    """Whether the feed gave too little of the article's own text to make a teaser."""
+    text = lede(article, max_paragraphs=2, budget=10_000)
+    return sum(len(p) for p in text) < THIN_CHARS
+
+
+def fill_thin(
+    settings: Settings,
+    store: Store | None,
+    fetcher: Fetcher,
+    key: str,
+    articles: list[Article],
+    warnings: list[str],
+) -> list[Article]:
+    """Complete thin items from their article pages (same safe fetch), each page once.
+
+    An article whose stored copy already has a lede keeps it (the page is not fetched again);
+    at most ``http.max_page_fetches`` pages are fetched per source and run. A page that fails
+    leaves the item as the feed gave it, with a warning.
+    """
+    thin = [a for a in articles if is_thin(a)]
+    if not thin:
+        return articles
+    stored = store.articles_by_id([a.id for a in thin]) if store else {}
+    done: dict[str, Article] = {}
+    budget = settings.http.max_page_fetches
+    for a in thin:
+        known = stored.get(a.id)
+        if known is not None and not is_thin(known):
+            done[a.id] = a.model_copy(
+                update={"content_html": known.content_html, "image": a.image or known.image}
+            )
+            continue
+        if budget <= 0:
+            warnings.append(f"source {key!r}: page fetch limit reached; {a.url} left thin")
+            continue
+        budget -= 1
+        try:
+            page = fetcher.fetch(a.url, allow_private=settings.sources[key].local)
+            extract = extract_page(page.body, url=page.url)
+        except DigestError as e:
+            warnings.append(f"source {key!r}: article page {a.url}: {e}")
+            continue
+        body = "".join(f"<p>{html.escape(p)}</p>" for p in extract.paragraphs)
+        done[a.id] = a.model_copy(update={"content_html": body, "image": a.image or extract.image})
+    return [done.get(a.id, a) for a in articles]
 
 
 def record_source_failure(

@@ -286,6 +286,12 @@ class Store:
                 found[body["id"]][1].add(source)
         return [(a, frozenset(s)) for a, s in found.values()]
 
+    def articles_by_id(self, ids: Iterable[str]) -> dict[str, Article]:
+        wanted = list(ids)
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.articles.c.body).where(t.articles.c.id.in_(wanted)))
+            return {r.body["id"]: Article.model_validate(r.body) for r in rows}
+
     def count_articles(self) -> int:
         with self.engine.connect() as c:
             return int(c.execute(sa.select(sa.func.count()).select_from(t.articles)).scalar_one())

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import shutil
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SAMPLE
+from tests.servers import FeedServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,70 +23,6 @@ def prefect_harness() -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
-
-
-class FeedServer:
-    """Serves files from ``root`` with ETag validators, plus a few broken endpoints."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.requests: list[tuple[str, int]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: bytes = b"", ctype: str = "text/plain") -> None:
-                server.requests.append((self.path, status))
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)  # the client may have given up (timeout tests)
-
-            def do_GET(self) -> None:
-                if self.path == "/broken.xml":
-                    return self._send(500, b"internal error")
-                if self.path == "/malformed.xml":
-                    return self._send(200, b"<rss><channel><item><title>x</ti", "application/xml")
-                if self.path == "/slow.xml":
-                    time.sleep(3)
-                    return self._send(200, b"<rss/>", "application/xml")
-                path = server.root / self.path.lstrip("/")
-                if not path.is_file():
-                    return self._send(404, b"not found")
-                body = path.read_bytes()
-                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
-                if self.headers.get("If-None-Match") == etag:
-                    server.requests.append((self.path, 304))
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.end_headers()
-                    return None
-                server.requests.append((self.path, 200))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
-                self.send_header("ETag", etag)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return None
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def base(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

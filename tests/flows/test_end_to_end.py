@@ -15,7 +15,7 @@ from digest.config import Settings, parse_settings
 from digest.models import DeliveryStatus, NewSubscriber
 from digest.store import Store
 from tests.conftest import SAMPLE, base_config, write_toml
-from tests.flows.conftest import FeedServer
+from tests.servers import FeedServer
 
 pytestmark = pytest.mark.flows
 

@@ -1,0 +1,84 @@
+"""Thin feeds: an item with only a title and a link is completed from its page, once."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest import jobs
+from digest.factory import make_fetcher
+from digest.store import Store
+from tests.conftest import ROOT
+from tests.servers import FeedServer
+
+NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[FeedServer]:
+    root = tmp_path / "site"
+    (root / "pages").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "data" / "pages" / "seed_like.html", root / "pages" / "one.html")
+    server = FeedServer(root)
+    items = "".join(
+        f"<item><title>Thin item {n}</title><link>{server.base}/pages/{page}</link>"
+        f"<guid>thin-{n}</guid><pubDate>Fri, 27 Nov 2026 10:00:00 +0000</pubDate></item>"
+        for n, page in ((1, "one.html"), (2, "missing.html"))
+    )
+    (root / "thin.xml").write_text(
+        f'<rss version="2.0"><channel><title>Thin</title><link>{server.base}/</link>'
+        f"{items}</channel></rss>",
+        encoding="utf-8",
+    )
+    yield server
+    server.close()
+
+
+def test_thin_items_get_their_lede_from_the_page_once(make_settings, site: FeedServer) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        {"sources": {"qiosk": {"url": f"{site.base}/thin.xml", "local": True, "path": ""}}}
+    )
+    store = Store.open(settings.database_url)
+    with make_fetcher(settings) as fetcher:
+        report = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+    one, two = sorted(report.articles, key=lambda a: a.title)
+    assert not jobs.is_thin(one) and one.image is not None
+    assert one.content_html.startswith("<p>") and "Follow us" not in one.content_html
+    assert jobs.is_thin(two)
+    assert any("missing.html" in w and "404" in w for w in report.warnings)
+    pages = [p for p, _ in site.requests if p.startswith("/pages/")]
+    assert sorted(pages) == ["/pages/missing.html", "/pages/one.html"]
+
+    # The feed changes (no 304): the completed article's page is not fetched again.
+    feed = site.root / "thin.xml"
+    feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin!</title>"))
+    with make_fetcher(settings) as fetcher:
+        again = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+    assert [p for p, _ in site.requests if p == "/pages/one.html"] == ["/pages/one.html"]
+    stored = store.articles_by_id([one.id])[one.id]
+    assert stored.content_html == one.content_html
+    assert next(a for a in again.articles if a.id == one.id).content_html == one.content_html
+    store.close()
+
+
+def test_page_fetching_can_be_turned_off(make_settings, site: FeedServer) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(
+        {
+            "sources": {
+                "qiosk": {
+                    "url": f"{site.base}/thin.xml",
+                    "local": True,
+                    "path": "",
+                    "fetch_pages": False,
+                }
+            }
+        }
+    )
+    with make_fetcher(settings) as fetcher:
+        report = jobs.gather_source(settings, None, fetcher, "qiosk", now=NOW)
+    assert all(jobs.is_thin(a) for a in report.articles)
+    assert not [p for p, _ in site.requests if p.startswith("/pages/")]
