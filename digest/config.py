@@ -112,6 +112,10 @@ class HttpSettings(_Section):
     max_bytes: int = Field(default=5_000_000, gt=0, description="Cap on a decoded body.")
     max_redirects: int = Field(default=5, ge=0, description="Redirect hops followed.")
     retries: int = Field(default=2, ge=0, description="Retries of a transient fetch failure.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Fetches at once, at most.")
+    per_host: int = Field(
+        default=1, ge=1, le=16, description="Fetches at once to any one host, at most."
+    )
     max_page_fetches: int = Field(
         default=20,
         ge=0,

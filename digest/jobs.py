@@ -8,6 +8,7 @@ preview and dry-run use them directly. Pure work is delegated to ``compose`` and
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -80,6 +82,36 @@ def sources_of(settings: Settings, section_keys: Iterable[str]) -> list[str]:
     return list(keys)
 
 
+class FetchSlots:
+    """At most ``total`` fetches at once, and at most ``per_host`` to any one host: feeds of
+    one publication usually share a host, and hammering it gets a crawler blocked."""
+
+    def __init__(self, total: int, per_host: int) -> None:
+        self._total = threading.BoundedSemaphore(total)
+        self._per_host = per_host
+        self._hosts: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, url: str) -> Iterator[None]:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            slot = self._hosts.setdefault(host, threading.BoundedSemaphore(self._per_host))
+        with self._total, slot:
+            yield
+
+
+_SLOTS: dict[tuple[int, int], FetchSlots] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def fetch_slots(settings: Settings) -> FetchSlots:
+    """The process-wide slots for these limits (shared by every task of a run)."""
+    key = (settings.http.concurrency, settings.http.per_host)
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(key, FetchSlots(*key))
+
+
 def gather_source(
     settings: Settings,
     store: Store | None,
@@ -101,12 +133,13 @@ def gather_source(
     else:
         state = store.source_state(key) if store else None
         same_url = state is not None and state.url == location
-        result = fetcher.fetch(
-            location,
-            etag=state.etag if state and same_url else None,
-            last_modified=state.last_modified if state and same_url else None,
-            allow_private=src.local,
-        )
+        with fetch_slots(settings).hold(location):
+            result = fetcher.fetch(
+                location,
+                etag=state.etag if state and same_url else None,
+                last_modified=state.last_modified if state and same_url else None,
+                allow_private=src.local,
+            )
     if result.status == 304:
         if store:
             store.record_fetch_success(
@@ -178,7 +211,8 @@ def fill_thin(
             continue
         budget -= 1
         try:
-            page = fetcher.fetch(a.url, allow_private=settings.sources[key].local)
+            with fetch_slots(settings).hold(a.url):
+                page = fetcher.fetch(a.url, allow_private=settings.sources[key].local)
             extract = extract_page(page.body, url=page.url)
         except DigestError as e:
             warnings.append(f"source {key!r}: article page {a.url}: {e}")
