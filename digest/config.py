@@ -133,6 +133,18 @@ class SourceSettings(_Section):
         default=False,
         description="Allow this source on a loopback or private address (tests, an intranet).",
     )
+    backfill_pages: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="On the source's first gather, also read this many older pages of the "
+        "feed (CMSs page feeds, e.g. 30 items a page).",
+    )
+    page_param: str = Field(
+        default="page",
+        description="Query parameter naming a feed page (`page` as in `?page=2`; WordPress "
+        "uses `paged`).",
+    )
     fetch_pages: bool = Field(
         default=True,
         description="When an item has only a title and a link, fetch its page for the lede "

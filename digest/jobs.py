@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -128,10 +128,10 @@ def gather_source(
     """
     src = settings.sources[key]
     location = source_location(settings, key)
+    state = store.source_state(key) if store else None
     if src.path:
         result: FetchResult = read_file(Path(location), settings.http.max_bytes)
     else:
-        state = store.source_state(key) if store else None
         same_url = state is not None and state.url == location
         with fetch_slots(settings).hold(location):
             result = fetcher.fetch(
@@ -150,6 +150,10 @@ def gather_source(
         result.body, source=key, url=result.url, now=now, content_type=result.content_type
     )
     articles, warnings = list(parsed.articles), list(parsed.warnings)
+    # Paging is for URLs; "first" means this source never succeeded before.
+    first_gather = not src.path and (state is None or state.last_success_at is None)
+    if src.backfill_pages and first_gather:
+        articles += backfill(settings, fetcher, key, result.url, articles, warnings, now=now)
     if src.fetch_pages and settings.http.max_page_fetches:
         articles = fill_thin(settings, store, fetcher, key, articles, warnings)
     new: set[str] = set()
@@ -167,6 +171,55 @@ def gather_source(
         warnings=tuple(warnings),
         articles=tuple(articles),
     )
+
+
+def page_url(url: str, param: str, page: int) -> str:
+    """``url`` with its page parameter set to ``page`` (other parameters kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
+    query.append((param, str(page)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def backfill(
+    settings: Settings,
+    fetcher: Fetcher,
+    key: str,
+    url: str,
+    first: Sequence[Article],
+    warnings: list[str],
+    *,
+    now: datetime,
+) -> list[Article]:
+    """Older pages of a paged feed, read once on the source's first gather.
+
+    Stops at the configured number of pages, at a page that brings nothing new (a CMS that
+    ignores the parameter serves page 1 again), or at the first failure (a warning).
+    """
+    src = settings.sources[key]
+    seen = {a.id for a in first}
+    older: list[Article] = []
+    for page in range(2, src.backfill_pages + 2):
+        target = page_url(url, src.page_param, page)
+        try:
+            with fetch_slots(settings).hold(target):
+                result = fetcher.fetch(target, allow_private=src.local)
+            parsed = parse_feed(
+                result.body,
+                source=key,
+                url=result.url,
+                now=now,
+                content_type=result.content_type,
+            )
+        except DigestError as e:
+            warnings.append(f"source {key!r}: backfill stopped at page {page}: {e}")
+            break
+        fresh = [a for a in parsed.articles if a.id not in seen]
+        if not fresh:
+            break
+        seen.update(a.id for a in fresh)
+        older += fresh
+    return older
 
 
 # Below this many characters of lede an item is "thin": a title and a link, or a teaser stub.

@@ -82,3 +82,73 @@ def test_page_fetching_can_be_turned_off(make_settings, site: FeedServer) -> Non
         report = jobs.gather_source(settings, None, fetcher, "qiosk", now=NOW)
     assert all(jobs.is_thin(a) for a in report.articles)
     assert not [p for p, _ in site.requests if p.startswith("/pages/")]
+
+
+def _paged_site(root: Path, base: str, pages: int) -> None:
+    for page in range(1, pages + 1):
+        items = "".join(
+            f"<item><title>Page {page} item {n}</title><link>{base}/a/{page}-{n}</link>"
+            f"<guid>p{page}-{n}</guid><description>&lt;p&gt;{'Text. ' * 20}&lt;/p&gt;"
+            "</description></item>"
+            for n in range(3)
+        )
+        name = "paged.xml" if page == 1 else f"paged-{page}.xml"
+        (root / name).write_text(
+            f'<rss version="2.0"><channel><title>P</title>{items}</channel></rss>',
+            encoding="utf-8",
+        )
+
+
+def test_backfill_reads_older_pages_on_the_first_gather_only(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    root = tmp_path / "paged"
+    root.mkdir()
+    seen: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kw):  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(root), **kw)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            page = parse_qs(urlsplit(self.path).query).get("p", ["1"])[0]
+            self.path = "/paged.xml" if page == "1" else f"/paged-{page}.xml"
+            super().do_GET()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    _paged_site(root, base, 3)
+    settings = make_settings(
+        {
+            "sources": {
+                "qiosk": {
+                    "url": f"{base}/feed?x=1",
+                    "local": True,
+                    "path": "",
+                    "backfill_pages": 5,
+                    "page_param": "p",
+                }
+            }
+        }
+    )
+    store = Store.open(settings.database_url)
+    with make_fetcher(settings) as fetcher:
+        first = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        # Pages 2 and 3 exist; page 4 is a 404 that ends the backfill with a warning.
+        assert first.entries == 9 and len(first.new_ids) == 9
+        assert [p for p in seen] == ["/feed?x=1", "/feed?x=1&p=2", "/feed?x=1&p=3", "/feed?x=1&p=4"]
+        assert any("page 4" in w and "404" in w for w in first.warnings)
+        seen.clear()
+        jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        assert seen == ["/feed?x=1"]
+    store.close()
+    httpd.shutdown()
+    httpd.server_close()
