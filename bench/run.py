@@ -1,4 +1,4 @@
-"""Run every benchmark under bench/ (files named bench_*.py), each in its own process.
+"""Run every benchmark under bench/ (every .py here but this one), each in its own process.
 
 Each benchmark measures its own baseline in the same run and prints, as its last line, one JSON
 object with the figures and the ratio. This runner prints those lines and fails if one fails.
@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     failed = 0
-    for path in sorted(HERE.glob("bench_*.py")):
+    for path in sorted(p for p in HERE.glob("*.py") if p.name != "run.py"):
         print(f"== {path.name}", flush=True)
         proc = subprocess.run([sys.executable, str(path)], cwd=HERE.parent)
         failed += proc.returncode != 0

@@ -113,6 +113,12 @@ class HttpSettings(_Section):
     max_redirects: int = Field(default=5, ge=0, description="Redirect hops followed.")
     retries: int = Field(default=2, ge=0, description="Retries of a transient fetch failure.")
     concurrency: int = Field(default=4, ge=1, le=64, description="Fetches at once, at most.")
+    parse_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Processes parsing big feeds in parallel; 0: one per core, 1: no pool.",
+    )
     per_host: int = Field(
         default=1, ge=1, le=16, description="Fetches at once to any one host, at most."
     )

@@ -8,9 +8,12 @@ preview and dry-run use them directly. Pure work is delegated to ``compose`` and
 from __future__ import annotations
 
 import html
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +30,8 @@ from digest.compose.teasers import lede
 from digest.config import Settings
 from digest.delivery.base import Provider
 from digest.errors import DigestError, NothingNew, PermanentError
-from digest.gather.feeds import parse_feed
+from digest.factory import make_fetcher
+from digest.gather.feeds import ParsedFeed, parse_feed
 from digest.gather.http import Fetcher, FetchResult, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import in_section
@@ -112,6 +116,58 @@ def fetch_slots(settings: Settings) -> FetchSlots:
         return _SLOTS.setdefault(key, FetchSlots(*key))
 
 
+# Parsing is CPU work: under the GIL, threads fetching in parallel still parse one at a time.
+# Big feeds go to a pool of processes instead; small ones are not worth the round trip.
+POOL_MIN_BYTES = 64_000
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _parse_pool(workers: int) -> ProcessPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            # "spawn": forking a process that runs threads (Prefect's, ours) can deadlock.
+            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        return _POOL
+
+
+def parse(
+    settings: Settings,
+    body: bytes,
+    *,
+    source: str,
+    url: str,
+    now: datetime,
+    content_type: str | None,
+) -> ParsedFeed:
+    """``parse_feed``, in a worker process when the feed is big and workers are configured."""
+    workers = settings.http.parse_workers or (os.cpu_count() or 1)
+    if workers <= 1 or len(body) < POOL_MIN_BYTES:
+        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+    job = _parse_pool(workers).submit(
+        parse_feed, body, source=source, url=url, now=now, content_type=content_type
+    )
+    return job.result()
+
+
+def gather_sources(
+    settings: Settings, store: Store | None, keys: Sequence[str], *, now: datetime
+) -> list[SourceReport]:
+    """Gather many sources at once (``http.concurrency`` threads, big feeds parsed in worker
+    processes); a failing source is recorded and reported, never raised."""
+
+    def one(key: str) -> SourceReport:
+        try:
+            with make_fetcher(settings) as fetcher:
+                return gather_source(settings, store, fetcher, key, now=now)
+        except Exception as e:  # every failure is reported, none stops the others
+            return record_source_failure(settings, store, key, e, now=now)
+
+    with ThreadPoolExecutor(max_workers=settings.http.concurrency) as threads:
+        return list(threads.map(one, keys))
+
+
 def gather_source(
     settings: Settings,
     store: Store | None,
@@ -146,8 +202,13 @@ def gather_source(
                 key, location, etag=result.etag, last_modified=result.last_modified, now=now
             )
         return SourceReport(key, location, "not-modified")
-    parsed = parse_feed(
-        result.body, source=key, url=result.url, now=now, content_type=result.content_type
+    parsed = parse(
+        settings,
+        result.body,
+        source=key,
+        url=result.url,
+        now=now,
+        content_type=result.content_type,
     )
     articles, warnings = list(parsed.articles), list(parsed.warnings)
     # Paging is for URLs; "first" means this source never succeeded before.

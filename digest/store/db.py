@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,8 +84,15 @@ def _insert_ignore(
 
     One statement, so two writers racing on the same key cannot make either fail.
     """
+    return len(_insert_ignore_keys(c, table, rows, keys))
+
+
+def _insert_ignore_keys(
+    c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
+) -> list[Any]:
+    """Like :func:`_insert_ignore`, returning the first key of each row that went in."""
     if not rows:
-        return 0
+        return []
     name = c.dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -96,7 +103,12 @@ def _insert_ignore(
     stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
     # Count with RETURNING: drivers disagree on rowcount for many-row executes.
     result = c.execute(stmt.returning(table.c[keys[0]]), rows)
-    return len(result.all())
+    return [r[0] for r in result]
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def _process_alive(pid: int) -> bool:
@@ -228,30 +240,42 @@ class Store:
 
         A known article keeps its first source and its first publication time (feeds without
         dates would otherwise move it to "now" on every fetch); title and content follow the
-        latest fetch.
+        latest fetch. New rows go in as one statement; unchanged known rows are not rewritten.
         """
-        new: set[str] = set()
+        batch = list({a.id: a for a in articles}.values())
+        if not batch:
+            return set()
+        bodies = {a.id: a.model_dump(mode="json") for a in batch}
+        rows = [
+            {
+                "id": a.id,
+                "source": a.source,
+                "url": a.url,
+                "guid": a.guid,
+                "title": a.title,
+                "published_at": a.published,
+                "updated_at": a.updated,
+                "first_seen_at": now,
+                "body": bodies[a.id],
+            }
+            for a in batch
+        ]
         with self.engine.begin() as c:
-            for a in articles:
-                body = a.model_dump(mode="json")
-                row = {
-                    "id": a.id,
-                    "source": a.source,
-                    "url": a.url,
-                    "guid": a.guid,
-                    "title": a.title,
-                    "published_at": a.published,
-                    "updated_at": a.updated,
-                    "first_seen_at": now,
-                    "body": body,
-                }
-                if _insert_ignore(c, t.articles, [row], ["id"]):
-                    new.add(a.id)
-                else:
-                    kept = c.execute(
-                        sa.select(t.articles.c.body).where(t.articles.c.id == a.id)
-                    ).scalar_one()
-                    body = {**body, "source": kept["source"], "published": kept["published"]}
+            new = set(_insert_ignore_keys(c, t.articles, rows, ["id"]))
+            known = {a.id: a for a in batch if a.id not in new}
+            for chunk in _chunks(list(known), 500):
+                kept = dict(
+                    c.execute(
+                        sa.select(t.articles.c.id, t.articles.c.body).where(
+                            t.articles.c.id.in_(chunk)
+                        )
+                    ).all()
+                )
+                for article_id in chunk:
+                    a, old = known[article_id], kept[article_id]
+                    body = {**bodies[a.id], "source": old["source"], "published": old["published"]}
+                    if body == old:
+                        continue
                     c.execute(
                         sa.update(t.articles)
                         .where(t.articles.c.id == a.id)
@@ -259,12 +283,12 @@ class Store:
                             url=a.url, guid=a.guid, title=a.title, updated_at=a.updated, body=body
                         )
                     )
-                _insert_ignore(
-                    c,
-                    t.article_sources,
-                    [{"article_id": a.id, "source": a.source}],
-                    ["article_id", "source"],
-                )
+            _insert_ignore(
+                c,
+                t.article_sources,
+                [{"article_id": a.id, "source": a.source} for a in batch],
+                ["article_id", "source"],
+            )
         return new
 
     def articles_from_sources(
