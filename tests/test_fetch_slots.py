@@ -76,3 +76,42 @@ def test_limits_hold(make_settings, server, concurrency: int, per_host: int, pea
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert list(pool.map(one, sources)) == [1] * 6
     assert counting.peak == peak
+
+
+def test_big_feeds_parse_in_worker_processes(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from digest.gather.feeds import parse_feed
+
+    item = (
+        "<item><title>Item {n}</title><link>https://example.org/{n}</link><guid>g{n}</guid>"
+        "<description>&lt;p&gt;" + "Words of the lede. " * 20 + "&lt;/p&gt;</description></item>"
+    )
+    body = (
+        '<rss version="2.0"><channel><title>Big</title>'
+        + "".join(item.format(n=n) for n in range(300))
+        + "</channel></rss>"
+    ).encode()
+    assert len(body) > jobs.POOL_MIN_BYTES
+    settings = make_settings({"http": {"parse_workers": 2}})
+    now = datetime.now(UTC)
+    here = parse_feed(body, source="qiosk", url="https://example.org/feed", now=now)
+    there = jobs.parse(
+        settings,
+        body,
+        source="qiosk",
+        url="https://example.org/feed",
+        now=now,
+        content_type=None,
+    )
+    assert jobs._POOL is not None  # it really went to the pool
+    assert there == here and len(there.articles) == 300
+    from digest.errors import FeedError
+
+    with pytest.raises(FeedError, match="qiosk"):
+        jobs.parse(
+            settings,
+            b"<html>" + b"<p>not a feed</p>" * 5000,
+            source="qiosk",
+            url="https://example.org/feed",
+            now=now,
+            content_type=None,
+        )
