@@ -1,8 +1,9 @@
 """Feed bytes → articles: parsing, normalising and sanitising one fetched feed.
 
-This module owns what an entry of an RSS/Atom feed becomes: its canonical URL and stable id,
-a clean one-line title, authors, UTC dates, categories, sanitised summary and content HTML and
-the lead image with alt, caption and credit.
+This module owns what an entry of an RSS (0.9x, 1.0, 2.0) or Atom feed, or an item of a JSON
+Feed (1.0, 1.1), becomes: its canonical URL and stable id, a clean one-line title, authors, UTC
+dates, categories, sanitised summary and content HTML and the lead image with alt, caption and
+credit. JSON Feed items are translated into feedparser's entry shape and share one path.
 
 It is pure: no network, no disk, no clock (``now`` is passed in). feedparser only ever gets an
 in-memory stream (given ``bytes`` that look like a path it would open the file, and given a URL
@@ -16,9 +17,13 @@ articles plus human-readable ``warnings``.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import email.utils
 import hashlib
 import html
 import io
+import json
 import re
 import time
 import unicodedata
@@ -133,11 +138,13 @@ def parse_feed(
     now: datetime,
     content_type: str | None = None,
 ) -> ParsedFeed:
-    """Parse one fetched feed into articles. Raises ``FeedError`` for unusable input.
+    """Parse one fetched feed (RSS 0.9x/1.0/2.0, Atom or JSON Feed) into articles.
 
     ``source`` is the source key (it names the feed in messages and goes into each article),
-    ``url`` the feed's final URL (relative links resolve against it) and ``now`` the time of
-    the fetch: articles without any date get it as their ``published`` (first-seen time).
+    ``url`` the feed's final URL (relative links resolve against it), ``now`` the time of the
+    fetch (articles without any date get it as their ``published``: first-seen time) and
+    ``content_type`` the HTTP Content-Type header, whose charset decides the decoding.
+    Raises ``FeedError`` for unusable input, and nothing else.
     """
     label = f"feed {source!r} ({url})"
     if now.tzinfo is None:
@@ -147,16 +154,13 @@ def parse_feed(
     body = bytes(body)
     if not body.strip():
         raise FeedError(f"{label}: empty body")
+    if _is_json(body, content_type):
+        return _parse_json_feed(body, source, url, now, content_type, label)
 
-    headers: dict[str, str] = {}
+    headers = {"content-type": _xml_content_type(content_type, body)}
     if _is_http(url):
         # feedparser's base for xml:base and relative links; it ignores non-http(s) values.
         headers["content-location"] = url
-        # Without a type feedparser would flag "no Content-type"; application/xml decodes
-        # exactly as no headers at all do (charset, else the XML declaration, else UTF-8).
-        headers["content-type"] = "application/xml"
-    if content_type:
-        headers["content-type"] = content_type
     if any(_hostile(view) for view in _prolog_views(body, headers)):
         raise FeedError(f"{label}: DOCTYPE with internal subset / ENTITY declarations refused")
 
@@ -184,16 +188,84 @@ def parse_feed(
     feed_info = parsed.get("feed") or {}
     title = clean_title(_text(feed_info.get("title")))
     site = _http_or_none(_text(feed_info.get("link")), url)
+    articles = _articles(entries, source, url, site, now, warnings, label)
+    if problem and not articles:
+        # Broken markup that yielded only unusable fragments is a broken feed, not an empty one.
+        raise FeedError(f"{label}: not a usable feed ({problem}); no entry could be read")
+    return ParsedFeed(title=title, articles=articles, warnings=warnings)
 
+
+# What the first bytes show: a byte order mark, or a "<" in UTF-32/UTF-16 (longest first:
+# a UTF-32-LE BOM starts with the UTF-16-LE one).
+_BYTE_SIGNS = (
+    (codecs.BOM_UTF32_LE, "utf-32le"),
+    (codecs.BOM_UTF32_BE, "utf-32be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16le"),
+    (codecs.BOM_UTF16_BE, "utf-16be"),
+    (b"<\x00\x00\x00", "utf-32le"),
+    (b"\x00\x00\x00<", "utf-32be"),
+    (b"<\x00", "utf-16le"),
+    (b"\x00<", "utf-16be"),
+)
+
+
+def _xml_content_type(content_type: str | None, body: bytes) -> str:
+    """The Content-Type feedparser gets: ``application/xml`` and the charset that applies.
+
+    feedparser applies RFC 3023: ``text/xml`` without a charset means US-ASCII (a UTF-8 feed
+    served that way is decoded as a "bozo" fallback), and anything that is not an XML type
+    (``text/html``, ``text/plain``, no header at all — servers get this wrong all the time) is
+    flagged as a problem, which would make a valid but empty feed an error. RFC 7303, which
+    replaced RFC 3023, has one rule for every XML type: the BOM, else the charset parameter,
+    else the XML declaration, else UTF-8; this gives feedparser exactly that.
+
+    What the bytes themselves show beats any header, because a header charset that
+    contradicts them decodes without error into nonsense (UTF-16 text is valid UTF-8 with NULs
+    in it, and any even number of bytes is "valid" UTF-16): a BOM, or a "<" in UTF-16/32, is
+    passed on as the charset (feedparser, given a BOM but no declared encoding, tries UTF-8
+    first), and a UTF-16/32 charset for bytes that show neither is dropped. So is a charset
+    Python has no codec for; the XML declaration then decides.
+    """
+    for sign, encoding in _BYTE_SIGNS:
+        if body.startswith(sign):
+            return f"application/xml; charset={encoding}"
+    _, charset = feedparser.encodings.parse_content_type(content_type or "")
+    try:
+        name = codecs.lookup(charset).name if charset else ""
+    except LookupError:
+        name = ""
+    if not name or name.startswith(("utf-16", "utf-32")):
+        return "application/xml"
+    return f"application/xml; charset={charset}"
+
+
+def _articles(
+    entries: list[Any],
+    source: str,
+    url: str,
+    site: str | None,
+    now: datetime,
+    warnings: list[str],
+    label: str,
+) -> list[Article]:
+    """Articles from feedparser-shaped entries (RSS, Atom and JSON Feed items alike).
+
+    Entries that cannot become an article, and repeats of an earlier one, are skipped with a
+    warning rather than failing the feed.
+    """
     articles: list[Article] = []
     seen: set[str] = set()
     guid_counts: dict[str, int] = {}
     for entry in entries:
-        guid = _text(entry.get("id")).strip()
+        guid = _text(entry.get("id")).strip() if isinstance(entry, Mapping) else ""
         if guid:
             guid_counts[guid] = guid_counts.get(guid, 0) + 1
     undated = 0
     for position, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping):
+            warnings.append(f"{label}: entry {position} skipped (not an object)")
+            continue
         try:
             article, dated = _article(entry, source, url, site, now, guid_counts, warnings, label)
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
@@ -208,15 +280,245 @@ def parse_feed(
         seen.add(article.id)
         undated += not dated
         articles.append(article)
-    if problem and not articles:
-        # Broken markup that yielded only unusable fragments is a broken feed, not an empty one.
-        raise FeedError(f"{label}: not a usable feed ({problem}); no entry could be read")
     if undated:
         warnings.append(
             f"{label}: {undated} entr{'y' if undated == 1 else 'ies'} without a date; "
             "dated at first sight"
         )
+    return articles
+
+
+# --------------------------------------------------------------------------------------------
+# JSON Feed (https://www.jsonfeed.org/version/1.1/, and 1.0)
+#
+# Items are translated into the shape feedparser gives RSS and Atom entries, then go through
+# the same ``_article`` as those: one normalisation (ids, URLs, dates, sanitising, images)
+# for every format.
+_JSON_TYPES = frozenset({"application/feed+json", "application/json"})
+_JSON_FEED_VERSION = re.compile(r"https?://(?:www\.)?jsonfeed\.org/version/\S+", re.IGNORECASE)
+# What may come before the first character: whitespace, BOMs, the NULs of UTF-16/32.
+_JSON_LEAD = b" \t\r\n\x00\xef\xbb\xbf\xfe\xff"
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_TITLE_FROM_TEXT = 80  # characters of an untitled item's text that make its title
+
+
+def _is_json(body: bytes, content_type: str | None) -> bool:
+    """JSON when the body opens with ``{``; else when the Content-Type says JSON.
+
+    The body decides first because servers mislabel feeds both ways (XML as
+    ``application/json``, JSON as ``text/plain`` or ``text/html``).
+    """
+    first = body[:1024].lstrip(_JSON_LEAD)[:1]
+    if first == b"{":
+        return True
+    if first == b"<":
+        return False
+    media = feedparser.encodings.parse_content_type(content_type or "")[0].lower()
+    return media in _JSON_TYPES or media.endswith("+json")
+
+
+def _parse_json_feed(
+    body: bytes,
+    source: str,
+    url: str,
+    now: datetime,
+    content_type: str | None,
+    label: str,
+) -> ParsedFeed:
+    warnings: list[str] = []
+    # The body is already capped by the fetcher; nesting is capped by the interpreter's
+    # recursion limit, which the C decoder honours (RecursionError, not a crash).
+    text = _decode_json(body, content_type, warnings, label)
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise FeedError(f"{label}: malformed JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, and integers too long to convert
+        raise FeedError(f"{label}: malformed JSON ({_short(str(e))})") from None
+    version = _json_str(document.get("version")) if isinstance(document, dict) else ""
+    if not _JSON_FEED_VERSION.fullmatch(version.strip()):
+        raise FeedError(
+            f'{label}: not a JSON Feed (no https://jsonfeed.org/version/… in "version")'
+        )
+    items = document.get("items")
+    if not isinstance(items, list):
+        raise FeedError(f'{label}: not a usable JSON Feed ("items" is not an array)')
+    feed_authors = _json_authors(document)
+    entries = [
+        _json_entry(item, feed_authors) if isinstance(item, dict) else item for item in items
+    ]
+    title = clean_title(_json_str(document.get("title")))
+    site = _http_or_none(_json_str(document.get("home_page_url")), url)
+    articles = _articles(entries, source, url, site, now, warnings, label)
+    # The spec's image has no alt text of its own: the item's title describes it best.
+    articles = [
+        a.model_copy(update={"image": a.image.model_copy(update={"alt": a.title})})
+        if a.image is not None and not a.image.alt
+        else a
+        for a in articles
+    ]
     return ParsedFeed(title=title, articles=articles, warnings=warnings)
+
+
+def _decode_json(body: bytes, content_type: str | None, warnings: list[str], label: str) -> str:
+    """The body as text: UTF-8/16/32 as the bytes show (RFC 8259), else a declared charset.
+
+    Invalid bytes become U+FFFD with a warning: one bad byte should not cost the whole feed.
+    """
+    encoding: str = json.detect_encoding(body)
+    _, charset = feedparser.encodings.parse_content_type(content_type or "")
+    if encoding == "utf-8" and charset:
+        # Only a legacy 8-bit charset can be right here: UTF-16/32 would show in the bytes.
+        with contextlib.suppress(LookupError):
+            declared = codecs.lookup(charset).name
+            if not declared.startswith("utf"):
+                encoding = declared
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError:
+        warnings.append(f"{label}: bytes that are not valid {encoding} were replaced")
+        return body.decode(encoding, "replace")
+
+
+def _json_str(value: Any) -> str:
+    """A JSON string value, or "" for anything else; lone surrogates (``"\\ud800"``) replaced,
+    because nothing downstream (nh3, the database, email) can encode them."""
+    if not isinstance(value, str):
+        return ""
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _json_authors(obj: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``authors`` (1.1) or ``author`` (1.0) as feedparser's list of {"name": …}."""
+    raw = obj.get("authors")
+    people = raw if isinstance(raw, list) else [obj.get("author")]
+    names = [_json_str(p.get("name")) for p in people if isinstance(p, dict)]
+    return [{"name": n} for n in names if n.strip()]
+
+
+def _json_entry(item: Mapping[str, Any], feed_authors: list[dict[str, str]]) -> dict[str, Any]:
+    """One JSON Feed item in the shape of a feedparser entry, for ``_article``."""
+    entry: dict[str, Any] = {}
+    ident = item.get("id")
+    if isinstance(ident, int | float) and not isinstance(ident, bool):
+        ident = str(ident)  # the spec: a reader must coerce a numeric id to a string
+    if _json_str(ident):
+        entry["id"] = _json_str(ident)
+    entry["link"] = _json_str(item.get("url"))
+    links: list[dict[str, str]] = []
+    external = _json_str(item.get("external_url"))
+    if external:
+        # A link post's subject: the article when the item has no permalink of its own.
+        links.append({"rel": "alternate", "href": external})
+    attachments = item.get("attachments")
+    for attachment in attachments if isinstance(attachments, list) else []:
+        if isinstance(attachment, dict):
+            links.append(
+                {
+                    "rel": "enclosure",
+                    "href": _json_str(attachment.get("url")),
+                    "type": _json_str(attachment.get("mime_type")).lower(),
+                }
+            )
+    entry["links"] = links
+
+    content_html = _json_str(item.get("content_html"))
+    content_text = _json_str(item.get("content_text"))
+    summary = _json_str(item.get("summary"))
+    if content_html.strip():
+        entry["content"] = [{"value": content_html, "type": "text/html"}]
+    elif content_text.strip():
+        entry["content"] = [{"value": _paragraphs(content_text), "type": "text/html"}]
+    if summary.strip():
+        entry["summary"] = summary
+        entry["summary_detail"] = {"type": "text/plain"}  # the spec: plain text
+
+    title = _json_str(item.get("title"))
+    if not title.strip():
+        # Microblog items have no title; their text's opening words stand in for one.
+        # Only the opening is cleaned (a long text would be cleaned whole for 80 characters);
+        # HTML is sanitised first, because a <script>'s text is not the item's opening words.
+        title = _title_from(
+            clean_title(html.escape(content_text[:1000], quote=False))
+            or clean_title(sanitize_html(content_html[:4000]))
+            or clean_title(html.escape(summary[:1000], quote=False))
+        )
+    entry["title"] = title
+    entry["title_detail"] = {"type": "text/plain"}
+
+    for key, field_name in (
+        ("published_parsed", "date_published"),
+        ("updated_parsed", "date_modified"),
+    ):
+        when = _rfc3339(item.get(field_name))
+        if when is not None:
+            entry[key] = when.utctimetuple()
+
+    entry["authors"] = _json_authors(item) or feed_authors  # 1.1: items inherit the feed's
+    tags = item.get("tags")
+    if isinstance(tags, list):
+        entry["tags"] = [{"term": _json_str(t)} for t in tags if _json_str(t)]
+    for key in ("image", "banner_image"):
+        image = _json_str(item.get(key))
+        if image.strip():
+            entry["media_content"] = [{"url": image, "medium": "image"}]
+            break
+    return entry
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text as HTML: a paragraph per blank-line-separated block, line breaks kept."""
+    blocks = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line.strip(), quote=False) for line in lines) + "</p>"
+        for block in blocks
+        if (lines := [line for line in block.split("\n") if line.strip()])
+    )
+
+
+def _title_from(text: str, limit: int = _TITLE_FROM_TEXT) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary, with an ellipsis.
+
+    Cutting at a space keeps grapheme clusters whole; text without spaces (CJK) is cut at
+    ``limit``, moved back past combining marks and joiners so no cluster is split.
+    """
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    if cut < limit // 2:
+        cut = limit
+        while cut > 0 and (
+            unicodedata.combining(text[cut])
+            or text[cut] in "\u200d\ufe0e\ufe0f"
+            or text[cut - 1] == "\u200d"
+        ):
+            cut -= 1
+    return text[:cut].rstrip(" ,;:.-–—") + "…"
+
+
+def _rfc3339(value: Any) -> datetime | None:
+    """An RFC 3339 date (as JSON Feed requires) in UTC; RFC 822 dates are accepted too,
+    since feeds converted from RSS carry them. A date without an offset is taken as UTC."""
+    text = _json_str(value).strip()
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _article(
@@ -629,7 +931,15 @@ def article_id(guid: str | None, canonical: str) -> str:
     return "a" + digest[:20]
 
 
-_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+# What a browser never shows as text, dropped whole (before tags are replaced by spaces): the
+# text of raw-text elements such as <script>, comments (an unclosed one runs to the end, as in
+# HTML), and <!DOCTYPE …>, <![CDATA[ …, <? … ?> and other markup declarations.
+_HIDDEN = re.compile(
+    r"<(script|style|noscript|template|iframe)\b[^<>]*>.*?(?:</\1\b[^<>]*>|\Z)"
+    r"|<!--.*?(?:--!?>|\Z)|<![^>]*(?:>|\Z)|<\?[^>]*(?:>|\Z)",
+    re.DOTALL | re.IGNORECASE,
+)
 # C0 and C1 controls (including tab and newline, which become spaces) and DEL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Line/paragraph separators, bidi embeddings, overrides and isolates, lone surrogates.
@@ -647,7 +957,7 @@ def clean_title(text: str) -> str:
     current = text if isinstance(text, str) else ""
     for _ in range(10):
         step = html.unescape(current)
-        step = _TAG.sub(" ", step)
+        step = _TAG.sub(" ", _HIDDEN.sub(" ", step))
         step = _CONTROL.sub(" ", step)
         step = _INVISIBLE.sub("", step)
         step = unicodedata.normalize("NFC", step)

@@ -47,10 +47,12 @@ __all__ = [
     "read_file",
 ]
 
-# Feeds first, then anything XML-ish, then whatever the server has (some serve text/html).
+# Feeds first (JSON Feed too), then anything XML- or JSON-ish, then whatever the server has
+# (some serve feeds as text/html or text/plain).
 FEED_ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5"
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, "
+    "application/json;q=0.8, */*;q=0.5"
 )
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024

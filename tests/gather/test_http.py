@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -25,6 +25,7 @@ import urllib3.util.connection
 
 from digest.config import HttpSettings
 from digest.errors import PermanentFetchError, TransientFetchError
+from digest.gather.feeds import parse_feed
 from digest.gather.http import (
     Fetcher,
     FetchResult,
@@ -39,13 +40,55 @@ FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></chan
 ETAG = '"v1"'
 LAST_MODIFIED = "Mon, 06 Jan 2025 10:00:00 GMT"
 BOMB = gzip.compress(b"\0" * 5_000_000, compresslevel=9)  # ~5 KB on the wire, 5 MB decoded
+HUGE = 50 * 2**20  # what /huge and /huge-unsized would send if nobody stopped reading
+NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def rss(title: str, declaration: str = '<?xml version="1.0"?>') -> str:
+    """A one-item RSS feed whose feed and item titles are both ``title``."""
+    return (
+        f'{declaration}<rss version="2.0"><channel><title>{title}</title>'
+        f"<link>https://news.example.org/</link><item><title>{title}</title>"
+        "<link>https://news.example.org/a</link></item></channel></rss>"
+    )
+
+
+RUSSIAN = "Новости: погода и море, Ёж"  # cp1251 and koi8-r both carry these
+FRENCH = "Café crème à la fenêtre"
+JSON_FEED = (
+    b'{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": '
+    b'[{"id": "json-1", "url": "https://news.example.org/j", "title": "Caf\\u00e9"}]}'
+)
+# Served as they are, with the Content-Type given (None: no header at all).
+TYPED_BODIES: dict[str, tuple[bytes, str | None]] = {
+    "/as-html": (rss(FRENCH).encode(), "text/html"),
+    "/no-type": (rss(FRENCH).encode(), None),
+    "/empty-as-html": (
+        b'<rss version="2.0"><channel><title>Quiet</title></channel></rss>',
+        "text/html",
+    ),
+    # The header's charset, with bytes to match and no declaration of their own.
+    "/cp1251": (rss(RUSSIAN).encode("cp1251"), "application/rss+xml; charset=windows-1251"),
+    # The header's charset wins over a declaration that is wrong.
+    "/latin1-header-wins": (
+        rss(FRENCH, '<?xml version="1.0" encoding="utf-8"?>').encode("latin-1"),
+        "application/rss+xml; charset=iso-8859-1",
+    ),
+    # Only the declaration says koi8-r; text/xml alone meant US-ASCII under RFC 3023.
+    "/koi8": (rss(RUSSIAN, '<?xml version="1.0" encoding="koi8-r"?>').encode("koi8-r"), "text/xml"),
+    "/json": (JSON_FEED, "application/feed+json"),
+}
 
 
 @dataclass
 class Seen:
-    """What the server saw: one (path, headers) per request."""
+    """What the server saw: one (path, headers) per request; bytes written per huge path."""
 
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    finished: dict[str, threading.Event] = field(
+        default_factory=lambda: {p: threading.Event() for p in ("/huge", "/huge-unsized")}
+    )
 
     def paths(self) -> list[str]:
         return [p for p, _ in self.requests]
@@ -71,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.seen.requests.append((self.path, dict(self.headers.items())))
         path, _, _ = self.path.partition("?")
-        port = self.server.server_address[1]
+        port = cast(tuple[str, int], self.server.server_address)[1]
         if path == "/feed":
             if self.headers.get("If-None-Match") == ETAG:
                 self._send(304, ETag=ETAG)
@@ -116,6 +159,21 @@ class Handler(BaseHTTPRequestHandler):
             for _ in range(10):
                 self.wfile.write(b"x" * 1000)
             self.close_connection = True
+        elif path in ("/huge", "/huge-unsized"):
+            self._huge(path)
+        elif path in TYPED_BODIES:
+            body, content_type = TYPED_BODIES[path]
+            self._send(200, body, **({"Content_Type": content_type} if content_type else {}))
+        elif path.startswith("/via/"):
+            # /via/301,308 answers 301 to /via/308, which answers 308 to /via/, the feed.
+            codes = path.removeprefix("/via/")
+            if codes:
+                first, _, rest = codes.partition(",")
+                self._send(int(first), Location=f"/via/{rest}")
+            elif self.headers.get("If-None-Match") == ETAG:
+                self._send(304, ETag=ETAG)
+            else:
+                self._send(200, FEED, Content_Type="application/rss+xml", ETag=ETAG)
         elif path == "/bomb":
             self._send(200, BOMB, Content_Encoding="gzip", Content_Type="application/xml")
         elif path == "/gzip":
@@ -134,6 +192,28 @@ class Handler(BaseHTTPRequestHandler):
             self._send(307, Location=f"http://feed.test:{port}/feed")
         else:
             self._send(404)
+
+    def _huge(self, path: str) -> None:
+        """50 MB, written until the client hangs up; counts what the socket accepted."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        if path == "/huge":
+            self.send_header("Content-Length", str(HUGE))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = b"<!-- padding -->" * 4096  # 64 KiB
+        written = 0
+        try:
+            while written < HUGE:
+                self.wfile.write(chunk)
+                written += len(chunk)
+        except OSError:  # the client closed the connection: the point of the test
+            pass
+        finally:
+            self.seen.written[path] = written
+            self.seen.finished[path].set()
 
 
 Resolver = Callable[..., list[Any]]
@@ -238,6 +318,7 @@ def test_200_returns_body_and_validators_and_sends_our_headers(
     assert headers["User-Agent"] == "digest-tests/1.0"
     assert headers["Accept-Encoding"] == "gzip"
     assert "application/rss+xml" in headers["Accept"]
+    assert "application/feed+json" in headers["Accept"]
     assert "If-None-Match" not in headers
 
 
@@ -344,6 +425,67 @@ def test_gzip_bomb_stops_at_the_decoded_cap(server: tuple[str, Seen], fetcher: F
         fetcher.fetch(f"{base}/bomb", allow_private=True)  # ... huge once decoded
 
 
+@pytest.mark.parametrize("path", ["/huge", "/huge-unsized"])
+def test_a_50_mb_body_is_refused_without_reading_it_all(
+    server: tuple[str, Seen], fetcher: Fetcher, path: str
+) -> None:
+    # /huge declares its 50 MB (refused before reading); /huge-unsized does not (refused by the
+    # streaming cap). Either way we hang up: the server writes only what the socket buffers
+    # take before its next write fails, nowhere near 50 MB, and the fetch returns at once.
+    base, seen = server
+    started = time.monotonic()
+    with pytest.raises(PermanentFetchError, match="cap of 100000 bytes"):
+        fetcher.fetch(base + path, allow_private=True)
+    assert time.monotonic() - started < 1.0
+    assert seen.finished[path].wait(10), "the server kept writing after we hung up"
+    assert seen.written[path] < HUGE // 4
+
+
+# Content types and encodings: the Content-Type the fetch returns reaches parse_feed --------
+def fetch_and_parse(fetcher: Fetcher, url: str) -> tuple[FetchResult, list[str]]:
+    """Fetch ``url`` and parse it as gather does; the result and [feed title, titles...]."""
+    result = fetcher.fetch(url, allow_private=True)
+    feed = parse_feed(
+        result.body, source="t", url=result.url, now=NOW, content_type=result.content_type
+    )
+    # Not decoded by a fallback after a failed guess (feedparser's "bozo" path), nor flagged.
+    assert not [w for w in feed.warnings if "despite problems" in w], feed.warnings
+    return result, [feed.title, *(a.title for a in feed.articles)]
+
+
+@pytest.mark.parametrize(
+    ("path", "title"),
+    [
+        ("/as-html", FRENCH),
+        ("/no-type", FRENCH),
+        ("/cp1251", RUSSIAN),
+        ("/latin1-header-wins", FRENCH),
+        ("/koi8", RUSSIAN),
+    ],
+)
+def test_titles_come_out_right_whatever_the_content_type_and_charset(
+    server: tuple[str, Seen], fetcher: Fetcher, path: str, title: str
+) -> None:
+    base, _ = server
+    result, titles = fetch_and_parse(fetcher, base + path)
+    assert result.content_type == TYPED_BODIES[path][1]
+    assert titles == [title, title]
+
+
+def test_an_empty_feed_served_as_html_is_not_an_error(
+    server: tuple[str, Seen], fetcher: Fetcher
+) -> None:
+    base, _ = server
+    assert fetch_and_parse(fetcher, f"{base}/empty-as-html")[1] == ["Quiet"]
+
+
+def test_a_json_feed_is_fetched_and_parsed(server: tuple[str, Seen], fetcher: Fetcher) -> None:
+    base, _ = server
+    result, titles = fetch_and_parse(fetcher, f"{base}/json")
+    assert result.content_type == "application/feed+json"
+    assert titles == ["J", "Café"]
+
+
 # Redirects ----------------------------------------------------------------------------------
 def test_redirects_are_followed_within_the_cap(server: tuple[str, Seen], fetcher: Fetcher) -> None:
     base, _ = server
@@ -385,6 +527,37 @@ def test_redirect_to_a_private_address_is_refused_before_connecting(
     assert "refused (private)" in info.value.message
     assert seen.paths()[-1] == "/to-internal"
     assert {host for host, _ in connections} == {"127.0.0.1"}  # never 10.0.0.1
+
+
+def test_every_redirect_status_is_followed(server: tuple[str, Seen]) -> None:
+    base, seen = server
+    five = SETTINGS.model_copy(update={"max_redirects": 5})
+    with Fetcher(five, resolver=stub_resolver(NAMES)) as f:
+        result = f.fetch(f"{base}/via/301,302,303,307,308", allow_private=True)
+    assert (result.url, result.status, result.body) == (f"{base}/via/", 200, FEED)
+    assert seen.paths()[-6:] == [
+        "/via/301,302,303,307,308",
+        "/via/302,303,307,308",
+        "/via/303,307,308",
+        "/via/307,308",
+        "/via/308",
+        "/via/",
+    ]
+
+
+def test_304_at_the_end_of_a_redirect_chain(server: tuple[str, Seen], fetcher: Fetcher) -> None:
+    base, seen = server
+    result = fetcher.fetch(
+        f"{base}/via/301,308", etag=ETAG, last_modified=LAST_MODIFIED, allow_private=True
+    )
+    assert (result.url, result.status, result.body, result.etag) == (
+        f"{base}/via/",
+        304,
+        b"",
+        ETAG,
+    )
+    # The validators went out on every hop, not only the first.
+    assert [h.get("If-None-Match") for _, h in seen.requests[-3:]] == [ETAG] * 3
 
 
 # Addresses ----------------------------------------------------------------------------------
