@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -107,6 +108,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.postgres import create_database
 
     return create_database(request.getfixturevalue("pg_base"), f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def example_config(tmp_path: Path) -> Path:
+    """The bundled example publication, laid out as in the repository, its data in tmp_path."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    shutil.copy(ROOT / "config" / "example.toml", folder / "example.toml")
+    (folder / "sample").symlink_to(SAMPLE)
+    return folder / "example.toml"
 
 
 @pytest.fixture

@@ -54,12 +54,8 @@ def test_schema_is_json() -> None:
     assert "digests" in json.loads(result.output)["properties"]
 
 
-def test_subscribers_import_reports_bad_rows(tmp_path: Path) -> None:
-    cfg = tmp_path / "pub.toml"
-    text = (ROOT / "config" / "example.toml").read_text()
-    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
-    text = text.replace('path = "sample/', f'path = "{SAMPLE}/')
-    cfg.write_text(text)
+def test_subscribers_import_reports_bad_rows(example_config: Path, tmp_path: Path) -> None:
+    cfg = example_config
     result = runner.invoke(
         app, ["subscribers", "import", str(SAMPLE / "subscribers.csv"), "--config", str(cfg)]
     )

@@ -12,19 +12,14 @@ from digest import jobs
 from digest.cli import app
 from digest.config import load_settings
 from digest.factory import make_fetcher, open_store
-from tests.conftest import ROOT, SAMPLE
 
 runner = CliRunner()
 NOW = "2026-11-30T14:00:00Z"
 
 
 @pytest.fixture
-def gathered(tmp_path: Path) -> Path:
-    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
-    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
-    text = text.replace('path = "sample/', f'path = "{SAMPLE}/')
-    cfg = tmp_path / "example.toml"
-    cfg.write_text(text, encoding="utf-8")
+def gathered(example_config: Path) -> Path:
+    cfg = example_config
     settings = load_settings(cfg)
     store = open_store(settings)
     with make_fetcher(settings) as fetcher:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.config import load_settings
 from digest.store import Store
-from tests.conftest import ROOT, SAMPLE
+from tests.conftest import SAMPLE
 
 pytestmark = pytest.mark.flows
 runner = CliRunner()
@@ -20,13 +20,9 @@ NOW = "2026-11-30T14:00:00Z"
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """The bundled example publication, with its data under tmp_path."""
-    text = (ROOT / "config" / "example.toml").read_text(encoding="utf-8")
-    text = text.replace('data_dir = "../var"', f'data_dir = "{tmp_path / "var"}"')
-    text = text.replace('path = "sample/', f'path = "{SAMPLE}/')
-    cfg = tmp_path / "example.toml"
-    cfg.write_text(text, encoding="utf-8")
+def example(example_config: Path) -> Path:
+    """The bundled example publication with its sample subscribers imported."""
+    cfg = example_config
     result = runner.invoke(
         app, ["subscribers", "import", str(SAMPLE / "subscribers.csv"), "--config", str(cfg)]
     )
