@@ -51,7 +51,7 @@ def _domain(address: str) -> str:
 def _address(name: str, addr: str, *, what: str) -> Address:
     addr = clean_header(addr)
     try:
-        return Address(display_name=clean_header(name)[:100], addr_spec=addr)
+        return Address(display_name=clean_header(name)[:100].rstrip(), addr_spec=addr)
     except (ValueError, IndexError) as e:
         raise RenderError(f"{what}: not a usable email address {addr!r}: {e}") from None
 

@@ -110,3 +110,16 @@ def test_urls() -> None:
     settings = make_settings()
     assert unsubscribe_url(settings, "tok") == "https://m.example.org/u/tok"
     assert preferences_url(settings, "tok") == "https://m.example.org/p/tok"
+
+
+@pytest.mark.parametrize("ident", [0, 1, 12345, 999_999_999, 10**9, 2**40, 1111111111111111111, -7])
+def test_fast_tokens_are_itsdangerous_tokens(ident: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # make_token keeps the derived key and HMAC state per (key, purpose); its tokens must be
+    # byte for byte what URLSafeTimedSerializer.dumps writes at the same second.
+    monkeypatch.setattr(time, "time", lambda: 1_776_000_000.75)
+    for purpose in ("unsubscribe", "preferences"):
+        expected = URLSafeTimedSerializer(KEY, salt=SALTS[purpose]).dumps(ident)
+        assert make_token(KEY, ident, purpose) == expected
+        monkeypatch.setattr(time, "time", lambda: 1_776_000_001.0)
+        assert make_token(KEY, ident, purpose) != expected  # the stamp follows the clock
+        monkeypatch.setattr(time, "time", lambda: 1_776_000_000.75)
