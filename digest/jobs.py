@@ -48,7 +48,7 @@ from digest.models import (
     Subscriber,
 )
 from digest.render.email import render_variant
-from digest.render.mime import build_message
+from digest.render.fastmime import MessageTemplate, compile_message
 from digest.render.personalise import personalise
 from digest.store import Store
 from digest.store.db import lock_owner
@@ -541,24 +541,30 @@ def personal_message(
     subscriber: Subscriber,
     *,
     now: datetime,
+    template: MessageTemplate | None = None,
 ) -> OutgoingMessage:
-    """One subscriber's copy: tokens substituted into the compiled variant, MIME around it."""
+    """One subscriber's copy: tokens substituted into the compiled variant, MIME around it.
+
+    ``template`` is ``variant``'s message compiled with :func:`message_template` for this
+    ``now``; batches pass it so that only the personal parts are encoded per recipient.
+    """
     key = settings.signing_key
     unsub = unsubscribe_url(settings, make_token(key, subscriber.id, "unsubscribe"))
     prefs = preferences_url(settings, make_token(key, subscriber.id, "preferences"))
-    html, text = personalise(
-        variant, unsubscribe_url=unsub, preferences_url=prefs, name=subscriber.name
-    )
-    return build_message(
-        html,
-        text,
-        edition=edition,
+    template = template or message_template(settings, edition, variant, now=now)
+    return template.render(
         subscriber=subscriber,
-        settings=settings,
         unsubscribe_url=unsub,
-        now=now,
+        preferences_url=prefs,
         key=f"{edition.id}.{subscriber.id}",
     )
+
+
+def message_template(
+    settings: Settings, edition: Edition, variant: RenderedVariant, *, now: datetime
+) -> MessageTemplate:
+    """``variant``'s MIME message with the personal parts left open (Date is ``now``)."""
+    return compile_message(variant.html, variant.text, edition=edition, settings=settings, now=now)
 
 
 # Deliver ------------------------------------------------------------------------------------
@@ -662,6 +668,8 @@ def deliver_batch(
     messages: list[OutgoingMessage] = []
     unusable: dict[int, SendResult] = {}
     skipped: list[int] = []
+    # Each variant's message is compiled once per batch (its Date is this batch's ``now``).
+    templates: dict[frozenset[str] | None, MessageTemplate] = {}
     try:
         for row in claimed:
             key = variant_key(edition, row.subscriber)
@@ -670,7 +678,11 @@ def deliver_batch(
                 continue
             try:
                 variant = variant_for(settings, edition, variants, key)
-                msg = personal_message(settings, edition, variant, row.subscriber, now=now)
+                if key not in templates:
+                    templates[key] = message_template(settings, edition, variant, now=now)
+                msg = personal_message(
+                    settings, edition, variant, row.subscriber, now=now, template=templates[key]
+                )
             except DigestError as e:
                 unusable[row.delivery_id] = SendResult(
                     f"{edition.id}.{row.subscriber.id}", SendStatus.PERMANENT, reason=str(e)
@@ -731,8 +743,16 @@ def deliver_dry(
         if s.id not in already and (s.sections is None or s.sections & present)
     ]
     variants = render_variants(settings, edition, todo)
+    templates = {k: message_template(settings, edition, v, now=now) for k, v in variants.items()}
     messages = [
-        personal_message(settings, edition, variants[variant_key(edition, s)], s, now=now)
+        personal_message(
+            settings,
+            edition,
+            variants[variant_key(edition, s)],
+            s,
+            now=now,
+            template=templates[variant_key(edition, s)],
+        )
         for s in todo
     ]
     results = provider.send(messages) if messages else []
