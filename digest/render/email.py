@@ -28,6 +28,7 @@ from digest.models import Edition, Image, RenderedVariant, Teaser
 from digest.render import personalise
 from digest.render.intro import intro_html, intro_text
 from digest.render.links import add_utm, is_web_url, with_width
+from digest.render.mjml_spec import FREE_DEFAULTS, MJML_ATTRIBUTES, MJML_TAGS
 from digest.render.text import tidy, wrap
 
 MJML_TEMPLATE = "email/digest.mjml.j2"
@@ -39,49 +40,6 @@ CONTENT_WIDTH = 552
 LOGO_WIDTH = 160
 # Images are requested at this multiple of their displayed width, for high-density screens.
 PIXEL_DENSITY = 2
-
-# The official MJML element set; MRML copies anything else through as an unknown HTML tag.
-MJML_TAGS = frozenset(
-    {
-        "mjml",
-        "mj-head",
-        "mj-body",
-        "mj-attributes",
-        "mj-all",
-        "mj-class",
-        "mj-breakpoint",
-        "mj-font",
-        "mj-html-attributes",
-        "mj-selector",
-        "mj-html-attribute",
-        "mj-preview",
-        "mj-style",
-        "mj-title",
-        "mj-accordion",
-        "mj-accordion-element",
-        "mj-accordion-title",
-        "mj-accordion-text",
-        "mj-button",
-        "mj-carousel",
-        "mj-carousel-image",
-        "mj-column",
-        "mj-divider",
-        "mj-group",
-        "mj-hero",
-        "mj-image",
-        "mj-navbar",
-        "mj-navbar-link",
-        "mj-raw",
-        "mj-section",
-        "mj-social",
-        "mj-social-element",
-        "mj-spacer",
-        "mj-table",
-        "mj-text",
-        "mj-wrapper",
-        "mj-include",
-    }
-)
 
 # Zero-width non-joiner + no-break space after the preheader: clients fill the inbox preview
 # line from the start of the body, so without padding the greeting and header would follow it.
@@ -269,37 +227,71 @@ def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> d
 
 # Checks -----------------------------------------------------------------------------------------
 class _MjmlTags(HTMLParser):
-    """Collects the ``mj-*`` tag names of a document (lenient: any markup parses)."""
+    """Collects unknown ``mj-*`` tags, and attributes MJML does not define for a known tag
+    (lenient: any markup parses)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.unknown: list[str] = []
+        self.bad_attributes: list[str] = []
+        self._in_defaults = 0  # inside <mj-attributes>
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if (tag == "mjml" or tag.startswith("mj-")) and tag not in MJML_TAGS:
+        if not (tag == "mjml" or tag.startswith("mj-")):
+            return
+        if tag not in MJML_TAGS:
             self.unknown.append(tag)
+            return
+        if tag == "mj-attributes":
+            self._in_defaults += 1
+        if self._in_defaults and tag in FREE_DEFAULTS:
+            return
+        allowed = MJML_ATTRIBUTES.get(tag, frozenset())
+        self.bad_attributes.extend(f"{tag} {name}" for name, _ in attrs if name not in allowed)
 
-    handle_startendtag = handle_starttag
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag == "mj-attributes":
+            self._in_defaults -= 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mj-attributes":
+            self._in_defaults = max(0, self._in_defaults - 1)
+
+
+def _scan(source: str) -> _MjmlTags:
+    parser = _MjmlTags()
+    parser.feed(source)
+    parser.close()
+    return parser
 
 
 def unknown_mjml_tags(source: str) -> list[str]:
     """The ``mj-*`` tags of ``source`` that are not in the MJML element set, in order."""
-    parser = _MjmlTags()
-    parser.feed(source)
-    parser.close()
-    return parser.unknown
+    return _scan(source).unknown
+
+
+def unknown_mjml_attributes(source: str) -> list[str]:
+    """``"<tag> <attribute>"`` for each attribute MJML does not define on that tag, in order."""
+    return _scan(source).bad_attributes
 
 
 def validate_mjml(source: str, *, edition_id: str = "") -> None:
-    """Raise RenderError if ``source`` uses a tag MJML does not define.
+    """Raise RenderError if ``source`` uses a tag or an attribute MJML does not define.
 
     MRML does not complain about an unknown ``mj-`` tag; it copies it into the HTML, where
-    every client ignores it and its content silently disappears.
+    every client ignores it and its content silently disappears. An unknown attribute (a typo
+    like ``font-weigth``) is dropped just as silently.
     """
-    unknown = unknown_mjml_tags(source)
-    if unknown:
-        names = ", ".join(sorted(set(unknown)))
+    scan = _scan(source)
+    if scan.unknown:
+        names = ", ".join(sorted(set(scan.unknown)))
         raise RenderError(f"edition {edition_id!r}: unknown MJML tag(s) in the template: {names}")
+    if scan.bad_attributes:
+        names = ", ".join(sorted(set(scan.bad_attributes)))
+        raise RenderError(
+            f"edition {edition_id!r}: attribute(s) MJML does not define in the template: {names}"
+        )
 
 
 class _HtmlFacts(HTMLParser):

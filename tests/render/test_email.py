@@ -411,3 +411,21 @@ def test_dateline_is_the_digests_local_date() -> None:
     )
     variant = render_variant(edition, make_settings())
     assert "29 November 2026" in variant.text and "30 November 2026" not in variant.text
+
+
+def test_attributes_mjml_does_not_define_are_refused() -> None:
+    from digest.render.email import unknown_mjml_attributes
+    from digest.render.mjml_spec import MJML_TAGS
+
+    assert {"mj-text", "mj-image", "mj-all", "mj-class", "mjml"} <= MJML_TAGS
+    source = (
+        "<mjml><mj-head><mj-attributes><mj-all font-family='Georgia' color='#111' />"
+        "<mj-class name='lead' font-size='26px' /><mj-text line-height='1.5' />"
+        "</mj-attributes></mj-head><mj-body><mj-section><mj-column>"
+        "<mj-text font-weigth='bold' css-class='x'>Hi</mj-text>"
+        "<mj-image src='https://example.org/a.jpg' alt='A' widht='552px' />"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+    assert unknown_mjml_attributes(source) == ["mj-text font-weigth", "mj-image widht"]
+    with pytest.raises(RenderError, match="font-weigth"):
+        validate_mjml(source, edition_id="weekly-x")
