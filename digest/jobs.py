@@ -31,7 +31,7 @@ from digest.config import Settings
 from digest.delivery.base import Provider
 from digest.errors import DigestError, NothingNew, PermanentError
 from digest.factory import make_fetcher
-from digest.gather.feeds import ParsedFeed, parse_feed
+from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
 from digest.gather.http import Fetcher, FetchResult, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import in_section
@@ -332,7 +332,15 @@ def fill_thin(
             warnings.append(f"source {key!r}: article page {a.url}: {e}")
             continue
         body = "".join(f"<p>{html.escape(p)}</p>" for p in extract.paragraphs)
-        done[a.id] = a.model_copy(update={"content_html": body, "image": a.image or extract.image})
+        # The page's own address, after redirects, is the article's canonical URL (the id
+        # stays as it was: it came from the guid or the feed's link).
+        done[a.id] = a.model_copy(
+            update={
+                "content_html": body,
+                "image": a.image or extract.image,
+                "url": canonical_url(page.url),
+            }
+        )
     return [done.get(a.id, a) for a in articles]
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class FeedServer:
@@ -16,6 +17,7 @@ class FeedServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[tuple[str, int]] = []
+        self.redirects: dict[str, str] = {}  # path -> path it moved to (301)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +34,13 @@ class FeedServer:
                     self.wfile.write(body)  # the client may have given up (timeout tests)
 
             def do_GET(self) -> None:
+                if self.path in server.redirects:
+                    server.requests.append((self.path, 301))
+                    self.send_response(301)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if self.path == "/broken.xml":
                     return self._send(500, b"internal error")
                 if self.path == "/malformed.xml":
@@ -39,7 +48,7 @@ class FeedServer:
                 if self.path == "/slow.xml":
                     time.sleep(3)
                     return self._send(200, b"<rss/>", "application/xml")
-                path = server.root / self.path.lstrip("/")
+                path = server.root / urlsplit(self.path).path.lstrip("/")
                 if not path.is_file():
                     return self._send(404, b"not found")
                 body = path.read_bytes()

@@ -24,10 +24,11 @@ def site(tmp_path: Path) -> Iterator[FeedServer]:
     (root / "pages").mkdir(parents=True)
     shutil.copy(ROOT / "tests" / "data" / "pages" / "seed_like.html", root / "pages" / "one.html")
     server = FeedServer(root)
+    server.redirects["/pages/moved.html"] = "/pages/one.html?utm_source=feed#top"
     items = "".join(
         f"<item><title>Thin item {n}</title><link>{server.base}/pages/{page}</link>"
         f"<guid>thin-{n}</guid><pubDate>Fri, 27 Nov 2026 10:00:00 +0000</pubDate></item>"
-        for n, page in ((1, "one.html"), (2, "missing.html"))
+        for n, page in ((1, "moved.html"), (2, "missing.html"))
     )
     (root / "thin.xml").write_text(
         f'<rss version="2.0"><channel><title>Thin</title><link>{server.base}/</link>'
@@ -51,14 +52,20 @@ def test_thin_items_get_their_lede_from_the_page_once(make_settings, site: FeedS
     assert jobs.is_thin(two)
     assert any("missing.html" in w and "404" in w for w in report.warnings)
     pages = [p for p, _ in site.requests if p.startswith("/pages/")]
-    assert sorted(pages) == ["/pages/missing.html", "/pages/one.html"]
+    assert sorted(pages) == [
+        "/pages/missing.html",
+        "/pages/moved.html",
+        "/pages/one.html?utm_source=feed",
+    ]
+    # Redirects followed, tracking parameters and fragment dropped.
+    assert one.url == f"{site.base}/pages/one.html"
 
     # The feed changes (no 304): the completed article's page is not fetched again.
     feed = site.root / "thin.xml"
     feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin!</title>"))
     with make_fetcher(settings) as fetcher:
         again = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
-    assert [p for p, _ in site.requests if p == "/pages/one.html"] == ["/pages/one.html"]
+    assert [p for p, _ in site.requests if p == "/pages/moved.html"] == ["/pages/moved.html"]
     stored = store.articles_by_id([one.id])[one.id]
     assert stored.content_html == one.content_html
     assert next(a for a in again.articles if a.id == one.id).content_html == one.content_html
