@@ -31,7 +31,7 @@ from digest.compose.editions import compose_edition
 from digest.config import Settings, load_settings
 from digest.gather.feeds import parse_feed
 from digest.gather.sections import in_section
-from digest.models import Edition, OutgoingMessage, Subscriber
+from digest.models import Edition, OutgoingMessage, Subscriber, SubscriberStatus
 from digest.render.email import render_variant
 from digest.render.fastmime import compile_message
 from digest.render.mime import build_message
@@ -97,10 +97,20 @@ def edition_and_settings() -> tuple[Edition, Settings]:
 
 
 def recipients(n: int) -> Iterator[Subscriber]:
-    """``n`` subscribers made on demand; about one name in three is non-ASCII."""
+    """``n`` subscribers made on demand; about one name in three is non-ASCII.
+
+    They are the input, not the work measured: built without validation, as trusted rows
+    would be (validating each costs about 3 µs, a sixth of building its message).
+    """
     for i in range(1, n + 1):
         name = f"{_FIRST[i % len(_FIRST)]} {_LAST[i % len(_LAST)]}" if i % 5 else ""
-        yield Subscriber(id=100_000 + i, email=f"reader{i}@example.org", name=name)
+        yield Subscriber.model_construct(
+            id=100_000 + i,
+            email=f"reader{i}@example.org",
+            name=name,
+            sections=None,
+            status=SubscriberStatus.ACTIVE,
+        )
 
 
 def rss_mb() -> float:
