@@ -429,3 +429,14 @@ def test_attributes_mjml_does_not_define_are_refused() -> None:
     assert unknown_mjml_attributes(source) == ["mj-text font-weigth", "mj-image widht"]
     with pytest.raises(RenderError, match="font-weigth"):
         validate_mjml(source, edition_id="weekly-x")
+
+
+def test_every_image_has_a_pixel_width_and_shrinks_to_fit() -> None:
+    import re
+
+    variant = render_variant(weekly_edition(), make_settings())
+    images = re.findall(r"<img\b[^>]*>", variant.html)
+    assert images
+    for img in images:
+        assert re.search(r'\swidth="\d+"', img), img
+        assert "max-width: 100%" in img or "max-width:100%" in img, img
