@@ -6,6 +6,10 @@ images) are served from 127.0.0.1 with ETags. We gather them into a fresh SQLite
 then again (warm: every source answers 304). The baseline, measured in the same run, is the
 time to parse the same 200 bodies serially with plain ``feedparser.parse(bytes)``.
 
+What runs is ``jobs.gather_sources``: the same per-source step (``jobs.gather_source``) that the
+gather flow's tasks run, with the same fetch limits and parse workers, minus Prefect's task
+bookkeeping.
+
 Targets: cold ≤ 0.6× the baseline, warm ≤ 0.05×. Prints medians of the runs; the last line is
 one JSON object. BENCH_RUNS sets the number of runs (3); BENCH_PARSE_WORKERS overrides
 ``http.parse_workers`` (1: parse in the fetching threads, no process pool).
@@ -259,6 +263,8 @@ def main() -> None:
             articles = store.count_articles()
             store.close()
     httpd.shutdown()
+    # Children count in RUSAGE_CHILDREN only once they have exited: stop the parse workers.
+    jobs.shutdown_parse_pool()
 
     serial = statistics.median(baselines)
     cold_s, warm_s = statistics.median(colds), statistics.median(warms)

@@ -335,7 +335,7 @@ def edition_show(
     digest: DigestOpt = None,
     now: NowOpt = None,
 ) -> None:
-    """Show the current period's edition (composing a draft if there is none yet)."""
+    """Show the current period's edition as it stands (or would be composed now)."""
     from digest import jobs
     from digest.factory import open_store
 
@@ -343,7 +343,9 @@ def edition_show(
     key = _digest_key(settings, digest, config)
     store = open_store(settings)
     try:
-        outcome = jobs.compose(settings, store, key, now=_now(now) or datetime.now(UTC))
+        # Looking records nothing: the draft is composed as it would be, not stored.
+        when = _now(now) or datetime.now(UTC)
+        outcome = jobs.compose(settings, store, key, now=when, record=False)
         if outcome.edition is None:
             out.print(f"No edition: {outcome.message}")
             return

@@ -151,10 +151,10 @@ class SourceSettings(_Section):
         description="Query parameter naming a feed page (`page` as in `?page=2`; WordPress "
         "uses `paged`).",
     )
-    fetch_pages: bool = Field(
-        default=True,
+    fetch_pages: bool | None = Field(
+        default=None,
         description="When an item has only a title and a link, fetch its page for the lede "
-        "and image (with the same safe fetch).",
+        "and image (with the same safe fetch). Unset: on for `url` sources, off for `path`.",
     )
 
     @model_validator(mode="after")
@@ -455,7 +455,8 @@ def _problems(e: ValidationError) -> list[tuple[str, str]]:
             msg = "unknown key (check its spelling and the reference)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        if "; " in msg and err["type"] == "value_error":
+        if not err["loc"] and err["type"] == "value_error":
+            # Cross-reference checks of the whole file name their own key paths.
             for part in msg.split("; "):
                 path, _, m = part.partition(": ")
                 out.append((path, m) if m else (loc, part))

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -101,7 +103,9 @@ class FetchSlots:
         host = (urlsplit(url).hostname or "").lower()
         with self._lock:
             slot = self._hosts.setdefault(host, threading.BoundedSemaphore(self._per_host))
-        with self._total, slot:
+        # The host's slot first: a thread waiting for a busy host must not sit on one of the
+        # shared slots that fetches from other hosts could use.
+        with slot, self._total:
             yield
 
 
@@ -119,6 +123,7 @@ def fetch_slots(settings: Settings) -> FetchSlots:
 # Parsing is CPU work: under the GIL, threads fetching in parallel still parse one at a time.
 # Big feeds go to a pool of processes instead; small ones are not worth the round trip.
 POOL_MIN_BYTES = 64_000
+PARSE_TIMEOUT = 120.0  # seconds; a 5 MB feed parses in about two
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -145,10 +150,25 @@ def parse(
     workers = settings.http.parse_workers or (os.cpu_count() or 1)
     if workers <= 1 or len(body) < POOL_MIN_BYTES:
         return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
-    job = _parse_pool(workers).submit(
-        parse_feed, body, source=source, url=url, now=now, content_type=content_type
-    )
-    return job.result()
+    try:
+        job = _parse_pool(workers).submit(
+            parse_feed, body, source=source, url=url, now=now, content_type=content_type
+        )
+        return job.result(timeout=PARSE_TIMEOUT)
+    except (BrokenProcessPool, FuturesTimeout):
+        # A worker died (killed, out of memory) or hung: start afresh next time and parse
+        # this one here, so one bad moment does not fail every big feed after it.
+        shutdown_parse_pool()
+        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+
+
+def shutdown_parse_pool() -> None:
+    """Stop the worker processes (they start again when needed)."""
+    global _POOL
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def gather_sources(
@@ -215,7 +235,8 @@ def gather_source(
     first_gather = not src.path and (state is None or state.last_success_at is None)
     if src.backfill_pages and first_gather:
         articles += backfill(settings, fetcher, key, result.url, articles, warnings, now=now)
-    if src.fetch_pages and settings.http.max_page_fetches:
+    fetch_pages = src.fetch_pages if src.fetch_pages is not None else bool(src.url)
+    if fetch_pages and settings.http.max_page_fetches:
         articles = fill_thin(settings, store, fetcher, key, articles, warnings)
     new: set[str] = set()
     if store:
@@ -265,7 +286,8 @@ def backfill(
         try:
             with fetch_slots(settings).hold(target):
                 result = fetcher.fetch(target, allow_private=src.local)
-            parsed = parse_feed(
+            parsed = parse(
+                settings,
                 result.body,
                 source=key,
                 url=result.url,
@@ -303,30 +325,40 @@ def fill_thin(
 ) -> list[Article]:
     """Complete thin items from their article pages (same safe fetch), each page once.
 
-    An article whose stored copy already has a lede keeps it (the page is not fetched again);
-    at most ``http.max_page_fetches`` pages are fetched per source and run. A page that fails
+    Only an article seen for the first time has its page fetched: one already stored keeps
+    what its first fetch gave (a lede and the page's URL, or nothing when that page failed).
+    At most ``http.max_page_fetches`` pages are fetched per source and run. A page that fails
     leaves the item as the feed gave it, with a warning.
     """
     thin = [a for a in articles if is_thin(a)]
     if not thin:
         return articles
     stored = store.articles_by_id([a.id for a in thin]) if store else {}
+    src = settings.sources[key]
+    # A "local" source may sit on a private address; the links in it get no such licence,
+    # except to that same host (an intranet CMS linking to itself).
+    own_host = (urlsplit(src.url).hostname or "").lower() if src.url else None
     done: dict[str, Article] = {}
     budget = settings.http.max_page_fetches
     for a in thin:
         known = stored.get(a.id)
-        if known is not None and not is_thin(known):
+        if known is not None:
             done[a.id] = a.model_copy(
-                update={"content_html": known.content_html, "image": a.image or known.image}
+                update={
+                    "content_html": known.content_html,
+                    "image": a.image or known.image,
+                    "url": known.url,
+                }
             )
             continue
         if budget <= 0:
             warnings.append(f"source {key!r}: page fetch limit reached; {a.url} left thin")
             continue
         budget -= 1
+        private_ok = src.local and (urlsplit(a.url).hostname or "").lower() == own_host
         try:
             with fetch_slots(settings).hold(a.url):
-                page = fetcher.fetch(a.url, allow_private=settings.sources[key].local)
+                page = fetcher.fetch(a.url, allow_private=private_ok)
             extract = extract_page(page.body, url=page.url)
         except DigestError as e:
             warnings.append(f"source {key!r}: article page {a.url}: {e}")
@@ -484,9 +516,7 @@ def edit_edition(
     bad = [k for k in overrides.section_order if k not in settings.digests[digest_key].sections]
     if bad:
         raise PermanentError(f"edition {edition.id}: section_order names unknown {bad}")
-    store.set_overrides(edition.id, overrides, now=now)
-    if edition.status is not EditionStatus.DRAFT:
-        store.set_edition_status(edition.id, EditionStatus.DRAFT, now=now)
+    # Compose first and store nothing unless it works: a failed edit leaves the edition as it was.
     try:
         updated = compose_edition(
             candidates(settings, store, digest_key),
@@ -499,7 +529,7 @@ def edit_edition(
         )
     except NothingNew as e:
         raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
-    store.save_edition(updated, now=now)
+    store.save_edition(updated, now=now, overrides=overrides)
     return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
 
 

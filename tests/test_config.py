@@ -121,3 +121,11 @@ def test_reference_doc_is_generated_and_current() -> None:
 def test_json_schema_lists_the_sections() -> None:
     schema = json_schema()
     assert {"publication", "sources", "sections", "digests"} <= set(schema["properties"])
+
+
+def test_a_single_cross_reference_problem_names_its_key(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["digests"]["weekly"]["cards_per_section"] = 9
+    assert dict(_problems(data)) == {
+        "digests.weekly.cards_per_section": "larger than max_per_section"
+    }

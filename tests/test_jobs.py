@@ -194,3 +194,37 @@ def test_a_draft_takes_new_articles_an_approved_edition_does_not(make_settings, 
         update={"status": EditionStatus.APPROVED}
     )
     store.close()
+
+
+def test_a_failed_edit_changes_nothing_and_braces_are_text(setup) -> None:  # type: ignore[no-untyped-def]
+    from digest.errors import PermanentError
+
+    settings, store, edition = setup
+    with pytest.raises(PermanentError, match="nothing new"):
+        jobs.edit_edition(
+            settings, store, "weekly", {"excluded": list(edition.article_ids)}, now=NOW
+        )
+    kept = store.edition(edition.id)
+    assert kept is not None and kept.article_ids == edition.article_ids
+    assert kept.status is EditionStatus.APPROVED and store.overrides(edition.id).excluded == ()
+    done = jobs.edit_edition(settings, store, "weekly", {"subject": "Save 50% {today"}, now=NOW)
+    assert done.edition is not None and done.edition.subject == "Save 50% {today"
+
+
+def test_pins_never_break_the_caps(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from digest.compose.editions import compose_edition
+    from digest.models import Overrides
+
+    settings = make_settings(
+        {"digests": {"weekly": {"max_per_section": 2, "max_items": 2, "cards_per_section": 1}}}
+    )
+    items = [article(n) for n in range(1, 6)]
+    edition = compose_edition(
+        {"qiosk": items},
+        history=set(),
+        settings=settings,
+        digest_key="weekly",
+        now=NOW,
+        overrides=Overrides(pinned=tuple(a.id for a in items[:3])),
+    )
+    assert edition.article_ids == tuple(a.id for a in items[:2])

@@ -159,3 +159,40 @@ def test_backfill_reads_older_pages_on_the_first_gather_only(make_settings, tmp_
     store.close()
     httpd.shutdown()
     httpd.server_close()
+
+
+def test_pages_are_tried_once_and_links_get_no_private_licence(
+    make_settings, site: FeedServer
+) -> None:  # type: ignore[no-untyped-def]
+    port = site.base.rsplit(":", 1)[1]
+    feed = site.root / "thin.xml"
+    # A third item links to the same server under another name: the source's "local" licence
+    # covers its own host only, so that page is refused before any connection.
+    other = f"http://localhost:{port}/pages/one.html"
+    feed.write_text(
+        feed.read_text().replace(
+            "</channel>",
+            f"<item><title>Elsewhere</title><link>{other}</link><guid>thin-3</guid></item>"
+            "</channel>",
+        )
+    )
+    settings = make_settings(
+        {"sources": {"qiosk": {"url": f"{site.base}/thin.xml", "local": True, "path": ""}}}
+    )
+    store = Store.open(settings.database_url)
+    with make_fetcher(settings) as fetcher:
+        first = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        assert any("localhost" in w and "refused" in w.lower() for w in first.warnings)
+        feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin 2</title>"))
+        second = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+    pages = [p for p, _ in site.requests if p.startswith("/pages/")]
+    # Each page at most once, the failing one included; none for the refused name.
+    assert sorted(pages) == [
+        "/pages/missing.html",
+        "/pages/moved.html",
+        "/pages/one.html?utm_source=feed",
+    ]
+    moved = next(a for a in second.articles if a.title == "Thin item 1")
+    assert moved.url == f"{site.base}/pages/one.html"  # kept, not reverted to the feed's link
+    assert store.articles_by_id([moved.id])[moved.id].url == moved.url
+    store.close()

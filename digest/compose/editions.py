@@ -24,7 +24,12 @@ class _Fields(dict[str, str]):
 
 
 def fill(template: str, fields: Mapping[str, str]) -> str:
-    return template.format_map(_Fields(fields))
+    """``template`` with its ``{field}`` names filled; text that is not a valid template (an
+    editor's "Save 50% {today") is used as written."""
+    try:
+        return template.format_map(_Fields(fields))
+    except (ValueError, IndexError, AttributeError):
+        return template
 
 
 def section_order(configured: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -86,8 +91,10 @@ def compose_edition(
         ]
         # Newest first; the id breaks ties so the order never depends on the input's order.
         fresh.sort(key=lambda a: (a.published, a.id), reverse=True)
-        room = max(min(digest.max_per_section, digest.max_items - total) - len(pinned), 0)
-        chosen = [*pinned, *fresh[:room]]
+        # Pins come first but the caps still hold: a pin can push out the newest, not add.
+        cap = min(digest.max_per_section, digest.max_items - total)
+        pinned = pinned[:cap]
+        chosen = [*pinned, *fresh[: cap - len(pinned)]]
         if not chosen:
             continue
         teasers = tuple(

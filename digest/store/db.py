@@ -353,9 +353,18 @@ class Store:
                 .where(t.editions.c.status.in_(CARRYING))
             ).scalar_one()
 
-    def save_edition(self, edition: Edition, *, now: datetime) -> None:
-        """Insert a new edition or replace a draft's content (never a sent one's)."""
+    def save_edition(
+        self, edition: Edition, *, now: datetime, overrides: Overrides | None = None
+    ) -> None:
+        """Insert a new edition or replace a draft's content (never a sent one's).
+
+        With ``overrides`` (an editor's edit) an approved or rejected edition is replaced too
+        and goes back to draft, overrides and content together in one transaction.
+        """
         body = edition.model_dump(mode="json", exclude={"status"})
+        editable = {EditionStatus.DRAFT.value}
+        if overrides is not None:
+            editable |= {EditionStatus.APPROVED.value, EditionStatus.REJECTED.value}
         with self.engine.begin() as c:
             row = c.execute(
                 sa.select(t.editions.c.status).where(t.editions.c.id == edition.id)
@@ -370,22 +379,31 @@ class Store:
                         subject=edition.subject,
                         created_at=edition.created_at,
                         updated_at=now,
-                        overrides={},
+                        overrides=(overrides or Overrides()).model_dump(mode="json"),
                         body=body,
                     )
                 )
-            elif row.status == EditionStatus.DRAFT.value:
+            elif row.status in editable:
+                values: dict[str, Any] = {
+                    "subject": edition.subject,
+                    "updated_at": now,
+                    "body": body,
+                }
+                if overrides is not None:
+                    values |= {
+                        "overrides": overrides.model_dump(mode="json"),
+                        "status": EditionStatus.DRAFT.value,
+                        "approved_at": None,
+                    }
                 c.execute(
-                    sa.update(t.editions)
-                    .where(t.editions.c.id == edition.id)
-                    .values(subject=edition.subject, updated_at=now, body=body)
+                    sa.update(t.editions).where(t.editions.c.id == edition.id).values(**values)
                 )
                 c.execute(
                     sa.delete(t.edition_items).where(t.edition_items.c.edition_id == edition.id)
                 )
             else:
                 raise PermanentError(
-                    f"edition {edition.id}: is {row.status}; only a draft can be changed"
+                    f"edition {edition.id}: is {row.status}; it can no longer be changed"
                 )
             c.execute(
                 sa.insert(t.edition_items),
@@ -406,14 +424,6 @@ class Store:
                 sa.select(t.editions.c.overrides).where(t.editions.c.id == edition_id)
             ).scalar_one_or_none()
         return Overrides.model_validate(raw or {})
-
-    def set_overrides(self, edition_id: str, overrides: Overrides, *, now: datetime) -> None:
-        with self.engine.begin() as c:
-            c.execute(
-                sa.update(t.editions)
-                .where(t.editions.c.id == edition_id)
-                .values(overrides=overrides.model_dump(mode="json"), updated_at=now)
-            )
 
     def set_edition_status(self, edition_id: str, status: EditionStatus, *, now: datetime) -> None:
         values: dict[str, Any] = {"status": status.value, "updated_at": now}

@@ -90,7 +90,7 @@ def test_editions_drafts_change_sent_ones_do_not(make_settings, store: Store) ->
     loaded = store.edition(ed.id)
     assert loaded == bigger
     store.set_edition_status(ed.id, EditionStatus.SENT, now=NOW)
-    with pytest.raises(PermanentError, match="only a draft"):
+    with pytest.raises(PermanentError, match="no longer be changed"):
         store.save_edition(ed, now=NOW)
     store.set_edition_status(ed.id, EditionStatus.REJECTED, now=NOW)
     assert store.carried_article_ids("weekly") == set()
