@@ -27,7 +27,7 @@ import html
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -39,12 +39,11 @@ from digest.render.mime import (
     MAX_LINE,
     POLICY,
     _address,
-    _domain,
-    _edition_headers,
     _fold,
     _quoted,
     build_message,
     clean_header,
+    shared_headers,
 )
 from digest.render.personalise import GREETING, PREFERENCES, TOKENS, UNSUBSCRIBE, greeting
 
@@ -382,28 +381,19 @@ def compile_message(
 ) -> MessageTemplate:
     """Encode what every recipient of this variant shares; ``html_body`` and ``text_body`` are
     the variant's, tokens still in. ``now`` is the Date header (naive means UTC)."""
-    pub = settings.publication
-    digest = settings.digests[edition.digest]
-    subject = clean_header(edition.subject)
-    list_id, mailto_part, raw_subject = _edition_headers(
-        edition.digest, digest.title, pub.from_email, pub.unsubscribe_mailto, subject
-    )
-    sender = _address(pub.from_name or pub.name, pub.from_email, what="publication.from_email")
-    domain = _domain(pub.from_email)
-    when = now if now.tzinfo else now.replace(tzinfo=UTC)
+    common = shared_headers(edition, settings, now)
 
     # The shared headers go through the same policy as build_message's, once.
     first = EmailMessage(policy=POLICY)
-    first["From"] = sender
+    first["From"] = common.sender
     shared = EmailMessage(policy=POLICY)
-    if pub.reply_to:
-        shared["Reply-To"] = _address("", pub.reply_to, what="publication.reply_to")
-    if raw_subject:
-        shared.set_raw("Subject", raw_subject)
+    if common.reply_to is not None:
+        shared["Reply-To"] = common.reply_to
+    if common.raw_subject:
+        shared.set_raw("Subject", common.raw_subject)
     else:
-        shared["Subject"] = subject
-    shared["Date"] = format_datetime(when)
-    date = str(shared["Date"])
+        shared["Subject"] = common.subject
+    shared["Date"] = format_datetime(common.date)
 
     boundary = boundary or "=_" + secrets.token_hex(16)
     if not boundary.startswith("=_") or not re.fullmatch(r"[=_A-Za-z0-9]{3,70}", boundary):
@@ -417,15 +407,7 @@ def compile_message(
     # Message-ID: <{edition}.{subscriber}@{domain}>, cleaned as message_id() does.
     id_prefix = _NOT_ATEXT.sub("-", f"{edition.id}.").lstrip(".")
 
-    headers = {
-        "From": str(sender),
-        "Subject": subject,
-        "Date": date,
-        "List-Id": f"{_quoted(clean_header(digest.title))} <{edition.digest}.{domain}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
-    if pub.reply_to:
-        headers["Reply-To"] = pub.reply_to
+    headers = {**common.plain, "Date": str(shared["Date"])}
     text_parts, text_holes = _split(text_body, _TEXT_SLOT)
     html_parts, html_holes = _split(html_body, _HTML_SLOT)
     head: list[bytes] = [
@@ -433,7 +415,7 @@ def compile_message(
         b"",  # To
         _header_bytes(shared),
         b"",  # Message-ID
-        f"List-Id: {list_id}\r\n".encode("ascii"),
+        f"List-Id: {common.list_id}\r\n".encode("ascii"),
         b"",  # List-Unsubscribe
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         b"MIME-Version: 1.0\r\n"
@@ -455,16 +437,16 @@ def compile_message(
     head.append(CRLF + delimiter + b"--" + CRLF)
     return MessageTemplate(
         edition_id=edition.id,
-        sender=pub.from_email,
-        subject=subject,
-        links_mailto=mailto_part,
+        sender=settings.publication.from_email,
+        subject=common.subject,
+        links_mailto=common.mailto_part,
         headers=headers,
         text=_Pieces(tuple(text_parts), tuple(text_holes)),
         html=_Pieces(tuple(html_parts), tuple(html_holes)),
         raw=_Pieces(tuple(head), tuple(raw_holes)),
         id_prefix=id_prefix,
-        id_suffix=f"@{domain}>",
+        id_suffix=f"@{common.domain}>",
         edition=edition,
         settings=settings,
-        now=when,
+        now=common.date,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.policy
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
 from email.headerregistry import Address
@@ -84,16 +85,28 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass(frozen=True)
+class SharedHeaders:
+    """What every recipient of an edition shares, built once: raw header values (pre-folded
+    where the policy folds wrongly), the From and Reply-To addresses, and the plain values
+    that ``OutgoingMessage.headers`` reports."""
+
+    subject: str
+    raw_subject: str
+    list_id: str
+    mailto_part: str
+    sender: Address
+    reply_to: Address | None
+    domain: str
+    date: datetime
+    plain: dict[str, str]
+
+
 @lru_cache(maxsize=64)
-def _edition_headers(
-    digest_key: str,
-    digest_title: str,
-    from_email: str,
-    mailto: str,
-    subject: str,
+def _folded(
+    digest_key: str, digest_title: str, from_email: str, mailto: str, subject: str
 ) -> tuple[str, str, str]:
-    """Header values that are the same for every recipient of an edition, built once:
-    (List-Id, the mailto part of List-Unsubscribe, the folded or encoded Subject)."""
+    """(List-Id, the mailto part of List-Unsubscribe, the folded or encoded Subject)."""
     domain = _domain(from_email)
     title = clean_header(digest_title)
     phrase = _quoted(title) if title.isascii() else _encoded("List-Id", title)
@@ -107,6 +120,38 @@ def _edition_headers(
         else _encoded("Subject", subject)
     )
     return list_id, mailto_part, raw_subject
+
+
+def shared_headers(edition: Edition, settings: Settings, now: datetime) -> SharedHeaders:
+    """The headers an edition's messages share (``now`` is the Date; naive means UTC)."""
+    pub = settings.publication
+    digest = settings.digests[edition.digest]
+    subject = clean_header(edition.subject)
+    list_id, mailto_part, raw_subject = _folded(
+        edition.digest, digest.title, pub.from_email, pub.unsubscribe_mailto, subject
+    )
+    sender = _address(pub.from_name or pub.name, pub.from_email, what="publication.from_email")
+    reply_to = _address("", pub.reply_to, what="publication.reply_to") if pub.reply_to else None
+    domain = _domain(pub.from_email)
+    plain = {
+        "From": str(sender),
+        "Subject": subject,
+        "List-Id": f"{_quoted(clean_header(digest.title))} <{edition.digest}.{domain}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    if pub.reply_to:
+        plain["Reply-To"] = pub.reply_to
+    return SharedHeaders(
+        subject=subject,
+        raw_subject=raw_subject,
+        list_id=list_id,
+        mailto_part=mailto_part,
+        sender=sender,
+        reply_to=reply_to,
+        domain=domain,
+        date=now if now.tzinfo else now.replace(tzinfo=UTC),
+        plain=plain,
+    )
 
 
 def message_id(edition: Edition, subscriber: Subscriber, from_email: str) -> str:
@@ -131,32 +176,24 @@ def build_message(
 
     ``now`` is the Date header (a naive value is taken as UTC). ``key`` is the ledger row's key.
     """
-    pub = settings.publication
-    digest = settings.digests[edition.digest]
-    subject = clean_header(edition.subject)
-    list_id, mailto_part, raw_subject = _edition_headers(
-        edition.digest, digest.title, pub.from_email, pub.unsubscribe_mailto, subject
-    )
-    sender = _address(pub.from_name or pub.name, pub.from_email, what="publication.from_email")
+    shared = shared_headers(edition, settings, now)
     recipient = _address(subscriber.name, subscriber.email, what=f"subscriber {subscriber.id}")
-    msg_id = message_id(edition, subscriber, pub.from_email)
-    domain = _domain(pub.from_email)
-    when = now if now.tzinfo else now.replace(tzinfo=UTC)
+    msg_id = message_id(edition, subscriber, settings.publication.from_email)
     https_part = f"<{clean_header(unsubscribe_url)}>"
-    unsubscribe = [https_part, mailto_part] if mailto_part else [https_part]
+    unsubscribe = [https_part, shared.mailto_part] if shared.mailto_part else [https_part]
 
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = sender
+    msg["From"] = shared.sender
     msg["To"] = recipient
-    if pub.reply_to:
-        msg["Reply-To"] = _address("", pub.reply_to, what="publication.reply_to")
-    if raw_subject:
-        msg.set_raw("Subject", raw_subject)
+    if shared.reply_to is not None:
+        msg["Reply-To"] = shared.reply_to
+    if shared.raw_subject:
+        msg.set_raw("Subject", shared.raw_subject)
     else:
-        msg["Subject"] = subject
-    msg["Date"] = format_datetime(when)
+        msg["Subject"] = shared.subject
+    msg["Date"] = format_datetime(shared.date)
     msg["Message-ID"] = msg_id
-    msg.set_raw("List-Id", list_id)
+    msg.set_raw("List-Id", shared.list_id)
     msg.set_raw("List-Unsubscribe", _fold("List-Unsubscribe", unsubscribe, ","))
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Text first: multipart/alternative lists parts from plainest to richest.
@@ -164,24 +201,19 @@ def build_message(
     msg.add_alternative(variant_html, subtype="html", charset="utf-8", cte="quoted-printable")
 
     headers = {
-        "From": str(sender),
+        **shared.plain,
         "To": str(recipient),
-        "Subject": subject,
         "Date": str(msg["Date"]),
         "Message-ID": msg_id,
-        "List-Id": f"{_quoted(clean_header(digest.title))} <{edition.digest}.{domain}>",
         "List-Unsubscribe": ", ".join(unsubscribe),
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-    if pub.reply_to:
-        headers["Reply-To"] = pub.reply_to
     return OutgoingMessage(
         key=key,
         edition_id=edition.id,
         message_id=msg_id,
-        sender=pub.from_email,
+        sender=settings.publication.from_email,
         recipient=recipient.addr_spec,
-        subject=subject,
+        subject=shared.subject,
         raw=msg.as_bytes(),
         html=variant_html,
         text=variant_text,
