@@ -541,13 +541,13 @@ def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
 # Render -------------------------------------------------------------------------------------
 
 
-def variant_key(edition: Edition, subscriber: Subscriber) -> frozenset[str] | None:
-    """The set of this edition's sections the subscriber gets; None means all of them, an
-    empty set that none of their chosen sections has news this time."""
-    if subscriber.sections is None:
+def variant_key(edition: Edition, chosen: frozenset[str] | None) -> frozenset[str] | None:
+    """The set of this edition's sections a subscriber who chose ``chosen`` gets; None means
+    all of them, an empty set that none of their chosen sections has news this time."""
+    if chosen is None:
         return None
     present = {s.key for s in edition.sections}
-    chosen = frozenset(subscriber.sections & present)
+    chosen = frozenset(chosen & present)
     return None if chosen == present else chosen
 
 
@@ -555,10 +555,13 @@ Variants = dict[frozenset[str] | None, RenderedVariant]
 
 
 def render_variants(
-    settings: Settings, edition: Edition, subscribers: Iterable[Subscriber]
+    settings: Settings, edition: Edition, choices: Iterable[frozenset[str] | None]
 ) -> Variants:
-    """Compile each distinct variant once (the full edition always); empty ones are skipped."""
-    keys: set[frozenset[str] | None] = {variant_key(edition, s) for s in subscribers}
+    """Compile each distinct variant once (the full edition always); empty ones are skipped.
+
+    ``choices`` are the subscribers' chosen sections (None: every section), repeats welcome.
+    """
+    keys: set[frozenset[str] | None] = {variant_key(edition, c) for c in choices}
     keys.add(None)
     return {k: render_variant(edition, settings, sections=k) for k in keys if k is None or k}
 
@@ -661,7 +664,7 @@ def prepare_delivery(
     run left in ``sending``, and transient failures, go back to pending. A sent edition gets
     no new rows: someone who subscribed after it went out does not get last period's email.
     """
-    wanted = [s for s in subscribers if variant_key(edition, s) != frozenset()]
+    wanted = [s for s in subscribers if variant_key(edition, s.sections) != frozenset()]
     if edition.status is not EditionStatus.SENT:
         store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
         store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
@@ -710,7 +713,7 @@ def deliver_batch(
     templates: dict[frozenset[str] | None, MessageTemplate] = {}
     try:
         for row in claimed:
-            key = variant_key(edition, row.subscriber)
+            key = variant_key(edition, row.subscriber.sections)
             if key == frozenset():
                 skipped.append(row.delivery_id)
                 continue
@@ -774,22 +777,13 @@ def deliver_dry(
 ) -> DeliveryReport:
     """Build every message a real run would send and hand them to ``provider``; record nothing."""
     started = time.perf_counter()
-    present = {s.key for s in edition.sections}
-    todo = [
-        s
-        for s in subscribers
-        if s.id not in already and (s.sections is None or s.sections & present)
-    ]
-    variants = render_variants(settings, edition, todo)
+    keys = {s.id: variant_key(edition, s.sections) for s in subscribers if s.id not in already}
+    todo = [s for s in subscribers if keys.get(s.id, frozenset()) != frozenset()]
+    variants = render_variants(settings, edition, [s.sections for s in todo])
     templates = {k: message_template(settings, edition, v, now=now) for k, v in variants.items()}
     messages = [
         personal_message(
-            settings,
-            edition,
-            variants[variant_key(edition, s)],
-            s,
-            now=now,
-            template=templates[variant_key(edition, s)],
+            settings, edition, variants[keys[s.id]], s, now=now, template=templates[keys[s.id]]
         )
         for s in todo
     ]

@@ -120,7 +120,7 @@ def compose_task(
 
 @task(name="render-variants", cache_policy=NO_CACHE)
 def render_task(settings: Settings, store: Store, edition: Edition) -> jobs.Variants:
-    variants = jobs.render_variants(settings, edition, store.active_subscribers())
+    variants = jobs.render_variants(settings, edition, store.section_choices())
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
         edition.id,

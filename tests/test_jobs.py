@@ -43,7 +43,7 @@ def deliver_all(settings, store, edition, provider, variants=None):  # type: ign
     variants = (
         variants
         if variants is not None
-        else jobs.render_variants(settings, edition, store.active_subscribers())
+        else jobs.render_variants(settings, edition, store.section_choices())
     )
     total = jobs.DeliveryReport(edition.id)
     with jobs.delivery_lock(store, edition) as owner:
@@ -95,7 +95,7 @@ def test_changed_preferences_never_strand_a_batch(setup) -> None:  # type: ignor
     subs = store.active_subscribers()
     store.create_deliveries(edition.id, [s.id for s in subs], now=NOW)
     # Variants were compiled before two subscribers changed their sections.
-    variants = jobs.render_variants(settings, edition, subs)
+    variants = jobs.render_variants(settings, edition, [s.sections for s in subs])
     store.import_subscribers(
         [
             NewSubscriber(email="q@example.org", sections=frozenset({"analysis", "qiosk"})),

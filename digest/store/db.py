@@ -490,6 +490,15 @@ class Store:
         with self.engine.connect() as c:
             return [self._subscriber(r) for r in c.execute(q)]
 
+    def section_choices(self) -> set[frozenset[str] | None]:
+        """The distinct section choices of active subscribers (None: every section), without
+        building a Subscriber per row: rendering needs only these."""
+        q = sa.select(t.subscribers.c.sections).where(
+            t.subscribers.c.status == SubscriberStatus.ACTIVE.value
+        )
+        with self.engine.connect() as c:
+            return {None if r[0] is None else frozenset(r[0]) for r in c.execute(q)}
+
     def set_subscriber_status(
         self, subscriber_id: int, status: SubscriberStatus, *, now: datetime
     ) -> None:
