@@ -106,6 +106,11 @@ def _insert_ignore_keys(
     return [r[0] for r in result]
 
 
+# Databases this process has brought to the newest schema: a run opens the store once per flow,
+# and checking the migrations each time costs more than the work of a small flow.
+_MIGRATED: set[str] = set()
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -143,8 +148,9 @@ class Store:
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
-        if migrate:
+        if migrate and url not in _MIGRATED:
             store.migrate()
+            _MIGRATED.add(url)
         return store
 
     def migrate(self) -> None:
