@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +22,9 @@ from rich.table import Table
 
 from digest.config import Settings, json_schema, load_settings, reference_markdown
 from digest.errors import ConfigError, DigestError
+
+if TYPE_CHECKING:
+    from digest.store import Store
 
 app = typer.Typer(
     help="Gather a publication's feeds, compose digest editions, render and deliver them.",
@@ -83,6 +88,23 @@ def _digest_key(settings: Settings, key: str | None, path: Path) -> str:
     if key not in settings.digests:
         raise _fail(f"{path}: no digest {key!r} (digests: {', '.join(settings.digests)})", 2)
     return key
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    """The store for one command; a failure of the outside world exits 1 with its message."""
+    from digest.factory import open_store
+
+    try:
+        store = open_store(settings)
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    try:
+        yield store
+    except DigestError as e:
+        raise _fail(str(e), 1) from None
+    finally:
+        store.close()
 
 
 def _now(value: str | None) -> datetime | None:
@@ -202,14 +224,13 @@ def preview(
     """Render the next edition from stored articles to index.html, digest.txt and sample.eml.
     Records nothing."""
     from digest import jobs
-    from digest.factory import open_store
     from digest.models import Subscriber
+    from digest.render.email import render_variant
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
     when = _now(now) or datetime.now(UTC)
-    store = open_store(settings)
-    try:
+    with _store(settings) as store:
         outcome = jobs.compose(settings, store, key, now=when, record=False)
         if outcome.edition is None:
             out.print(f"Nothing to preview: {outcome.message}")
@@ -217,14 +238,10 @@ def preview(
                 out.print("The store has no articles yet: run `digest gather` first.")
             return
         edition = outcome.edition
-        variant = jobs.render_variants(settings, edition, [])[None]
+        variant = render_variant(edition, settings)
         html, text = jobs.preview_bodies(settings, variant)
         sample = Subscriber(id=0, email="preview@example.org", name="Preview Reader")
         msg = jobs.personal_message(settings, edition, variant, sample, now=when)
-    except DigestError as e:
-        raise _fail(str(e), 1) from None
-    finally:
-        store.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(text, encoding="utf-8")
@@ -251,14 +268,9 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 @app.command()
 def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Each source's health: last success, failures in a row, last error."""
-    from digest.factory import open_store
-
     settings = _settings(config)
-    store = open_store(settings)
-    try:
+    with _store(settings) as store:
         states = {s.key: s for s in store.source_states()}
-    finally:
-        store.close()
     table = Table(title="Sources", title_justify="left")
     for col in ("source", "sections", "last success", "failures", "last error"):
         table.add_column(col, overflow="fold")
@@ -287,7 +299,6 @@ def subscribers_import(
 ) -> None:
     """Add or update subscribers from a CSV. Unsubscribed addresses stay unsubscribed."""
     from digest.audience.csv_import import parse_subscribers_csv
-    from digest.factory import open_store
 
     settings = _settings(config)
     try:
@@ -297,11 +308,8 @@ def subscribers_import(
     people, problems = parse_subscribers_csv(text, known_sections=settings.sections)
     for p in problems:
         err.print(f"{file}:{p.line}: {p.message}")
-    store = open_store(settings)
-    try:
+    with _store(settings) as store:
         counts = store.import_subscribers(people, now=datetime.now(UTC))
-    finally:
-        store.close()
     out.print(
         f"{counts.added} added, {counts.updated} updated, {counts.kept_unsubscribed} kept "
         f"unsubscribed, {len(problems)} rejected"
@@ -337,12 +345,10 @@ def edition_show(
 ) -> None:
     """Show the current period's edition as it stands (or would be composed now)."""
     from digest import jobs
-    from digest.factory import open_store
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
-    store = open_store(settings)
-    try:
+    with _store(settings) as store:
         # Looking records nothing: the draft is composed as it would be, not stored.
         when = _now(now) or datetime.now(UTC)
         outcome = jobs.compose(settings, store, key, now=when, record=False)
@@ -350,10 +356,6 @@ def edition_show(
             out.print(f"No edition: {outcome.message}")
             return
         _show_edition(outcome.edition, store.overrides(outcome.edition.id))
-    except DigestError as e:
-        raise _fail(str(e), 1) from None
-    finally:
-        store.close()
 
 
 @edition_app.command("edit")
@@ -379,7 +381,6 @@ def edition_edit(
 ) -> None:
     """Change the current edition: intro, subject, preheader, pins, exclusions, order."""
     from digest import jobs
-    from digest.factory import open_store
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
@@ -391,8 +392,7 @@ def edition_edit(
             intro = intro_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise _fail(f"{intro_file}: cannot read: {e}", 2) from None
-    store = open_store(settings)
-    try:
+    with _store(settings) as store:
         current = jobs.compose(settings, store, key, now=when)
         if current.edition is None:
             raise _fail(f"No edition to edit: {current.message}", 1)
@@ -425,10 +425,6 @@ def edition_edit(
         outcome = jobs.edit_edition(settings, store, key, changes, now=when)
         assert outcome.edition is not None
         _show_edition(outcome.edition, store.overrides(outcome.edition.id))
-    except DigestError as e:
-        raise _fail(str(e), 1) from None
-    finally:
-        store.close()
 
 
 @config_app.command("check")
