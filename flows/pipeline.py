@@ -21,7 +21,7 @@ from digest.config import Settings, load_settings
 from digest.delivery.base import Provider
 from digest.errors import DeliveryLocked, DigestError
 from digest.factory import make_fetcher, make_provider, open_store
-from digest.gather.sections import in_section
+from digest.gather.sections import articles_for_section
 from digest.models import Article, Edition, EditionStatus
 from digest.store import Store
 
@@ -187,7 +187,7 @@ def _gather(
             report = jobs.record_source_failure(settings, store, key, e, now=now)
             get_run_logger().error("source %r failed: %s", key, report.error)
             out.failed.append(f"{key}: {report.error}")
-        mine = [a for a in report.articles if in_section(a, sec)]
+        mine = articles_for_section(report.articles, section, sec, key)
         found.extend(mine)
         out.articles += len(mine)
         out.new += sum(a.id in report.new_ids for a in mine)
