@@ -403,13 +403,21 @@ def candidates(
     store: Store,
     digest_key: str,
     extra: Sequence[Article] = (),
+    *,
+    now: datetime,
+    pinned: Sequence[str] = (),
 ) -> dict[str, list[Article]]:
-    """For each section of the digest, the stored (plus ``extra``) articles that belong to it."""
+    """For each section of the digest, the stored (plus ``extra``) articles that belong to it.
+
+    Only articles young enough for the digest's ``max_age_days`` are read (composition would
+    drop older ones), except pinned ones: the store keeps every article ever gathered.
+    """
     digest = settings.digests[digest_key]
-    pool: dict[str, tuple[Article, set[str]]] = {
-        a.id: (a, set(srcs))
-        for a, srcs in store.articles_from_sources(sources_of(settings, digest.sections))
-    }
+    since = now - timedelta(days=digest.max_age_days) if digest.max_age_days else None
+    stored = store.articles_from_sources(
+        sources_of(settings, digest.sections), since=since, also=pinned
+    )
+    pool: dict[str, tuple[Article, set[str]]] = {a.id: (a, set(srcs)) for a, srcs in stored}
     for a in extra:
         pool.setdefault(a.id, (a, set()))[1].add(a.source)
     out: dict[str, list[Article]] = {}
@@ -443,14 +451,15 @@ def compose(
     existing = store.edition(eid)
     if existing is not None and existing.status is not EditionStatus.DRAFT:
         return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
+    overrides = store.overrides(eid) if existing else Overrides()
     try:
         edition = compose_edition(
-            candidates(settings, store, digest_key, extra),
+            candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned),
             history=store.carried_article_ids(digest_key, except_edition=eid),
             settings=settings,
             digest_key=digest_key,
             now=now,
-            overrides=store.overrides(eid) if existing else None,
+            overrides=overrides,
             created_at=existing.created_at if existing else None,
             last_edition_at=store.last_edition_time(digest_key),
         )
@@ -519,7 +528,7 @@ def edit_edition(
     # Compose first and store nothing unless it works: a failed edit leaves the edition as it was.
     try:
         updated = compose_edition(
-            candidates(settings, store, digest_key),
+            candidates(settings, store, digest_key, now=now, pinned=overrides.pinned),
             history=store.carried_article_ids(digest_key, except_edition=edition.id),
             settings=settings,
             digest_key=digest_key,

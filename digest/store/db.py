@@ -298,9 +298,14 @@ class Store:
         return new
 
     def articles_from_sources(
-        self, source_keys: Iterable[str]
+        self,
+        source_keys: Iterable[str],
+        *,
+        since: datetime | None = None,
+        also: Iterable[str] = (),
     ) -> list[tuple[Article, frozenset[str]]]:
-        """Articles carried by any of ``source_keys``, with every source that carried each."""
+        """Articles carried by any of ``source_keys``, with every source that carried each;
+        with ``since``, only those published since then, plus the ids in ``also``."""
         keys = list(source_keys)
         q = (
             sa.select(t.articles.c.body, t.article_sources.c.source)
@@ -308,6 +313,8 @@ class Store:
             .where(t.article_sources.c.source.in_(keys))
             .order_by(t.articles.c.published_at.desc(), t.articles.c.id)
         )
+        if since is not None:
+            q = q.where(sa.or_(t.articles.c.published_at >= since, t.articles.c.id.in_(list(also))))
         found: dict[str, tuple[Article, set[str]]] = {}
         with self.engine.connect() as c:
             for body, source in c.execute(q):

@@ -239,3 +239,12 @@ def test_a_dead_process_on_this_host_does_not_hold_a_lock(store: Store) -> None:
     owner = f"{socket.gethostname()}:{dead.stdout.strip()}:abcd"
     store.acquire_lock("deliver:y", owner, ttl=timedelta(hours=1))
     store.acquire_lock("deliver:y", "survivor", ttl=timedelta(hours=1))
+
+
+def test_reading_articles_since_a_time_keeps_the_pinned_ones(store: Store) -> None:
+    old, new = article(1), article(27)
+    store.save_articles([old, new], now=NOW)
+    since = new.published - timedelta(hours=1)
+    assert [a.id for a, _ in store.articles_from_sources(["qiosk"], since=since)] == [new.id]
+    both = store.articles_from_sources(["qiosk"], since=since, also=[old.id])
+    assert {a.id for a, _ in both} == {old.id, new.id}
