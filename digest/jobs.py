@@ -66,7 +66,6 @@ class SourceReport:
     entries: int = 0
     new_ids: frozenset[str] = frozenset()
     error: str = ""
-    retryable: bool = False
     warnings: tuple[str, ...] = ()
     articles: tuple[Article, ...] = field(default=(), repr=False)
 
@@ -384,8 +383,7 @@ def record_source_failure(
     message = str(error) if isinstance(error, DigestError) else f"{type(error).__name__}: {error}"
     if store:
         store.record_fetch_failure(key, location, error=message, now=now)
-    retryable = bool(getattr(error, "retryable", False))
-    return SourceReport(key, location, "failed", error=message, retryable=retryable)
+    return SourceReport(key, location, "failed", error=message)
 
 
 # Compose ------------------------------------------------------------------------------------
@@ -628,7 +626,6 @@ class DeliveryReport:
     transient: int = 0
     permanent: int = 0
     skipped: int = 0
-    batches: int = 0
     elapsed: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -641,7 +638,6 @@ class DeliveryReport:
         self.submitted += other.submitted
         self.transient += other.transient
         self.permanent += other.permanent
-        self.batches += other.batches
         self.elapsed += other.elapsed
         self.failures.extend(other.failures)
 
@@ -713,7 +709,7 @@ def deliver_batch(
     claimed = store.claim_batch(edition.id, limit or settings.delivery.batch_size, now=now)
     if not claimed:
         return None
-    report = DeliveryReport(edition.id, batches=1)
+    report = DeliveryReport(edition.id)
     by_key: dict[str, int] = {}
     messages: list[OutgoingMessage] = []
     unusable: dict[int, SendResult] = {}
@@ -797,9 +793,7 @@ def deliver_dry(
         for s in todo
     ]
     results = provider.send(messages) if messages else []
-    report = DeliveryReport(
-        edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo), batches=1
-    )
+    report = DeliveryReport(edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo))
     report.submitted = sum(r.status is SendStatus.SUBMITTED for r in results)
     report.elapsed = time.perf_counter() - started
     return report
