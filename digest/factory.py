@@ -31,4 +31,16 @@ def make_provider(settings: Settings, *, dry_run: bool = False) -> Provider:
         from digest.delivery.smtp import SmtpProvider
 
         return SmtpProvider(settings.delivery.smtp)
+    if name == "postmark":
+        from digest.delivery.postmark import PostmarkProvider
+
+        return PostmarkProvider(settings.delivery.postmark, settings.delivery.retry)
+    if name == "sendgrid":
+        from digest.delivery.sendgrid import SendGridProvider
+
+        return SendGridProvider(settings.delivery.sendgrid, settings.delivery.retry)
+    if name == "mailgun":
+        from digest.delivery.mailgun import MailgunProvider
+
+        return MailgunProvider(settings.delivery.mailgun, settings.delivery.retry)
     raise ValueError(f"unknown provider {name!r}")

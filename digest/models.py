@@ -176,11 +176,27 @@ class RenderedVariant:
 
 
 @dataclass(frozen=True, slots=True)
+class BodyTemplate:
+    """A variant's bodies with the personal tokens still in them (``%%UNSUBSCRIBE_URL%%`` …).
+
+    Messages of one variant share one instance, so an HTTP provider that substitutes per
+    recipient (SendGrid, Mailgun) can send the body once per request: ``id`` tells variants apart.
+    """
+
+    id: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """One subscriber's finished message, ready for a provider.
 
     ``key`` identifies the ledger row (and serves as the idempotency key where a provider takes
-    one); ``raw`` is the complete RFC 5322 message. The structured fields are for HTTP providers.
+    one); ``raw`` is the complete RFC 5322 message. The structured fields are for HTTP providers:
+    ``html``/``text`` are this recipient's bodies, ``template`` the shared bodies they were made
+    from and ``tokens`` the plain-text value of each token for this recipient (HTML-escape them
+    for the HTML part).
     """
 
     key: str
@@ -193,6 +209,8 @@ class OutgoingMessage:
     html: str = ""
     text: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    template: BodyTemplate | None = None
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 class SendStatus(enum.StrEnum):
@@ -203,9 +221,17 @@ class SendStatus(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """A provider's answer for one message."""
+    """A provider's answer for one message.
+
+    ``bounce`` marks a permanent failure caused by the recipient's address itself (no such
+    mailbox, an address the provider has marked inactive): the subscriber is suppressed, not just
+    this message. A permanent failure of the sender's or the content's making leaves the
+    subscriber alone. ``retry_after`` is the provider's own hint, in seconds, for a transient one.
+    """
 
     key: str
     status: SendStatus
     provider_id: str = ""
     reason: str = ""
+    bounce: bool = False
+    retry_after: float | None = None

@@ -14,6 +14,12 @@ Contract of :meth:`Provider.send`:
   message names the provider and where it tried (e.g. ``host:port``). After a raise, nothing of
   the batch was submitted, so the caller may retry the batch as a whole.
 - An empty batch returns ``[]`` without touching the network or the disk.
+- ``on_result``, when given, is called with each result as soon as it is known and before the
+  next message (or request) is attempted. The deliver stage journals results through it, so a
+  crash loses at most what was in flight: one message per SMTP session, one request per API
+  session.
+- A permanent failure caused by the recipient's address sets ``bounce`` (the subscriber is
+  suppressed); a transient one may carry the provider's ``retry_after`` hint.
 - Submission is at least once: when a connection is lost after a message was handed over but
   before the provider confirmed it, the message is reported ``TRANSIENT`` and may arrive twice
   once retried. Providers that accept an idempotency key use ``OutgoingMessage.key``.
@@ -26,11 +32,13 @@ a batch out to processes are themselves Providers, so the deliver stage never ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from digest.models import OutgoingMessage, SendResult, SendStatus
+
+OnResult = Callable[[SendResult], None]
 
 
 @runtime_checkable
@@ -39,7 +47,9 @@ class Provider(Protocol):
 
     name: str
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         """Submit ``messages``; one result per message, in order."""
         ...
 
@@ -73,11 +83,19 @@ def submitted(key: str, provider_id: str) -> SendResult:
     return SendResult(key=key, status=SendStatus.SUBMITTED, provider_id=provider_id)
 
 
-def transient(key: str, reason: str) -> SendResult:
+def transient(key: str, reason: str, *, retry_after: float | None = None) -> SendResult:
     """The message was not accepted this time; trying again later may work."""
-    return SendResult(key=key, status=SendStatus.TRANSIENT, reason=reason)
+    return SendResult(key=key, status=SendStatus.TRANSIENT, reason=reason, retry_after=retry_after)
 
 
-def permanent(key: str, reason: str) -> SendResult:
-    """The message was refused for good; sending it again fails the same way."""
-    return SendResult(key=key, status=SendStatus.PERMANENT, reason=reason)
+def permanent(key: str, reason: str, *, bounce: bool = False) -> SendResult:
+    """The message was refused for good; sending it again fails the same way. ``bounce``: the
+    recipient's address is the cause (suppress it)."""
+    return SendResult(key=key, status=SendStatus.PERMANENT, reason=reason, bounce=bounce)
+
+
+def report(results: list[SendResult], result: SendResult, on_result: OnResult | None) -> None:
+    """Append ``result`` and tell ``on_result`` at once (before anything else is attempted)."""
+    results.append(result)
+    if on_result is not None:
+        on_result(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from digest.delivery.base import ProviderBase, permanent, submitted, transient
+from digest.delivery.base import OnResult, ProviderBase, permanent, report, submitted, transient
 from digest.errors import TransientDeliveryError
 from digest.models import OutgoingMessage, SendResult, SendStatus
 
@@ -38,7 +38,9 @@ class MemoryProvider(ProviderBase):
         self.closed = False
         self._next_id = 1
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         if not messages:
             return []
         if self.down:
@@ -50,13 +52,16 @@ class MemoryProvider(ProviderBase):
         for message in messages:
             status = self.fail.get(message.recipient.lower())
             if status is SendStatus.TRANSIENT:
-                results.append(transient(message.key, f"scripted: {message.recipient} try later"))
+                result = transient(message.key, f"scripted: {message.recipient} try later")
             elif status is SendStatus.PERMANENT:
-                results.append(permanent(message.key, f"scripted: {message.recipient} refused"))
+                result = permanent(
+                    message.key, f"scripted: {message.recipient} refused", bounce=True
+                )
             else:
                 self.sent.append(message)
-                results.append(submitted(message.key, f"mem-{self._next_id}"))
+                result = submitted(message.key, f"mem-{self._next_id}")
                 self._next_id += 1
+            report(results, result, on_result)
         return results
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from digest.delivery.base import ProviderBase, submitted, transient
+from digest.delivery.base import OnResult, ProviderBase, report, submitted, transient
 from digest.errors import PermanentDeliveryError, TransientDeliveryError
 from digest.models import OutgoingMessage, SendResult
 
@@ -111,7 +111,9 @@ class OutboxProvider(ProviderBase):
         """Where ``message`` is (or would be) written."""
         return self.directory / safe_name(message.edition_id) / f"{safe_name(message.key)}.eml"
 
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         if not messages:
             return []
         try:
@@ -131,10 +133,11 @@ class OutboxProvider(ProviderBase):
                 _atomic_write(path, message.raw)
             except OSError as e:
                 # A full or failing disk says nothing about the recipient: never permanent.
-                results.append(transient(message.key, f"cannot write {path}: {e}"))
+                report(results, transient(message.key, f"cannot write {path}: {e}"), on_result)
                 continue
             touched.add(path.parent)
-            results.append(submitted(message.key, path.relative_to(self.directory).as_posix()))
+            name = path.relative_to(self.directory).as_posix()
+            report(results, submitted(message.key, name), on_result)
         # Sync once per folder and batch rather than per file; results are only returned after.
         _fsync_dirs(touched)
         return results

@@ -7,7 +7,11 @@ step's reply code is known and mapped to a result:
 
 - 2xx at every step: ``SUBMITTED``, with the server's queue id (from ``queued as X`` or
   ``id=X`` in the reply to DATA) or else the Message-ID as ``provider_id``;
-- 4xx: ``TRANSIENT``; 5xx: ``PERMANENT``; the reason names the step and quotes the server;
+- 4xx: ``TRANSIENT``; 5xx: ``PERMANENT``; the reason names the step and quotes the server. A
+  5xx to ``RCPT TO`` that blames the address is a hard bounce (``bounce=True``): enhanced status
+  ``5.1.x`` (no such user or domain, bad syntax, moved) or ``5.2.1`` (mailbox disabled), or
+  without an enhanced status 550, 551 or 553. Policy refusals (``5.7.x``), a full mailbox
+  (``5.2.2``) and refusals at ``MAIL`` or ``DATA`` do not suppress the subscriber;
 - connection lost (EOF, reset, timeout, or a ``421`` closing reply): reconnect once and retry
   that message; if it fails again, it and every message after it come back ``TRANSIENT``.
 
@@ -23,7 +27,7 @@ import ssl
 from collections.abc import Sequence
 
 from digest.config import SmtpSettings
-from digest.delivery.base import ProviderBase, permanent, submitted, transient
+from digest.delivery.base import OnResult, ProviderBase, permanent, report, submitted, transient
 from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import OutgoingMessage, SendResult, SendStatus
 
@@ -31,6 +35,19 @@ from digest.models import OutgoingMessage, SendResult, SendStatus
 _QUEUE_ID = re.compile(r"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
 _LINE_ENDS = re.compile(rb"\r?\n")
 _CLOSING = 421  # "service not available, closing transmission channel"
+# RFC 3463 enhanced status at the start of the reply text: "5.1.1 <x@y>: user unknown".
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def hard_bounce(code: int, reply: str) -> bool:
+    """Whether a 5xx refusal of ``RCPT TO`` says the address itself is bad (see the module doc)."""
+    if not 500 <= code < 600:
+        return False
+    enhanced = _ENHANCED.match(reply)
+    if enhanced:
+        subject, detail = enhanced.group(2), enhanced.group(3)
+        return subject == "1" or (subject, detail) == ("2", "1")
+    return code in (550, 551, 553)
 
 
 class _ConnectionLost(Exception):
@@ -162,7 +179,9 @@ class SmtpProvider(ProviderBase):
             self._drop()
 
     # Sending ------------------------------------------------------------------------------
-    def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+    def send(
+        self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
+    ) -> list[SendResult]:
         if not messages:
             return []
         smtp = self._session()  # raises: nothing of this batch was attempted yet
@@ -178,15 +197,14 @@ class SmtpProvider(ProviderBase):
                 except (_ConnectionLost, DeliveryError) as again:
                     self._drop()
                     reason = f"SMTP {self.where}: connection lost ({lost}); retry failed: {again}"
-                    results.append(transient(message.key, reason))
-                    results.extend(
-                        transient(m.key, f"not attempted: {reason}") for m in messages[index + 1 :]
-                    )
+                    report(results, transient(message.key, reason), on_result)
+                    for m in messages[index + 1 :]:
+                        report(results, transient(m.key, f"not attempted: {reason}"), on_result)
                     return results
             # A failed transaction may leave server state behind (even for the next batch on
             # this reused session): RSET before the next MAIL.
             self._dirty = result.status is not SendStatus.SUBMITTED
-            results.append(result)
+            report(results, result, on_result)
         return results
 
     def _transaction(
@@ -237,6 +255,7 @@ class SmtpProvider(ProviderBase):
         who = message.sender if step == "MAIL FROM" else message.recipient
         reason = f"{step} {who}: {_reply(code, reply)}"
         if 500 <= code < 600:
-            return permanent(message.key, reason)
+            bounce = step == "RCPT TO" and hard_bounce(code, _text(reply))
+            return permanent(message.key, reason, bounce=bounce)
         # 4xx, and anything unexpected (smtplib reports an unreadable reply as -1): may pass.
         return transient(message.key, reason)

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import html
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
 from digest.config import Settings
-from digest.models import Edition, OutgoingMessage, Subscriber
+from digest.models import BodyTemplate, Edition, OutgoingMessage, Subscriber
 from digest.render.mime import (
     _NOT_ATEXT,
     MAX_LINE,
@@ -271,6 +272,7 @@ class MessageTemplate:
     raw: _Pieces
     id_prefix: str
     id_suffix: str
+    body: BodyTemplate
     # For the rare address only the stdlib can write (non-ASCII, SMTPUTF8).
     edition: Edition
     settings: Settings
@@ -307,7 +309,7 @@ class MessageTemplate:
         text = "".join(self.text.fill(values))
         body_html = "".join(self.html.fill(values))
         if not addr.isascii():
-            return build_message(
+            built = build_message(
                 body_html,
                 text,
                 edition=self.edition,
@@ -317,6 +319,7 @@ class MessageTemplate:
                 now=self.now,
                 key=key,
             )
+            return replace(built, template=self.body, tokens=self._tokens(values))
         unsub_enc, prefs_enc, hello_enc = qp_value(values[0]), qp_value(values[1]), qp_value(hello)
         # The HTML values are the text values unless escaping changed them.
         raw = b"".join(
@@ -351,7 +354,13 @@ class MessageTemplate:
             html=body_html,
             text=text,
             headers=headers,
+            template=self.body,
+            tokens=self._tokens(values),
         )
+
+    @staticmethod
+    def _tokens(values: tuple[str, ...]) -> dict[str, str]:
+        return {UNSUBSCRIBE: values[0], PREFERENCES: values[1], GREETING: values[2]}
 
 
 _LU_WIDTH = len("List-Unsubscribe: ")
@@ -446,6 +455,13 @@ def compile_message(
         raw=_Pieces(tuple(head), tuple(raw_holes)),
         id_prefix=id_prefix,
         id_suffix=f"@{common.domain}>",
+        body=BodyTemplate(
+            id=edition.id
+            + ":"
+            + hashlib.sha256(f"{html_body}\0{text_body}".encode()).hexdigest()[:16],
+            html=html_body,
+            text=text_body,
+        ),
         edition=edition,
         settings=settings,
         now=common.date,
