@@ -302,6 +302,7 @@ class SmtpSettings(_Section):
 class ApiSettings(_Section):
     """What every HTTP provider shares."""
 
+    base_url: str = Field(default="", description="API root.")
     timeout: float = Field(default=30.0, gt=0, description="Seconds per API request.")
 
 

@@ -3,8 +3,11 @@ turning a failed request into one result per message.
 
 A request is tried again on a connection error, a timeout, 408, 429 and 5xx, up to
 ``attempts`` tries, waiting by :func:`digest.delivery.retry.backoff` (the answer's
-``Retry-After`` is a floor). Any other answer is returned to the provider, which reads its
-documented body. Redirects are not followed: an API that redirects a POST is misconfigured.
+``Retry-After`` is a floor). Waits inside one request stay short (at most ``max_delay``, one
+minute by default); a provider asking for longer ends the tries at once, and its hint goes back
+with the transient results, for the ledger to schedule the retry. Any other answer is returned
+to the provider, which reads its documented body. Redirects are not followed: an API that
+redirects a POST is misconfigured.
 
 At least once: a timeout or 5xx after the request was written may mean the provider took some
 of it. Trying again may then deliver those twice; at most the one request in flight per
@@ -20,12 +23,14 @@ from typing import Any
 
 import requests
 
+from digest.config import ApiSettings, RetrySettings
 from digest.delivery.base import transient
 from digest.delivery.retry import backoff, parse_retry_after
 from digest.errors import PermanentDeliveryError
 from digest.models import OutgoingMessage, SendResult
 
 RETRIED = frozenset({408, 429, 500, 502, 503, 504})
+REQUEST_MAX_WAIT = 60.0  # seconds one request may wait between its tries
 USER_AGENT = "newsletter-digest/0.1"
 
 
@@ -40,6 +45,34 @@ class RequestFailed(Exception):
 
 class ApiClient:
     """POSTs to one provider's API. ``sleep`` and ``rng`` are injectable for tests."""
+
+    @classmethod
+    def for_provider(
+        cls,
+        provider: str,
+        settings: ApiSettings,
+        retry: RetrySettings | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> ApiClient:
+        """The client every HTTP provider uses: its settings' base URL and timeout, the
+        configured number of tries, waits of a second doubling up to a minute."""
+        retry = retry or RetrySettings()
+        return cls(
+            provider,
+            settings.base_url,
+            timeout=settings.timeout,
+            attempts=retry.request_attempts,
+            base_delay=1.0,
+            max_delay=min(REQUEST_MAX_WAIT, retry.max_delay),
+            headers=headers,
+            auth=auth,
+            sleep=sleep,
+            rng=rng,
+        )
 
     def __init__(
         self,
@@ -99,6 +132,8 @@ class ApiClient:
                 hint = parse_retry_after(response.headers.get("Retry-After"))
                 status, body = response.status_code, response.text[:300]
                 reason = f"{self.provider} {url}: HTTP {status}: {body}"
+            if hint is not None and hint > self.max_delay:
+                break  # longer than a request may wait: the ledger schedules the retry
             if attempt < self.attempts:
                 self.sleep(
                     backoff(
