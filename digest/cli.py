@@ -223,7 +223,7 @@ def preview(
 ) -> None:
     """Render the next edition from stored articles to index.html, digest.txt and sample.eml.
     Records nothing."""
-    from digest import jobs
+    from digest import deliver, jobs
     from digest.models import Subscriber
     from digest.render.email import render_variant
 
@@ -241,7 +241,7 @@ def preview(
         variant = render_variant(edition, settings)
         html, text = jobs.preview_bodies(settings, variant)
         sample = Subscriber(id=0, email="preview@example.org", name="Preview Reader")
-        msg = jobs.personal_message(settings, edition, variant, sample, now=when)
+        msg = deliver.personal_message(settings, edition, variant, sample, now=when)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(html, encoding="utf-8")
     (out_dir / "digest.txt").write_text(text, encoding="utf-8")

@@ -11,7 +11,6 @@ import html
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -25,12 +24,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
+from digest.audience.tokens import preferences_url, unsubscribe_url
 from digest.compose.editions import compose_edition
 from digest.compose.periods import edition_id, period_key
 from digest.compose.teasers import lede
 from digest.config import Settings
-from digest.delivery.base import Provider
 from digest.errors import DigestError, NothingNew, PermanentError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
@@ -39,21 +37,13 @@ from digest.gather.pages import extract_page
 from digest.gather.sections import in_section
 from digest.models import (
     Article,
-    DeliveryStatus,
     Edition,
     EditionStatus,
-    OutgoingMessage,
     Overrides,
     RenderedVariant,
-    SendResult,
-    SendStatus,
-    Subscriber,
 )
-from digest.render.email import render_variant
-from digest.render.fastmime import MessageTemplate, compile_message
 from digest.render.personalise import personalise
 from digest.store import Store
-from digest.store.db import lock_owner
 
 # Gather -------------------------------------------------------------------------------------
 
@@ -543,260 +533,6 @@ def edit_edition(
 def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
     store.set_edition_status(edition.id, EditionStatus.APPROVED, now=now)
     return edition.model_copy(update={"status": EditionStatus.APPROVED})
-
-
-# Render -------------------------------------------------------------------------------------
-
-
-def variant_key(edition: Edition, chosen: frozenset[str] | None) -> frozenset[str] | None:
-    """The set of this edition's sections a subscriber who chose ``chosen`` gets; None means
-    all of them, an empty set that none of their chosen sections has news this time."""
-    if chosen is None:
-        return None
-    present = {s.key for s in edition.sections}
-    chosen = frozenset(chosen & present)
-    return None if chosen == present else chosen
-
-
-Variants = dict[frozenset[str] | None, RenderedVariant]
-
-
-def render_variants(
-    settings: Settings, edition: Edition, choices: Iterable[frozenset[str] | None]
-) -> Variants:
-    """Compile each distinct variant once (the full edition always); empty ones are skipped.
-
-    ``choices`` are the subscribers' chosen sections (None: every section), repeats welcome.
-    """
-    keys: set[frozenset[str] | None] = {variant_key(edition, c) for c in choices}
-    keys.add(None)
-    return {k: render_variant(edition, settings, sections=k) for k in keys if k is None or k}
-
-
-def variant_for(
-    settings: Settings, edition: Edition, variants: Variants, key: frozenset[str] | None
-) -> RenderedVariant:
-    """The compiled variant ``key``, compiling it now if the audience changed since."""
-    if key not in variants:
-        variants[key] = render_variant(edition, settings, sections=key)
-    return variants[key]
-
-
-def personal_message(
-    settings: Settings,
-    edition: Edition,
-    variant: RenderedVariant,
-    subscriber: Subscriber,
-    *,
-    now: datetime,
-    template: MessageTemplate | None = None,
-) -> OutgoingMessage:
-    """One subscriber's copy: tokens substituted into the compiled variant, MIME around it.
-
-    ``template`` is ``variant``'s message compiled with :func:`message_template` for this
-    ``now``; batches pass it so that only the personal parts are encoded per recipient.
-    """
-    key = settings.signing_key
-    unsub = unsubscribe_url(settings, make_token(key, subscriber.id, "unsubscribe"))
-    prefs = preferences_url(settings, make_token(key, subscriber.id, "preferences"))
-    template = template or message_template(settings, edition, variant, now=now)
-    return template.render(
-        subscriber=subscriber,
-        unsubscribe_url=unsub,
-        preferences_url=prefs,
-        key=f"{edition.id}.{subscriber.id}",
-    )
-
-
-def message_template(
-    settings: Settings, edition: Edition, variant: RenderedVariant, *, now: datetime
-) -> MessageTemplate:
-    """``variant``'s MIME message with the personal parts left open (Date is ``now``)."""
-    return compile_message(variant.html, variant.text, edition=edition, settings=settings, now=now)
-
-
-# Deliver ------------------------------------------------------------------------------------
-
-
-@dataclass
-class DeliveryReport:
-    edition_id: str
-    recipients: int = 0
-    submitted: int = 0
-    transient: int = 0
-    permanent: int = 0
-    skipped: int = 0
-    elapsed: float = 0.0
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return self.transient + self.permanent
-
-    def add(self, other: DeliveryReport) -> None:
-        self.skipped += other.skipped
-        self.submitted += other.submitted
-        self.transient += other.transient
-        self.permanent += other.permanent
-        self.elapsed += other.elapsed
-        self.failures.extend(other.failures)
-
-
-LOCK_TTL = timedelta(minutes=15)
-
-
-@contextmanager
-def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
-    """Hold the edition's delivery lease for the block; yields this run's owner name.
-
-    A second run of the same edition raises DeliveryLocked instead of sending alongside.
-    """
-    name, owner = f"deliver:{edition.id}", lock_owner()
-    store.acquire_lock(name, owner, ttl=LOCK_TTL)
-    try:
-        yield owner
-    finally:
-        store.release_lock(name, owner)
-
-
-def prepare_delivery(
-    store: Store, edition: Edition, subscribers: Sequence[Subscriber], *, now: datetime
-) -> DeliveryReport:
-    """Write the ledger before sending anything: one row per (edition, subscriber).
-
-    Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
-    time get no row. Rows of subscribers who left since are closed as skipped; rows a crashed
-    run left in ``sending``, and transient failures, go back to pending. A sent edition gets
-    no new rows: someone who subscribed after it went out does not get last period's email.
-    """
-    wanted = [s for s in subscribers if variant_key(edition, s.sections) != frozenset()]
-    if edition.status is not EditionStatus.SENT:
-        store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
-        store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
-    store.skip_inactive(edition.id, now=now)
-    store.release_stale(edition.id, now=now)
-    store.retry_failed(edition.id, now=now)
-    return DeliveryReport(
-        edition.id,
-        recipients=recipients(store.delivery_counts(edition.id)),
-        skipped=len(subscribers) - len(wanted),
-    )
-
-
-def recipients(counts: dict[str, int]) -> int:
-    """Ledger rows meant to be sent (every status but skipped)."""
-    return sum(counts[s.value] for s in DeliveryStatus if s is not DeliveryStatus.SKIPPED)
-
-
-def deliver_batch(
-    settings: Settings,
-    store: Store,
-    provider: Provider,
-    edition: Edition,
-    variants: Variants,
-    *,
-    now: datetime,
-    owner: str,
-    limit: int | None = None,
-) -> DeliveryReport | None:
-    """Claim the next batch of pending rows, send it, record each answer. None when done.
-
-    A message that cannot be built fails alone (permanently, with the reason); anything that
-    stops the batch as a whole gives its rows back unsent before the error propagates.
-    """
-    store.renew_lock(f"deliver:{edition.id}", owner, ttl=LOCK_TTL)
-    started = time.perf_counter()
-    claimed = store.claim_batch(edition.id, limit or settings.delivery.batch_size, now=now)
-    if not claimed:
-        return None
-    report = DeliveryReport(edition.id)
-    by_key: dict[str, int] = {}
-    messages: list[OutgoingMessage] = []
-    unusable: dict[int, SendResult] = {}
-    skipped: list[int] = []
-    # Each variant's message is compiled once per batch (its Date is this batch's ``now``).
-    templates: dict[frozenset[str] | None, MessageTemplate] = {}
-    try:
-        for row in claimed:
-            key = variant_key(edition, row.subscriber.sections)
-            if key == frozenset():
-                skipped.append(row.delivery_id)
-                continue
-            try:
-                variant = variant_for(settings, edition, variants, key)
-                if key not in templates:
-                    templates[key] = message_template(settings, edition, variant, now=now)
-                msg = personal_message(
-                    settings, edition, variant, row.subscriber, now=now, template=templates[key]
-                )
-            except DigestError as e:
-                unusable[row.delivery_id] = SendResult(
-                    f"{edition.id}.{row.subscriber.id}", SendStatus.PERMANENT, reason=str(e)
-                )
-                continue
-            by_key[msg.key] = row.delivery_id
-            messages.append(msg)
-        results = provider.send(messages) if messages else []
-    except BaseException:
-        # Nothing of this batch was sent (providers raise only before sending): give it back.
-        store.release([c.delivery_id for c in claimed], now=now)
-        raise
-    answers = {by_key[r.key]: r for r in results} | unusable
-    store.mark_results(answers, now=now)
-    if skipped:
-        store.mark_skipped(skipped, "none of the chosen sections has news", now=now)
-    report.skipped = len(skipped)
-    for r in answers.values():
-        if r.status is SendStatus.SUBMITTED:
-            report.submitted += 1
-        else:
-            if r.status is SendStatus.TRANSIENT:
-                report.transient += 1
-            else:
-                report.permanent += 1
-            report.failures.append(f"{r.key}: {r.status.value}: {r.reason}")
-    report.elapsed = time.perf_counter() - started
-    return report
-
-
-def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[str, int]:
-    """Mark the edition sent once nothing is left to send or to retry; return the counts.
-
-    With transient failures left the edition stays ``sending``: the next run retries them.
-    """
-    counts = store.delivery_counts(edition.id)
-    done = counts["pending"] == counts["sending"] == counts["transient"] == 0
-    if done and edition.status is not EditionStatus.SENT:
-        store.set_edition_status(edition.id, EditionStatus.SENT, now=now)
-    return counts
-
-
-def deliver_dry(
-    settings: Settings,
-    provider: Provider,
-    edition: Edition,
-    subscribers: Sequence[Subscriber],
-    already: set[int],
-    *,
-    now: datetime,
-) -> DeliveryReport:
-    """Build every message a real run would send and hand them to ``provider``; record nothing."""
-    started = time.perf_counter()
-    keys = {s.id: variant_key(edition, s.sections) for s in subscribers if s.id not in already}
-    todo = [s for s in subscribers if keys.get(s.id, frozenset()) != frozenset()]
-    variants = render_variants(settings, edition, [s.sections for s in todo])
-    templates = {k: message_template(settings, edition, v, now=now) for k, v in variants.items()}
-    messages = [
-        personal_message(
-            settings, edition, variants[keys[s.id]], s, now=now, template=templates[keys[s.id]]
-        )
-        for s in todo
-    ]
-    results = provider.send(messages) if messages else []
-    report = DeliveryReport(edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo))
-    report.submitted = sum(r.status is SendStatus.SUBMITTED for r in results)
-    report.elapsed = time.perf_counter() - started
-    return report
 
 
 def preview_bodies(settings: Settings, variant: RenderedVariant) -> tuple[str, str]:

@@ -1,8 +1,9 @@
 """The gather and edition flows, and the run flow that chains them.
 
-Tasks are thin: each calls one function of ``digest.jobs`` and adds what Prefect is good at
-(retries of transient errors only, logs, artifacts, a UI). Delivery goes in batches, one task
-per batch of hundreds of messages, never a task per recipient.
+Tasks are thin: each calls one function of ``digest.jobs`` or ``digest.deliver`` and adds what
+Prefect is good at (retries of transient errors only, logs, artifacts, a UI). Delivery is one
+task per edition: the deliver stage claims, sends and records in batches of hundreds (in
+worker processes when ``delivery.sessions`` > 1), never a task per recipient.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from digest import jobs
+from digest import deliver, jobs
 from digest.config import Settings, load_settings
-from digest.delivery.base import Provider
 from digest.errors import DeliveryLocked, DigestError
 from digest.factory import make_fetcher, make_provider, open_store
 from digest.gather.sections import articles_for_section
@@ -63,8 +63,11 @@ class RunSummary:
     submitted_now: int = 0
     transient: int = 0
     permanent: int = 0
+    exhausted: int = 0
     skipped: int = 0
+    suppressed: int = 0
     elapsed: float = 0.0
+    messages_per_s: float = 0.0
     preview: str | None = None
     dry_run: bool = False
     failures: list[str] = field(default_factory=list)
@@ -119,8 +122,8 @@ def compose_task(
 
 
 @task(name="render-variants", cache_policy=NO_CACHE)
-def render_task(settings: Settings, store: Store, edition: Edition) -> jobs.Variants:
-    variants = jobs.render_variants(settings, edition, store.section_choices())
+def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.Variants:
+    variants = deliver.render_variants(settings, edition, store.section_choices())
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
         edition.id,
@@ -131,37 +134,37 @@ def render_task(settings: Settings, store: Store, edition: Edition) -> jobs.Vari
 
 
 @task(name="prepare-delivery", cache_policy=NO_CACHE)
-def prepare_task(store: Store, edition: Edition, now: datetime) -> jobs.DeliveryReport:
-    return jobs.prepare_delivery(store, edition, store.active_subscribers(), now=now)
+def prepare_task(
+    settings: Settings, store: Store, edition: Edition, now: datetime
+) -> deliver.DeliveryReport:
+    report = deliver.prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+    get_run_logger().info(
+        "edition %s: %d recipient(s) in the ledger", edition.id, report.recipients
+    )
+    return report
 
 
 @task(
-    name="deliver-batch",
+    name="deliver",
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[5, 30, 120],
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_transient,
 )
-def deliver_batch_task(
+def deliver_task(
     settings: Settings,
     store: Store,
-    provider: Provider,
     edition: Edition,
-    variants: jobs.Variants,
+    variants: deliver.Variants,
     now: datetime,
     owner: str,
-) -> jobs.DeliveryReport | None:
-    report = jobs.deliver_batch(settings, store, provider, edition, variants, now=now, owner=owner)
-    if report is not None:
-        get_run_logger().info(
-            "edition %s: batch of %d: %d submitted, %d transient, %d permanent",
-            edition.id,
-            report.submitted + report.failed,
-            report.submitted,
-            report.transient,
-            report.permanent,
-        )
+) -> deliver.DeliveryReport:
+    logger = get_run_logger()
+    report = deliver.deliver(
+        settings, store, edition, variants, now=now, owner=owner, log=logger.info
+    )
+    logger.info(report.summary())
     return report
 
 
@@ -249,7 +252,7 @@ def _edition(
         return summary
     if dry_run:
         with closing(make_provider(settings, dry_run=True)) as provider:
-            dry = jobs.deliver_dry(
+            dry = deliver.deliver_dry(
                 settings,
                 provider,
                 edition,
@@ -273,32 +276,35 @@ def _edition(
     variants = render_task(settings, store, edition)
     preview = jobs.write_preview(settings, edition, variants[None])
     summary.preview = str(preview) if preview else None
-    total = jobs.DeliveryReport(edition.id)
-    with jobs.delivery_lock(store, edition) as owner:
-        total.add(prepare_task(store, edition, now))
-        with closing(make_provider(settings)) as provider:
-            while True:
-                report = deliver_batch_task(
-                    settings, store, provider, edition, variants, now, owner
-                )
-                if report is None:
-                    break
-                total.add(report)
-        counts = jobs.finish_delivery(store, edition, now=now)
+    total = deliver.DeliveryReport(edition.id)
+    with deliver.delivery_lock(store, edition) as owner:
+        total.add(prepare_task(settings, store, edition, now))
+        total.add(deliver_task(settings, store, edition, variants, now, owner))
+        counts = deliver.finish_delivery(store, edition, now=now)
     summary.edition_status = (store.edition(edition.id) or edition).status.value
-    summary.recipients = jobs.recipients(counts)
+    summary.recipients = deliver.recipients(counts)
     summary.submitted = counts["submitted"]
     summary.submitted_now = total.submitted
     summary.transient = counts["transient"]
     summary.permanent = counts["permanent"]
+    summary.exhausted = counts["exhausted"]
     summary.skipped = total.skipped
+    summary.suppressed = total.suppressed
     summary.elapsed = total.elapsed
+    summary.messages_per_s = round(total.rate, 1)
     summary.failures = total.failures[:50]
     if summary.transient:
         logger.warning(
-            "edition %s: %d transient failure(s) left; run again to retry them",
+            "edition %s: %d transient failure(s) left; the next run retries them when due",
             edition.id,
             summary.transient,
+        )
+    if summary.exhausted:
+        logger.warning(
+            "edition %s: %d message(s) ran out of attempts; `digest edition retry` queues them "
+            "again",
+            edition.id,
+            summary.exhausted,
         )
     _artifact(edition, summary, len(variants[None].html.encode()))
     return summary

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from digest import jobs
+from digest import deliver, jobs
 from digest.delivery.memory import MemoryProvider
 from digest.errors import DeliveryLocked, TransientDeliveryError
 from digest.models import EditionStatus, NewSubscriber, SubscriberStatus
@@ -18,7 +18,9 @@ NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 @pytest.fixture
 def setup(make_settings, db_url: str):  # type: ignore[no-untyped-def]
-    settings = make_settings({"delivery": {"batch_size": 2}, "store": {"url": db_url}})
+    settings = make_settings(
+        {"delivery": {"batch_size": 2, "retry": {"wait": 0}}, "store": {"url": db_url}}
+    )
     store = Store.open(settings.database_url)
     store.save_articles(
         [article(1), article(2), article(3, source="analysis", categories=("Europe",))], now=NOW
@@ -39,20 +41,23 @@ def setup(make_settings, db_url: str):  # type: ignore[no-untyped-def]
     store.close()
 
 
-def deliver_all(settings, store, edition, provider, variants=None):  # type: ignore[no-untyped-def]
+def deliver_all(settings, store, edition, provider, variants=None, at=NOW, **kw):  # type: ignore[no-untyped-def]
     variants = (
         variants
         if variants is not None
-        else jobs.render_variants(settings, edition, store.section_choices())
+        else deliver.render_variants(settings, edition, store.section_choices())
     )
-    total = jobs.DeliveryReport(edition.id)
-    with jobs.delivery_lock(store, edition) as owner:
-        total.add(jobs.prepare_delivery(store, edition, store.active_subscribers(), now=NOW))
-        while report := jobs.deliver_batch(
-            settings, store, provider, edition, variants, now=NOW, owner=owner
-        ):
-            total.add(report)
-        counts = jobs.finish_delivery(store, edition, now=NOW)
+    total = deliver.DeliveryReport(edition.id)
+    with deliver.delivery_lock(store, edition) as owner:
+        total.add(
+            deliver.prepare_delivery(settings, store, edition, store.active_subscribers(), now=at)
+        )
+        total.add(
+            deliver.deliver(
+                settings, store, edition, variants, now=at, owner=owner, provider=provider, **kw
+            )
+        )
+        counts = deliver.finish_delivery(store, edition, now=at)
     return total, counts
 
 
@@ -95,7 +100,7 @@ def test_changed_preferences_never_strand_a_batch(setup) -> None:  # type: ignor
     subs = store.active_subscribers()
     store.create_deliveries(edition.id, [s.id for s in subs], now=NOW)
     # Variants were compiled before two subscribers changed their sections.
-    variants = jobs.render_variants(settings, edition, [s.sections for s in subs])
+    variants = deliver.render_variants(settings, edition, [s.sections for s in subs])
     store.import_subscribers(
         [
             NewSubscriber(email="q@example.org", sections=frozenset({"analysis", "qiosk"})),
@@ -119,15 +124,55 @@ def test_transient_failures_keep_the_edition_open(setup) -> None:  # type: ignor
     assert total.transient == 1 and counts["transient"] == 1
     assert store.edition(edition.id).status is EditionStatus.SENDING  # type: ignore[union-attr]
     provider.fail = {}
-    again, counts = deliver_all(settings, store, edition, provider)
+    # A re-run before the retry is due sends nothing; one after it does.
+    early, counts = deliver_all(settings, store, edition, provider)
+    assert early.submitted == 0 and counts["transient"] == 1
+    later = NOW + timedelta(hours=2)
+    again, counts = deliver_all(settings, store, edition, provider, at=later)
     assert again.submitted == 1 and counts["transient"] == 0
     assert [m.recipient for m in provider.sent].count("q@example.org") == 1
     assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
 
 
+def test_a_run_waits_for_retries_with_backoff_then_gives_up(setup) -> None:  # type: ignore[no-untyped-def]
+    from digest.models import SendStatus
+
+    settings, store, edition = setup
+    retry = {"attempts": 4, "base_delay": 10, "max_delay": 15, "wait": 600}
+    settings = settings.model_copy(
+        update={
+            "delivery": settings.delivery.model_copy(
+                update={"retry": settings.delivery.retry.model_copy(update=retry)}
+            )
+        }
+    )
+    provider = MemoryProvider(fail={"q@example.org": SendStatus.TRANSIENT})
+    clock = [NOW]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += timedelta(seconds=seconds)
+
+    total, counts = deliver_all(
+        settings, store, edition, provider, clock=lambda: clock[0], sleep=sleep
+    )
+    # Four tries in all: three waits, each within its jittered ceiling (10, then 15 capped).
+    assert len(waits) == 3 and 0 <= waits[0] <= 10 and all(0 <= w <= 15 for w in waits)
+    assert counts["exhausted"] == 1 and counts["transient"] == 0
+    assert total.exhausted == 1 and "out of attempts after 4" in " ".join(total.failures)
+    # Out of attempts does not hold the edition open, and is not lost: an operator requeues it.
+    assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
+    provider.fail = {}
+    assert store.requeue_exhausted(edition.id, now=NOW) == 1
+    again, counts = deliver_all(settings, store, edition, provider)
+    assert again.submitted == 1 and counts["exhausted"] == 0, counts
+    assert [m.recipient for m in provider.sent].count("q@example.org") == 1
+
+
 def test_a_second_run_of_the_same_edition_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
     settings, store, edition = setup
-    with jobs.delivery_lock(store, edition), pytest.raises(DeliveryLocked, match=edition.id):
+    with deliver.delivery_lock(store, edition), pytest.raises(DeliveryLocked, match=edition.id):
         deliver_all(settings, store, edition, MemoryProvider())
 
 

@@ -60,12 +60,18 @@ class ImportCounts:
     kept_unsubscribed: int
 
 
+# Kinds of failed ledger rows (deliveries.failure).
+TRANSIENT, PERMANENT, EXHAUSTED = "transient", "permanent", "exhausted"
+FAILURES = (TRANSIENT, PERMANENT, EXHAUSTED)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A ledger row claimed for sending, with the subscriber it is for."""
 
     delivery_id: int
     subscriber: Subscriber
+    attempts: int = 1  # tries of this row so far, this one included
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -513,14 +519,68 @@ class Store:
             return {None if r[0] is None else frozenset(r[0]) for r in c.execute(q)}
 
     def set_subscriber_status(
-        self, subscriber_id: int, status: SubscriberStatus, *, now: datetime
+        self,
+        subscriber_id: int,
+        status: SubscriberStatus,
+        *,
+        now: datetime,
+        cause: str = "set by an operator",
     ) -> None:
+        """Change one subscriber's status and record the change (no record when unchanged)."""
         with self.engine.begin() as c:
-            c.execute(
-                sa.update(t.subscribers)
-                .where(t.subscribers.c.id == subscriber_id)
-                .values(status=status.value, updated_at=now)
-            )
+            self._set_statuses(c, [subscriber_id], status, now=now, causes={subscriber_id: cause})
+
+    @staticmethod
+    def _set_statuses(
+        c: sa.Connection,
+        subscriber_ids: Iterable[int],
+        status: SubscriberStatus,
+        *,
+        now: datetime,
+        causes: Mapping[int, str],
+        only_from: SubscriberStatus | None = None,
+    ) -> list[int]:
+        """Set ``status`` on the subscribers not already in it (and, with ``only_from``, only
+        on those in that status); one audit row each. Returns the ids changed."""
+        q = sa.select(t.subscribers.c.id, t.subscribers.c.status).where(
+            t.subscribers.c.id.in_(list(subscriber_ids)),
+            t.subscribers.c.status != status.value,
+        )
+        if only_from is not None:
+            q = q.where(t.subscribers.c.status == only_from.value)
+        changing = c.execute(q).all()
+        if not changing:
+            return []
+        ids = [r[0] for r in changing]
+        c.execute(
+            sa.update(t.subscribers)
+            .where(t.subscribers.c.id.in_(ids))
+            .values(status=status.value, updated_at=now)
+        )
+        c.execute(
+            sa.insert(t.subscriber_events),
+            [
+                {
+                    "subscriber_id": sid,
+                    "at": now,
+                    "old_status": old,
+                    "new_status": status.value,
+                    "cause": causes.get(sid, ""),
+                }
+                for sid, old in changing
+            ],
+        )
+        return ids
+
+    def subscriber_events(self, subscriber_id: int) -> list[dict[str, Any]]:
+        """The audit trail of one subscriber's status, oldest first."""
+        q = (
+            sa.select(t.subscriber_events)
+            .where(t.subscriber_events.c.subscriber_id == subscriber_id)
+            .order_by(t.subscriber_events.c.id)
+        )
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
 
     # Deliveries (the ledger) -------------------------------------------------------------------
     def create_deliveries(
@@ -554,10 +614,8 @@ class Store:
                 .where(
                     sa.or_(
                         t.deliveries.c.status == DeliveryStatus.PENDING.value,
-                        sa.and_(
-                            t.deliveries.c.status == DeliveryStatus.FAILED.value,
-                            t.deliveries.c.failure == SendStatus.TRANSIENT.value,
-                        ),
+                        self._failed(TRANSIENT),
+                        self._failed(EXHAUSTED),
                     )
                 )
                 .where(t.deliveries.c.subscriber_id.in_(inactive))
@@ -592,15 +650,51 @@ class Store:
                 .values(status=DeliveryStatus.PENDING.value, updated_at=now)
             )
 
-    def retry_failed(self, edition_id: str, *, now: datetime) -> int:
-        """Put transient failures back in the queue (a re-run); permanent ones stay."""
+    def _failed(self, kind: str) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            t.deliveries.c.status == DeliveryStatus.FAILED.value, t.deliveries.c.failure == kind
+        )
+
+    def requeue_due(self, edition_id: str, *, now: datetime) -> int:
+        """Put transient failures whose next attempt time has come back in the queue."""
         with self.engine.begin() as c:
             res = c.execute(
                 sa.update(t.deliveries)
                 .where(t.deliveries.c.edition_id == edition_id)
-                .where(t.deliveries.c.status == DeliveryStatus.FAILED.value)
-                .where(t.deliveries.c.failure == SendStatus.TRANSIENT.value)
+                .where(self._failed(TRANSIENT))
+                .where(
+                    sa.or_(
+                        t.deliveries.c.next_attempt_at.is_(None),
+                        t.deliveries.c.next_attempt_at <= now,
+                    )
+                )
                 .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+            )
+        return res.rowcount or 0
+
+    def next_retry_at(self, edition_id: str) -> datetime | None:
+        """When the earliest transient failure of the edition may be tried again."""
+        q = sa.select(sa.func.min(t.deliveries.c.next_attempt_at)).where(
+            t.deliveries.c.edition_id == edition_id, self._failed(TRANSIENT)
+        )
+        with self.engine.connect() as c:
+            value: datetime | None = c.execute(q).scalar()
+        return value
+
+    def requeue_exhausted(self, edition_id: str, *, now: datetime) -> int:
+        """An operator's "try those again": rows that ran out of attempts start over."""
+        with self.engine.begin() as c:
+            res = c.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.edition_id == edition_id)
+                .where(self._failed(EXHAUSTED))
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    failure=None,
+                    attempts=0,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
             )
         return res.rowcount or 0
 
@@ -640,36 +734,94 @@ class Store:
                 )
             ]
             rows = c.execute(
-                sa.select(t.deliveries.c.id, t.subscribers)
+                sa.select(t.deliveries.c.id, t.deliveries.c.attempts, t.subscribers)
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
                 .where(t.deliveries.c.id.in_(claimed))
                 .order_by(t.deliveries.c.id)
             ).all()
-        return [Claimed(delivery_id=r[0], subscriber=self._subscriber(r)) for r in rows]
+        return [
+            Claimed(delivery_id=r[0], subscriber=self._subscriber(r), attempts=r[1]) for r in rows
+        ]
 
-    def mark_results(self, results: Mapping[int, SendResult], *, now: datetime) -> None:
-        """Record a provider's answers: submitted, or failed with the reason and its kind."""
+    def mark_results(
+        self,
+        results: Mapping[int, SendResult],
+        *,
+        now: datetime,
+        retry_at: Mapping[int, datetime] | None = None,
+    ) -> list[int]:
+        """Record a provider's answers in one transaction; returns the subscribers suppressed.
+
+        Only rows still ``sending`` change, so an answer replayed from a journal never
+        overwrites a newer state. A transient failure with a time in ``retry_at`` waits for it;
+        one without is out of attempts (``exhausted``). A hard bounce suppresses the subscriber
+        (recorded in the audit table with the provider's reason).
+        """
+        retry_at = retry_at or {}
+        done: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for delivery_id, res in results.items():
+            if res.status is SendStatus.SUBMITTED:
+                done.append({"b_id": delivery_id, "b_provider_id": res.provider_id})
+                continue
+            if res.status is SendStatus.PERMANENT:
+                kind, when = PERMANENT, None
+            elif delivery_id in retry_at:
+                kind, when = TRANSIENT, retry_at[delivery_id]
+            else:
+                kind, when = EXHAUSTED, None
+            failed.append(
+                {"b_id": delivery_id, "b_failure": kind, "b_error": res.reason, "b_next": when}
+            )
+        bounced = [i for i, r in results.items() if r.bounce and r.status is SendStatus.PERMANENT]
+        still_sending = t.deliveries.c.status == DeliveryStatus.SENDING.value
         with self.engine.begin() as c:
-            for delivery_id, res in results.items():
-                if res.status is SendStatus.SUBMITTED:
-                    values: dict[str, Any] = {
-                        "status": DeliveryStatus.SUBMITTED.value,
-                        "provider_id": res.provider_id,
-                        "submitted_at": now,
-                        "failure": None,
-                        "error": None,
-                    }
-                else:
-                    values = {
-                        "status": DeliveryStatus.FAILED.value,
-                        "failure": res.status.value,
-                        "error": res.reason,
-                    }
+            if done:
                 c.execute(
                     sa.update(t.deliveries)
-                    .where(t.deliveries.c.id == delivery_id)
-                    .values(updated_at=now, **values)
+                    .where(t.deliveries.c.id == sa.bindparam("b_id"), still_sending)
+                    .values(
+                        status=DeliveryStatus.SUBMITTED.value,
+                        provider_id=sa.bindparam("b_provider_id"),
+                        submitted_at=now,
+                        failure=None,
+                        error=None,
+                        next_attempt_at=None,
+                        updated_at=now,
+                    ),
+                    done,
                 )
+            if failed:
+                c.execute(
+                    sa.update(t.deliveries)
+                    .where(t.deliveries.c.id == sa.bindparam("b_id"), still_sending)
+                    .values(
+                        status=DeliveryStatus.FAILED.value,
+                        failure=sa.bindparam("b_failure"),
+                        error=sa.bindparam("b_error"),
+                        next_attempt_at=sa.bindparam("b_next", type_=t.UTCDateTime()),
+                        updated_at=now,
+                    ),
+                    failed,
+                )
+            if not bounced:
+                return []
+            owners = dict(
+                c.execute(
+                    sa.select(t.deliveries.c.id, t.deliveries.c.subscriber_id).where(
+                        t.deliveries.c.id.in_(bounced)
+                    )
+                ).all()
+            )
+            causes = {owners[i]: f"hard bounce: {results[i].reason}" for i in bounced}
+            return self._set_statuses(
+                c,
+                causes,
+                SubscriberStatus.SUPPRESSED,
+                now=now,
+                causes=causes,
+                only_from=SubscriberStatus.ACTIVE,
+            )
 
     def mark_skipped(self, delivery_ids: Iterable[int], reason: str, *, now: datetime) -> None:
         ids = list(delivery_ids)
@@ -681,13 +833,14 @@ class Store:
             )
 
     def delivery_counts(self, edition_id: str) -> dict[str, int]:
-        """Rows per status, plus ``transient`` and ``permanent`` splitting the failed ones."""
+        """Rows per status, plus ``transient``, ``permanent`` and ``exhausted`` splitting the
+        failed ones."""
         q = (
             sa.select(t.deliveries.c.status, t.deliveries.c.failure, sa.func.count())
             .where(t.deliveries.c.edition_id == edition_id)
             .group_by(t.deliveries.c.status, t.deliveries.c.failure)
         )
-        counts = {s.value: 0 for s in DeliveryStatus} | {"transient": 0, "permanent": 0}
+        counts = {s.value: 0 for s in DeliveryStatus} | {k: 0 for k in FAILURES}
         with self.engine.connect() as c:
             for status, failure, n in c.execute(q):
                 counts[status] += int(n)

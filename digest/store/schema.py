@@ -137,15 +137,36 @@ deliveries = sa.Table(
     sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    # For failed rows: "transient" (a re-run tries again) or "permanent" (it never does).
+    # For failed rows: "transient" (tried again once next_attempt_at has passed), "permanent"
+    # (never tried again) or "exhausted" (transient, but out of attempts: reported, kept, and
+    # only tried again when an operator asks).
     sa.Column("failure", sa.String(20)),
     sa.Column("provider_id", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("submitted_at", UTCDateTime),
+    sa.Column("next_attempt_at", UTCDateTime),
     sa.UniqueConstraint("edition_id", "subscriber_id"),
     sa.Index("ix_deliveries_edition_status", "edition_id", "status"),
+)
+
+# Every change of a subscriber's status, with when and why: nothing about a person is lost.
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("old_status", sa.String(20)),
+    sa.Column("new_status", sa.String(20), nullable=False),
+    sa.Column("cause", sa.Text, nullable=False),
 )
 
 # Leases that keep two runs from delivering the same edition at once (see Store.acquire_lock).

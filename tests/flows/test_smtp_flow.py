@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,8 @@ def test_smtp_delivery_and_a_safe_rerun(tmp_path: Path, monkeypatch: pytest.Monk
         data["delivery"] = {
             "provider": "smtp",
             "batch_size": 3,
+            # Leave retries to the next run (a run would otherwise wait for them).
+            "retry": {"wait": 0, "base_delay": 60},
             "smtp": {"host": "127.0.0.1", "port": server.controller.port, "security": "none"},
         }
         cfg = write_toml(tmp_path / "pub.toml", data)
@@ -49,6 +51,9 @@ def test_smtp_delivery_and_a_safe_rerun(tmp_path: Path, monkeypatch: pytest.Monk
             "failures"
         ]
         assert "550" in " ".join(first["failures"]) and "451" in " ".join(first["failures"])
+        # 550 5.1.1 (no such user) is a hard bounce: the address is suppressed.
+        assert first["suppressed"] == 1
+        assert "bounce@example.org" not in {s.email for s in store.active_subscribers()}
         # Several batches (batch_size 3), one SMTP connection for the whole run.
         assert len(server.handler.peers) == 1
 
@@ -73,7 +78,7 @@ def test_smtp_delivery_and_a_safe_rerun(tmp_path: Path, monkeypatch: pytest.Monk
 
         # The server recovers; a re-run sends only the transient failure, nobody twice.
         server.handler.accept_later = True
-        second = run_flow(str(cfg), "weekly", NOW)
+        second = run_flow(str(cfg), "weekly", NOW + timedelta(hours=1))
         assert second["submitted_now"] == 1 and second["submitted"] == 4
         assert second["edition_status"] == "sent"
         counts = Counter(r.rcpt_tos[0] for r in server.handler.received)

@@ -146,13 +146,17 @@ def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: 
     store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
     rows = store.claim_batch(eid, 10, now=NOW)
     later = NOW + timedelta(minutes=1)
-    store.mark_results(
+    retry_at = later + timedelta(minutes=5)
+    suppressed = store.mark_results(
         {
             rows[0].delivery_id: SendResult("k0", SendStatus.SUBMITTED, provider_id="p0"),
             rows[1].delivery_id: SendResult("k1", SendStatus.TRANSIENT, reason="451 later"),
-            rows[2].delivery_id: SendResult("k2", SendStatus.PERMANENT, reason="550 no user"),
+            rows[2].delivery_id: SendResult(
+                "k2", SendStatus.PERMANENT, reason="550 5.1.1 no user", bounce=True
+            ),
         },
         now=later,
+        retry_at={rows[1].delivery_id: retry_at},
     )
     # rows[3] stays in `sending`, as after a crash.
     counts = store.delivery_counts(eid)
@@ -164,11 +168,26 @@ def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: 
         "skipped": 0,
         "transient": 1,
         "permanent": 1,
+        "exhausted": 0,
     }
+    # The hard bounce suppressed its subscriber, with the reason in the audit trail.
+    bounced = rows[2].subscriber.id
+    assert suppressed == [bounced]
+    assert bounced not in {s.id for s in store.active_subscribers()}
+    [event] = store.subscriber_events(bounced)
+    assert (event["old_status"], event["new_status"]) == ("active", "suppressed")
+    assert "550 5.1.1 no user" in event["cause"]
+    # A late answer for a row no longer `sending` changes nothing.
+    store.mark_results({rows[0].delivery_id: SendResult("k0", SendStatus.TRANSIENT)}, now=later)
+    assert store.delivery_counts(eid)["submitted"] == 1
+
     assert store.release_stale(eid, now=later) == 1
-    assert store.retry_failed(eid, now=later) == 1  # the transient one, not the permanent one
-    again = store.claim_batch(eid, 10, now=later)
+    assert store.next_retry_at(eid) == retry_at
+    assert store.requeue_due(eid, now=later) == 0  # not due yet
+    assert store.requeue_due(eid, now=retry_at) == 1  # the transient one, not the permanent one
+    again = store.claim_batch(eid, 10, now=retry_at)
     assert {c.delivery_id for c in again} == {rows[1].delivery_id, rows[3].delivery_id}
+    assert {c.attempts for c in again} == {2}
     assert store.submitted_subscriber_ids(eid) == {rows[0].subscriber.id}
 
 
