@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import multiprocessing.util
+import os
 import random
 import signal
 import sys
@@ -496,16 +497,22 @@ class _LocalRunner(_Runner):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel kill this worker when the run that started it dies, so a killed
-    run leaves no orphan still sending the rest of its batch."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+def _die_with_parent(parent: int) -> None:
+    """Have this worker die with the run that started it, so a killed run leaves no orphan
+    sending the rest of its batches: on Linux the kernel kills it (parent-death signal); a
+    parent already gone (killed while this worker started) means exit now."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    _check_parent(parent)
+
+
+def _check_parent(parent: int) -> None:
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @dataclass
@@ -513,20 +520,26 @@ class _Worker:
     builder: Builder
     provider: Provider
     journal: journals.Journal
+    parent: int
 
 
 _WORKER: _Worker | None = None
 
 
 def _worker_init(
-    settings: Settings, edition: Edition, variants: Variants, now: datetime, rate: float
+    settings: Settings,
+    edition: Edition,
+    variants: Variants,
+    now: datetime,
+    rate: float,
+    parent: int,
 ) -> None:
     global _WORKER
-    _die_with_parent()
+    _die_with_parent(parent)
     base = make_provider(settings)
     provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
     journal = journals.Journal(journal_root(settings), edition.id)
-    _WORKER = _Worker(Builder(settings, edition, variants, now=now), provider, journal)
+    _WORKER = _Worker(Builder(settings, edition, variants, now=now), provider, journal, parent)
 
     def _close() -> None:
         provider.close()
@@ -539,6 +552,7 @@ def _worker_send(
     rows: list[tuple[int, Subscriber]],
 ) -> tuple[dict[int, SendResult], list[int]]:
     assert _WORKER is not None, "worker not initialised"
+    _check_parent(_WORKER.parent)  # batches queued by a run that is gone are not sent
     built = _WORKER.builder.build(rows)
     return _send_built(_WORKER.provider, built, _WORKER.journal), built.skipped
 
@@ -568,7 +582,14 @@ class _PoolRunner(_Runner):
             # "spawn": forking a process that runs threads (Prefect's, the store's) can deadlock.
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(settings, edition, variants, now, settings.delivery.rate / sessions),
+            initargs=(
+                settings,
+                edition,
+                variants,
+                now,
+                settings.delivery.rate / sessions,
+                os.getpid(),
+            ),
         )
 
     def drain(self, recorder: _Recorder) -> None:

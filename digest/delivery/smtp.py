@@ -24,6 +24,7 @@ import contextlib
 import re
 import smtplib
 import ssl
+import time
 from collections.abc import Sequence
 
 from digest.config import SmtpSettings
@@ -34,6 +35,7 @@ from digest.models import OutgoingMessage, SendResult, SendStatus
 # Postfix: "250 2.0.0 Ok: queued as 4Xy1Z2"; Exim: "250 OK id=1rAbCd-000123-4E".
 _QUEUE_ID = re.compile(r"(?:queued as|\bid=)\s*([A-Za-z0-9][A-Za-z0-9._-]*)", re.IGNORECASE)
 _LINE_ENDS = re.compile(rb"\r?\n")
+_FRESH = 5.0  # seconds after its last command a session is used without a NOOP check
 _CLOSING = 421  # "service not available, closing transmission channel"
 # RFC 3463 enhanced status at the start of the reply text: "5.1.1 <x@y>: user unknown".
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -84,6 +86,7 @@ class SmtpProvider(ProviderBase):
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
         self._dirty = False  # the session's last transaction failed: RSET before the next
+        self._last_used = 0.0  # time.monotonic() of the session's last completed command
         # Counts successful connections (first one and reconnects); useful in logs and tests.
         self.connections = 0
 
@@ -144,11 +147,16 @@ class SmtpProvider(ProviderBase):
 
     def _session(self) -> smtplib.SMTP:
         """The open session, checked with NOOP so a connection the server idled out is replaced
-        before the batch starts (and a failure to reconnect can still raise cleanly)."""
+        before the batch starts (and a failure to reconnect can still raise cleanly). A session
+        used in the last few seconds is not checked: servers idle connections out after minutes,
+        and a NOOP per small batch (a rate limit slices batches) would cost a round trip each."""
         if self._smtp is not None:
+            if time.monotonic() - self._last_used < _FRESH:
+                return self._smtp
             try:
                 code, _ = self._smtp.noop()
                 if code == 250:
+                    self._last_used = time.monotonic()
                     return self._smtp
             except OSError:
                 pass
@@ -204,6 +212,7 @@ class SmtpProvider(ProviderBase):
             # A failed transaction may leave server state behind (even for the next batch on
             # this reused session): RSET before the next MAIL.
             self._dirty = result.status is not SendStatus.SUBMITTED
+            self._last_used = time.monotonic()
             report(results, result, on_result)
         return results
 
