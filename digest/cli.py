@@ -146,13 +146,16 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"Recipients   {s['recipients']}  (skipped, no news in their sections: {s['skipped']})"
     )
     out.print(f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run")
+    exhausted = s.get("exhausted", 0)
     out.print(
-        f"Failed       {s['transient'] + s['permanent']} "
-        f"(transient {s['transient']}, permanent {s['permanent']})"
+        f"Failed       {s['transient'] + s['permanent'] + exhausted} "
+        f"(transient {s['transient']}, permanent {s['permanent']}, out of attempts {exhausted})"
     )
+    if s.get("suppressed"):
+        out.print(f"Suppressed   {s['suppressed']} address(es) after a hard bounce")
     if s.get("elapsed"):
         rate = s["submitted_now"] / s["elapsed"] if s["elapsed"] else 0
-        out.print(f"Elapsed      {s['elapsed']:.2f} s ({rate:.0f} messages/s)")
+        out.print(f"Elapsed      {s['elapsed']:.2f} s sending ({rate:.0f} messages/s)")
     for f in s.get("failures", [])[:10]:
         out.print(f"  failed: {f}")
     if s.get("preview"):
@@ -182,7 +185,10 @@ def run(
     _print_summary(summary)
     # Transient failures need another run; permanent ones (bounces) are reported, not retried.
     if summary.get("transient"):
-        out.print("Transient failures remain: run again to retry them.")
+        out.print("Transient failures remain: run again to retry them once they are due.")
+        raise typer.Exit(1)
+    if summary.get("exhausted"):
+        out.print("Some messages ran out of attempts: `digest edition retry` queues them again.")
         raise typer.Exit(1)
 
 
@@ -356,6 +362,31 @@ def edition_show(
             out.print(f"No edition: {outcome.message}")
             return
         _show_edition(outcome.edition, store.overrides(outcome.edition.id))
+
+
+@edition_app.command("retry")
+def edition_retry(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: DigestOpt = None,
+    now: NowOpt = None,
+) -> None:
+    """Queue again the current edition's messages that ran out of attempts; the next
+    `digest run` sends them (nobody who already got the edition gets it twice)."""
+    from digest import jobs
+    from digest.models import EditionStatus
+
+    settings = _settings(config)
+    key = _digest_key(settings, digest, config)
+    when = _now(now) or datetime.now(UTC)
+    with _store(settings) as store:
+        current = jobs.compose(settings, store, key, now=when, record=False)
+        edition = current.edition and store.edition(current.edition.id)
+        if edition is None:
+            raise _fail(f"No edition to retry: {current.message}", 1)
+        n = store.requeue_exhausted(edition.id, now=when)
+        if n and edition.status is EditionStatus.SENT:
+            store.set_edition_status(edition.id, EditionStatus.SENDING, now=when)
+    out.print(f"Edition {edition.id}: {n} message(s) queued again.")
 
 
 @edition_app.command("edit")

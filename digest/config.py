@@ -437,6 +437,17 @@ class Settings(_Section):
                 "secret_key: required with a real provider; set DIGEST__SECRET_KEY in the "
                 "environment"
             )
+        for path in _secret_paths(Settings):
+            value: Any = self
+            for part in path:
+                value = getattr(value, part)
+            secret = value.get_secret_value()
+            if secret != secret.strip() or not secret.isprintable():
+                # Caught here, not in a request whose error message would quote it.
+                problems.append(
+                    f"{'.'.join(path)}: has spaces at either end or control characters "
+                    "(a line break pasted with it?)"
+                )
         needs = {
             "postmark": [("token", self.delivery.postmark.token)],
             "sendgrid": [("api_key", self.delivery.sendgrid.api_key)],

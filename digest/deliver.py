@@ -32,8 +32,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ from pathlib import Path
 
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
 from digest.config import Settings
-from digest.delivery.base import Provider
+from digest.delivery.base import OnResult, Provider
 from digest.delivery.ratelimit import RateLimited, TokenBucket
 from digest.delivery.retry import backoff
 from digest.errors import DeliveryError, DigestError, TransientDeliveryError
@@ -118,11 +119,13 @@ def personal_message(
     *,
     now: datetime,
     template: MessageTemplate | None = None,
+    bodies: bool = True,
 ) -> OutgoingMessage:
     """One subscriber's copy: tokens substituted into the compiled variant, MIME around it.
 
     ``template`` is ``variant``'s message compiled with :func:`message_template` for this
     ``now``; batches pass it so that only the personal parts are encoded per recipient.
+    ``bodies=False``: ``raw`` only (see ``ProviderBase.raw_only``).
     """
     key = settings.signing_key
     unsub = unsubscribe_url(settings, make_token(key, subscriber.id, "unsubscribe"))
@@ -133,6 +136,7 @@ def personal_message(
         unsubscribe_url=unsub,
         preferences_url=prefs,
         key=f"{edition.id}.{subscriber.id}",
+        bodies=bodies,
     )
 
 
@@ -150,9 +154,16 @@ class Builder:
     """Builds the messages of claimed rows; each variant's template is compiled once."""
 
     def __init__(
-        self, settings: Settings, edition: Edition, variants: Variants, *, now: datetime
+        self,
+        settings: Settings,
+        edition: Edition,
+        variants: Variants,
+        *,
+        now: datetime,
+        bodies: bool = True,
     ) -> None:
         self.settings, self.edition, self.variants, self.now = settings, edition, variants, now
+        self.bodies = bodies
         self.templates: dict[frozenset[str] | None, MessageTemplate] = {}
 
     def build(self, rows: Iterable[tuple[int, Subscriber]]) -> Built:
@@ -175,6 +186,7 @@ class Builder:
                     subscriber,
                     now=self.now,
                     template=self.templates[key],
+                    bodies=self.bodies,
                 )
             except DigestError as e:
                 out.unusable[delivery_id] = SendResult(
@@ -201,7 +213,8 @@ class DeliveryReport:
     exhausted: int = 0
     skipped: int = 0
     suppressed: int = 0
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # seconds spent sending, waits for retries not included
+    waited: float = 0.0  # seconds spent waiting for retries to come due
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -217,6 +230,7 @@ class DeliveryReport:
         for name in ("submitted", "transient", "permanent", "exhausted", "skipped", "suppressed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed += other.elapsed
+        self.waited += other.waited
         self.failures.extend(other.failures)
 
     def summary(self) -> str:
@@ -224,7 +238,8 @@ class DeliveryReport:
             f"edition {self.edition_id}: {self.submitted} submitted, {self.failed} failed "
             f"({self.transient} transient, {self.permanent} permanent, {self.exhausted} out of "
             f"attempts), {self.skipped} skipped, {self.suppressed} suppressed, "
-            f"{self.elapsed:.1f} s, {self.rate:.0f} messages/s"
+            f"{self.elapsed:.1f} s sending ({self.rate:.0f} messages/s)"
+            + (f", {self.waited:.0f} s waiting for retries" if self.waited else "")
         )
 
 
@@ -237,13 +252,29 @@ LOCK_TTL = timedelta(minutes=15)
 def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
     """Hold the edition's delivery lease for the block; yields this run's owner name.
 
-    A second run of the same edition raises DeliveryLocked instead of sending alongside.
+    A second run of the same edition raises DeliveryLocked instead of sending alongside. A
+    background thread renews the lease every few minutes, so a batch that takes long (a slow
+    server, a low rate limit) never lets it lapse while this run lives; each claim renews it
+    too, and stops the run if it was lost.
     """
     name, owner = f"deliver:{edition.id}", lock_owner()
     store.acquire_lock(name, owner, ttl=LOCK_TTL)
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(LOCK_TTL.total_seconds() / 5):
+            try:
+                store.renew_lock(name, owner, ttl=LOCK_TTL)
+            except DigestError:
+                return  # lost or unreachable: the next claim finds out and stops the run
+
+    beat = threading.Thread(target=heartbeat, name=f"lease {name}", daemon=True)
+    beat.start()
     try:
         yield owner
     finally:
+        stop.set()
+        beat.join()
         store.release_lock(name, owner)
 
 
@@ -273,16 +304,32 @@ def prepare_delivery(
         store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
     report = DeliveryReport(edition.id, skipped=len(subscribers) - len(wanted))
     root = journal_root(settings)
-    replayed = journals.replay(root, edition.id)
-    if replayed:
-        # A crashed run's answers: transient ones are due again at once.
-        due = {i: now for i, r in replayed.items() if r.status is SendStatus.TRANSIENT}
-        report.suppressed += len(store.mark_results(replayed, now=now, retry_at=due))
+    settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
     journals.discard(root, edition.id)
-    store.skip_inactive(edition.id, now=now)
     store.release_stale(edition.id, now=now)
+    store.skip_inactive(edition.id, now=now)
     report.recipients = recipients(store.delivery_counts(edition.id))
     return report
+
+
+def settle(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    journaled: Mapping[int, SendResult],
+    report: DeliveryReport,
+    clock: Clock,
+    *,
+    give_back: Iterable[int] = (),
+) -> None:
+    """Record journaled answers of rows still ``sending`` as the run that got them would have
+    (attempts capped, bounces suppressed); then give back ``give_back`` rows left unanswered."""
+    in_flight = store.in_flight([*journaled, *give_back])
+    known = {i: r for i, r in journaled.items() if i in in_flight}
+    if known:
+        attempts = {i: in_flight[i] for i in known}
+        _Recorder(settings, store, report, clock).record(attempts, known, [])
+    store.release([i for i in give_back if i in in_flight and i not in known], now=clock())
 
 
 def recipients(counts: dict[str, int]) -> int:
@@ -296,6 +343,7 @@ def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[st
     With transient failures left the edition stays ``sending``: the next run retries them.
     Rows out of attempts do not hold the edition open; they stay in the ledger, reported.
     """
+    store.skip_inactive(edition.id, now=now)  # who left during the run holds nothing open
     counts = store.delivery_counts(edition.id)
     done = counts["pending"] == counts["sending"] == counts["transient"] == 0
     if done and edition.status is not EditionStatus.SENT:
@@ -327,10 +375,21 @@ class _Recorder:
         self.rng = random.Random()
 
     def record(
-        self, claimed: Sequence[Claimed], answers: dict[int, SendResult], skipped: Sequence[int]
-    ) -> None:
+        self,
+        attempts: Mapping[int, int],
+        answers: dict[int, SendResult],
+        skipped: Sequence[int],
+        *,
+        release_missing: bool = True,
+    ) -> bool:
+        """Record the answers for rows tried ``attempts`` times so far. Rows without an answer
+        (a provider that broke its contract) are given back. True when every answer was a
+        transient failure: the provider is probably down, so stop claiming for now."""
         now = self.clock()
-        attempts = {c.delivery_id: c.attempts for c in claimed}
+        missing = [i for i in attempts if i not in answers and i not in skipped]
+        if missing and release_missing:
+            self.store.release(missing, now=now)
+            self.report.failures.append(f"{len(missing)} row(s) got no answer; given back")
         retry_at: dict[int, datetime] = {}
         for delivery_id, r in answers.items():
             if r.status is SendStatus.TRANSIENT and attempts[delivery_id] < self.retry.attempts:
@@ -362,19 +421,53 @@ class _Recorder:
                 kind = f"transient, out of attempts after {attempts[delivery_id]}"
             if len(report.failures) < 200:
                 report.failures.append(f"{r.key}: {kind}: {r.reason}")
+        return bool(answers) and all(r.status is SendStatus.TRANSIENT for r in answers.values())
 
 
-def _send_built(
-    provider: Provider, built: Built, journal: journals.Journal
-) -> dict[int, SendResult]:
-    """Send a built batch, journaling each answer as it comes; answers by delivery id."""
-    by_key = built.by_key
-    results = (
-        provider.send(built.messages, lambda r: journal.write(by_key[r.key], r))
-        if built.messages
-        else []
-    )
-    return {by_key[r.key]: r for r in results} | built.unusable
+# Messages built and held at once by a provider that sends one message at a time: bounds memory
+# (an 80 KB edition, 500 rows a batch, would otherwise hold ~40 MB of messages per session).
+_PIECE = 50
+
+
+def _journaling(journal: journals.Journal, by_key: dict[str, int]) -> OnResult:
+    return lambda r: journal.write(by_key[r.key], r)
+
+
+def _send_rows(
+    builder: Builder,
+    provider: Provider,
+    journal: journals.Journal,
+    rows: Sequence[tuple[int, Subscriber]],
+) -> tuple[dict[int, SendResult], list[int]]:
+    """Build and send claimed rows, journaling each answer as it comes; returns the answers by
+    delivery id and the rows to skip. Providers that send one message at a time get the rows
+    in pieces; API providers get the batch whole (their requests carry hundreds)."""
+    piece = _PIECE if getattr(provider, "raw_only", False) else max(1, len(rows))
+    answers: dict[int, SendResult] = {}
+    skipped: list[int] = []
+    for start in range(0, len(rows), piece):
+        built = builder.build(rows[start : start + piece])
+        skipped += built.skipped
+        answers |= built.unusable
+        if not built.messages:
+            continue
+        by_key = built.by_key
+        try:
+            results = provider.send(built.messages, _journaling(journal, by_key))
+        except DeliveryError as e:
+            if start == 0:
+                raise  # nothing of the batch went out: the caller gives it back whole
+            # Earlier pieces went out: this piece and the rest fail transiently instead.
+            for delivery_id, _ in rows[start:]:
+                if delivery_id not in answers and delivery_id not in skipped:
+                    answers[delivery_id] = SendResult(
+                        f"{builder.edition.id}.{delivery_id}",
+                        SendStatus.TRANSIENT,
+                        reason=f"not attempted: {e}",
+                    )
+            break
+        answers |= {by_key[r.key]: r for r in results}
+    return answers, skipped
 
 
 def deliver(
@@ -422,17 +515,20 @@ def deliver(
             pause = max(0.0, (due - clock()).total_seconds())
             if log:
                 log(f"edition {edition.id}: retrying transient failures in {pause:.0f} s")
+            slept = time.perf_counter()
             sleep(pause)
+            report.waited += time.perf_counter() - slept
     finally:
         runner.close()
-        report.elapsed = time.perf_counter() - started
+        report.elapsed = time.perf_counter() - started - report.waited
     # Every answer is in the ledger now; the journals have served their purpose.
     journals.discard(journal_root(settings), edition.id)
     return report
 
 
 class _Runner:
-    """What both ways of sending share: claiming the next batch, holding the lease."""
+    """What both ways of sending share: claiming the next batch under the lease, and
+    settling batches whose sending was cut short."""
 
     def __init__(
         self, settings: Settings, store: Store, edition: Edition, *, owner: str, clock: Clock
@@ -444,6 +540,14 @@ class _Runner:
         self.store.renew_lock(f"deliver:{self.edition.id}", self.owner, ttl=LOCK_TTL)
         size = self.settings.delivery.batch_size
         return self.store.claim_batch(self.edition.id, size, now=self.clock())
+
+    def settle(self, claimed: Iterable[Claimed], report: DeliveryReport) -> None:
+        """Rows whose batch was cut short: keep what the journals say was answered, give back
+        the rest (never a row that may have gone out)."""
+        ids = [c.delivery_id for c in claimed]
+        journaled = journals.replay(journal_root(self.settings), self.edition.id)
+        mine = {i: journaled[i] for i in ids if i in journaled}
+        settle(self.settings, self.store, self.edition, mine, report, self.clock, give_back=ids)
 
 
 class _LocalRunner(_Runner):
@@ -462,11 +566,12 @@ class _LocalRunner(_Runner):
         provider: Provider | None,
     ) -> None:
         super().__init__(settings, store, edition, owner=owner, clock=clock)
-        self.builder = Builder(settings, edition, variants, now=now)
         self.own_provider = provider is None
         base = provider or make_provider(settings)
         rate = settings.delivery.rate
         self.provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
+        bodies = not getattr(base, "raw_only", False)
+        self.builder = Builder(settings, edition, variants, now=now, bodies=bodies)
         self.journal: journals.Journal | None = None
 
     def drain(self, recorder: _Recorder) -> None:
@@ -476,14 +581,17 @@ class _LocalRunner(_Runner):
                 return
             if self.journal is None:
                 self.journal = journals.Journal(journal_root(self.settings), self.edition.id)
+            rows = [(c.delivery_id, c.subscriber) for c in claimed]
             try:
-                built = self.builder.build((c.delivery_id, c.subscriber) for c in claimed)
-                answers = _send_built(self.provider, built, self.journal)
+                answers, skipped = _send_rows(self.builder, self.provider, self.journal, rows)
             except BaseException:
-                # The provider raises only before sending anything of the batch: give it back.
-                self.store.release([c.delivery_id for c in claimed], now=self.clock())
+                # Whatever stopped the batch (the provider refusing it whole, an interrupt, a
+                # full disk): what was answered stays answered, the rest goes back.
+                self.settle(claimed, recorder.report)
                 raise
-            recorder.record(claimed, answers, built.skipped)
+            attempts = {c.delivery_id: c.attempts for c in claimed}
+            if recorder.record(attempts, answers, skipped):
+                return  # every answer transient: the provider is down; wait before more
 
     def close(self) -> None:
         if self.journal is not None:
@@ -539,7 +647,9 @@ def _worker_init(
     base = make_provider(settings)
     provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
     journal = journals.Journal(journal_root(settings), edition.id)
-    _WORKER = _Worker(Builder(settings, edition, variants, now=now), provider, journal, parent)
+    bodies = not getattr(base, "raw_only", False)
+    builder = Builder(settings, edition, variants, now=now, bodies=bodies)
+    _WORKER = _Worker(builder, provider, journal, parent)
 
     def _close() -> None:
         provider.close()
@@ -553,8 +663,7 @@ def _worker_send(
 ) -> tuple[dict[int, SendResult], list[int]]:
     assert _WORKER is not None, "worker not initialised"
     _check_parent(_WORKER.parent)  # batches queued by a run that is gone are not sent
-    built = _WORKER.builder.build(rows)
-    return _send_built(_WORKER.provider, built, _WORKER.journal), built.skipped
+    return _send_rows(_WORKER.builder, _WORKER.provider, _WORKER.journal, rows)
 
 
 class _PoolRunner(_Runner):
@@ -594,17 +703,22 @@ class _PoolRunner(_Runner):
 
     def drain(self, recorder: _Recorder) -> None:
         inflight: dict[Future[tuple[dict[int, SendResult], list[int]]], list[Claimed]] = {}
+        broken: list[Claimed] = []  # batches of a pool that broke: settled once it is down
         error: BaseException | None = None
-        empty = False
+        stop = False
         try:
             while True:
-                while not empty and error is None and len(inflight) < 2 * self.sessions:
+                while not stop and error is None and len(inflight) < 2 * self.sessions:
                     claimed = self.claim()
                     if not claimed:
-                        empty = True
+                        stop = True
                         break
                     rows = [(c.delivery_id, c.subscriber) for c in claimed]
-                    inflight[self.pool.submit(_worker_send, rows)] = claimed
+                    try:
+                        inflight[self.pool.submit(_worker_send, rows)] = claimed
+                    except BrokenProcessPool as e:
+                        broken += claimed
+                        error = self._died(e)
                 if not inflight:
                     break
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -613,41 +727,35 @@ class _PoolRunner(_Runner):
                     try:
                         answers, skipped = future.result()
                     except DeliveryError as e:
-                        # Nothing of this batch was sent: give it back, stop claiming.
-                        self.store.release([c.delivery_id for c in claimed], now=self.clock())
+                        # The provider refused the batch whole, before sending any of it.
+                        self.settle(claimed, recorder.report)
                         error = error or e
                         continue
                     except BrokenProcessPool as e:
-                        self._settle_from_journals(claimed)
-                        error = error or TransientDeliveryError(
-                            f"edition {self.edition.id}: a sending process died ({e}); its "
-                            "answers so far are recorded, the rest go out on the next run"
-                        )
+                        broken += claimed
+                        error = error or self._died(e)
                         continue
-                    recorder.record(claimed, answers, skipped)
+                    attempts = {c.delivery_id: c.attempts for c in claimed}
+                    if recorder.record(attempts, answers, skipped):
+                        stop = True  # every answer transient: the provider is down
         except BaseException:
-            # Let the batches in flight finish (their workers are mid-send), then keep what
-            # their journals say and give back the rest.
+            # Let the batches in flight finish (their workers are mid-send) before settling.
             self.pool.shutdown(wait=True, cancel_futures=True)
-            for claimed in inflight.values():
-                self._settle_from_journals(claimed)
+            self.settle([c for b in inflight.values() for c in b] + broken, recorder.report)
             raise
+        if broken:
+            # A dead worker breaks the whole pool: wait until every worker has stopped, so no
+            # journal is read while its worker may still be sending.
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.settle(broken, recorder.report)
         if error is not None:
             raise error
 
-    def _settle_from_journals(self, claimed: list[Claimed]) -> None:
-        """A batch whose worker is gone: keep what its journal says was answered, and give
-        the rest back."""
-        ids = {c.delivery_id for c in claimed}
-        now = self.clock()
-        known = {
-            i: r
-            for i, r in journals.replay(journal_root(self.settings), self.edition.id).items()
-            if i in ids
-        }
-        due = {i: now for i, r in known.items() if r.status is SendStatus.TRANSIENT}
-        self.store.mark_results(known, now=now, retry_at=due)
-        self.store.release(ids - set(known), now=now)
+    def _died(self, e: BaseException) -> TransientDeliveryError:
+        return TransientDeliveryError(
+            f"edition {self.edition.id}: a sending process died ({e}); the answers it had "
+            "are recorded, the rest go out on the next run"
+        )
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

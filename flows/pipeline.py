@@ -160,12 +160,8 @@ def deliver_task(
     now: datetime,
     owner: str,
 ) -> deliver.DeliveryReport:
-    logger = get_run_logger()
-    report = deliver.deliver(
-        settings, store, edition, variants, now=now, owner=owner, log=logger.info
-    )
-    logger.info(report.summary())
-    return report
+    log = get_run_logger().info
+    return deliver.deliver(settings, store, edition, variants, now=now, owner=owner, log=log)
 
 
 # Flows --------------------------------------------------------------------------------------
@@ -277,9 +273,15 @@ def _edition(
     preview = jobs.write_preview(settings, edition, variants[None])
     summary.preview = str(preview) if preview else None
     total = deliver.DeliveryReport(edition.id)
+    failure: DigestError | None = None
     with deliver.delivery_lock(store, edition) as owner:
         total.add(prepare_task(settings, store, edition, now))
-        total.add(deliver_task(settings, store, edition, variants, now, owner))
+        try:
+            total.add(deliver_task(settings, store, edition, variants, now, owner))
+        except DigestError as e:
+            # Still count and report what the ledger holds, then fail the run (below).
+            failure = e
+            total.failures.append(f"delivery stopped: {e}")
         counts = deliver.finish_delivery(store, edition, now=now)
     summary.edition_status = (store.edition(edition.id) or edition).status.value
     summary.recipients = deliver.recipients(counts)
@@ -306,7 +308,10 @@ def _edition(
             edition.id,
             summary.exhausted,
         )
+    logger.info(total.summary())
     _artifact(edition, summary, len(variants[None].html.encode()))
+    if failure is not None:
+        raise failure
     return summary
 
 
@@ -317,7 +322,10 @@ def _artifact(edition: Edition, summary: RunSummary, html_bytes: int) -> None:
         f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB",
         "",
         f"Recipients {summary.recipients} · submitted {summary.submitted} "
-        f"(this run {summary.submitted_now}) · failed {summary.transient + summary.permanent}",
+        f"(this run {summary.submitted_now}, {summary.messages_per_s:.0f}/s) · failed "
+        f"{summary.transient + summary.permanent + summary.exhausted} (transient "
+        f"{summary.transient}, permanent {summary.permanent}, out of attempts "
+        f"{summary.exhausted}) · suppressed {summary.suppressed}",
         "",
     ]
     for section in edition.sections:

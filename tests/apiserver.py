@@ -74,9 +74,7 @@ class ApiServer:
                 body = self.rfile.read(length)
                 request = Request("POST", self.path, self.headers, body)
                 api.requests.append(request)
-                status, headers, payload = (
-                    api.script.pop(0) if api.script else api.respond(request)
-                )
+                status, headers, payload = api.script.pop(0) if api.script else api.respond(request)
                 request.answer = status
                 if isinstance(payload, bytes):
                     data = payload

@@ -59,9 +59,14 @@ class Provider(Protocol):
 
 
 class ProviderBase:
-    """Shared plumbing for providers: ``with provider: ...`` closes it on the way out."""
+    """Shared plumbing for providers: ``with provider: ...`` closes it on the way out.
+
+    ``raw_only``: the provider sends ``OutgoingMessage.raw`` and never reads ``html`` or
+    ``text``, so the deliver stage need not build them (SMTP, outbox).
+    """
 
     name: str = "provider"
+    raw_only: bool = False
 
     def close(self) -> None:
         """Nothing to release by default."""

@@ -112,13 +112,20 @@ class ApiClient:
         sent, and nothing will be until the configuration changes).
         """
         url = self.url(path)
-        reason, hint = "", None
+        reason, hint, tries = "", None, 0
         for attempt in range(1, self.attempts + 1):
+            tries = attempt
             self.requests += 1
             try:
                 response = self.session.post(
                     url, timeout=self.timeout, allow_redirects=False, **kwargs
                 )
+            except requests.exceptions.InvalidHeader:
+                # Its message quotes the header, which may be a credential: never repeat it.
+                raise PermanentDeliveryError(
+                    f"{self.provider} {url}: a request header is invalid (check the API key or "
+                    "token for stray spaces or line breaks)"
+                ) from None
             except requests.RequestException as e:
                 reason, hint = f"{self.provider} {url}: {type(e).__name__}: {e}", None
             else:
@@ -144,7 +151,7 @@ class ApiClient:
                         rng=self.rng,
                     )
                 )
-        raise RequestFailed(f"{reason} (after {self.attempts} tries)", hint)
+        raise RequestFailed(f"{reason} (after {tries} tr{'y' if tries == 1 else 'ies'})", hint)
 
     def close(self) -> None:
         self.session.close()

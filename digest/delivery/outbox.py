@@ -103,6 +103,7 @@ class OutboxProvider(ProviderBase):
     """
 
     name = "outbox"
+    raw_only = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

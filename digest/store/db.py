@@ -640,15 +640,31 @@ class Store:
         return res.rowcount or 0
 
     def release(self, delivery_ids: Iterable[int], *, now: datetime) -> None:
-        """Give claimed rows back (nothing of them was sent)."""
+        """Give claimed rows back (nothing of them was sent): the claim's attempt is undone."""
         ids = list(delivery_ids)
+        if not ids:
+            return
+        attempts = t.deliveries.c.attempts
         with self.engine.begin() as c:
             c.execute(
                 sa.update(t.deliveries)
                 .where(t.deliveries.c.id.in_(ids))
                 .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
-                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=sa.case((attempts > 0, attempts - 1), else_=0),
+                    updated_at=now,
+                )
             )
+
+    def in_flight(self, delivery_ids: Iterable[int]) -> dict[int, int]:
+        """Of these rows, those still ``sending``, with how often each has been tried."""
+        ids = list(delivery_ids)
+        q = sa.select(t.deliveries.c.id, t.deliveries.c.attempts).where(
+            t.deliveries.c.id.in_(ids), t.deliveries.c.status == DeliveryStatus.SENDING.value
+        )
+        with self.engine.connect() as c:
+            return {int(i): int(n) for i, n in c.execute(q)}
 
     def _failed(self, kind: str) -> sa.ColumnElement[bool]:
         return sa.and_(

@@ -72,8 +72,14 @@ class Journal:
                 self.path.unlink()
 
 
+# Which answer stands when a row has several (it was retried, perhaps by another process):
+# a row is tried again only after a transient failure, so a final answer is the last one.
+_RANK = {SendStatus.TRANSIENT: 0, SendStatus.PERMANENT: 1, SendStatus.SUBMITTED: 2}
+
+
 def replay(root: Path, edition_id: str) -> dict[int, SendResult]:
-    """Every answer the journals of ``edition_id`` hold (the last one per row wins)."""
+    """Every answer the journals of ``edition_id`` hold, one per row: submitted or permanent
+    over transient, whatever the order of the files (each process writes its own)."""
     out: dict[int, SendResult] = {}
     folder = edition_dir(root, edition_id)
     if not folder.is_dir():
@@ -82,7 +88,8 @@ def replay(root: Path, edition_id: str) -> dict[int, SendResult]:
         for raw in path.read_bytes().splitlines():
             try:
                 line = json.loads(raw)
-                out[int(line["d"])] = SendResult(
+                delivery_id = int(line["d"])
+                result = SendResult(
                     key=str(line["k"]),
                     status=SendStatus(line["s"]),
                     provider_id=str(line.get("p", "")),
@@ -92,6 +99,9 @@ def replay(root: Path, edition_id: str) -> dict[int, SendResult]:
                 )
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash: that message counts as in flight
+            known = out.get(delivery_id)
+            if known is None or _RANK[result.status] >= _RANK[known.status]:
+                out[delivery_id] = result
     return out
 
 

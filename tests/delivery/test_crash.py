@@ -113,7 +113,7 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
     assert kills >= 10, f"only {kills} kills landed before the send finished"
 
     final = _start(config, edition_id)
-    out, err = final.communicate(timeout=120)
+    _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
 
     counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
