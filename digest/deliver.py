@@ -44,7 +44,7 @@ from pathlib import Path
 
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
 from digest.config import Settings
-from digest.delivery.base import OnResult, Provider
+from digest.delivery.base import Provider
 from digest.delivery.ratelimit import RateLimited, TokenBucket
 from digest.delivery.retry import backoff
 from digest.errors import DeliveryError, DigestError, TransientDeliveryError
@@ -429,8 +429,14 @@ class _Recorder:
 _PIECE = 50
 
 
-def _journaling(journal: journals.Journal, by_key: dict[str, int]) -> OnResult:
-    return lambda r: journal.write(by_key[r.key], r)
+@dataclass
+class Sent:
+    """What became of a claimed batch: answers by delivery id (filled as they come, so they
+    survive an exception), rows to skip, and the error that stopped it early, if any."""
+
+    answers: dict[int, SendResult] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    error: DeliveryError | None = None
 
 
 def _send_rows(
@@ -438,36 +444,36 @@ def _send_rows(
     provider: Provider,
     journal: journals.Journal,
     rows: Sequence[tuple[int, Subscriber]],
-) -> tuple[dict[int, SendResult], list[int]]:
-    """Build and send claimed rows, journaling each answer as it comes; returns the answers by
-    delivery id and the rows to skip. Providers that send one message at a time get the rows
-    in pieces; API providers get the batch whole (their requests carry hundreds)."""
+    sent: Sent,
+) -> Sent:
+    """Build and send claimed rows into ``sent``, each answer noted and journaled as it comes.
+
+    Providers that send one message at a time get the rows in pieces (bounded memory); API
+    providers get the batch whole (their requests carry hundreds). A provider refusing a piece
+    whole stops the batch: the rest stay unanswered (given back, no attempt spent) and the
+    error is kept in ``sent.error``. Anything else propagates; ``sent`` holds what was answered.
+    """
     piece = _PIECE if getattr(provider, "raw_only", False) else max(1, len(rows))
-    answers: dict[int, SendResult] = {}
-    skipped: list[int] = []
     for start in range(0, len(rows), piece):
         built = builder.build(rows[start : start + piece])
-        skipped += built.skipped
-        answers |= built.unusable
+        sent.skipped += built.skipped
+        sent.answers |= built.unusable
         if not built.messages:
             continue
         by_key = built.by_key
+
+        def noted(result: SendResult, by_key: dict[str, int] = by_key) -> None:
+            delivery_id = by_key[result.key]
+            sent.answers[delivery_id] = result  # first in memory: a failing journal loses nothing
+            journal.write(delivery_id, result)
+
         try:
-            results = provider.send(built.messages, _journaling(journal, by_key))
+            results = provider.send(built.messages, noted)
         except DeliveryError as e:
-            if start == 0:
-                raise  # nothing of the batch went out: the caller gives it back whole
-            # Earlier pieces went out: this piece and the rest fail transiently instead.
-            for delivery_id, _ in rows[start:]:
-                if delivery_id not in answers and delivery_id not in skipped:
-                    answers[delivery_id] = SendResult(
-                        f"{builder.edition.id}.{delivery_id}",
-                        SendStatus.TRANSIENT,
-                        reason=f"not attempted: {e}",
-                    )
-            break
-        answers |= {by_key[r.key]: r for r in results}
-    return answers, skipped
+            sent.error = e
+            return sent
+        sent.answers |= {by_key[r.key]: r for r in results}
+    return sent
 
 
 def deliver(
@@ -497,6 +503,7 @@ def deliver(
     retry = settings.delivery.retry
     deadline = clock() + timedelta(seconds=retry.wait)
     started = time.perf_counter()
+    real_wait = 0.0
     sessions = settings.delivery.sessions if provider is None else 1
     runner = (
         _PoolRunner(settings, store, edition, variants, now=now, owner=owner, clock=clock)
@@ -517,10 +524,11 @@ def deliver(
                 log(f"edition {edition.id}: retrying transient failures in {pause:.0f} s")
             slept = time.perf_counter()
             sleep(pause)
-            report.waited += time.perf_counter() - slept
+            real_wait += time.perf_counter() - slept
+            report.waited += pause
     finally:
         runner.close()
-        report.elapsed = time.perf_counter() - started - report.waited
+        report.elapsed = time.perf_counter() - started - real_wait
     # Every answer is in the ledger now; the journals have served their purpose.
     journals.discard(journal_root(settings), edition.id)
     return report
@@ -541,11 +549,17 @@ class _Runner:
         size = self.settings.delivery.batch_size
         return self.store.claim_batch(self.edition.id, size, now=self.clock())
 
-    def settle(self, claimed: Iterable[Claimed], report: DeliveryReport) -> None:
-        """Rows whose batch was cut short: keep what the journals say was answered, give back
-        the rest (never a row that may have gone out)."""
+    def settle(
+        self,
+        claimed: Iterable[Claimed],
+        report: DeliveryReport,
+        known: Mapping[int, SendResult] | None = None,
+    ) -> None:
+        """Rows whose batch was cut short: keep what was answered (``known`` answers, and the
+        journals'), give back the rest (never a row that may have gone out)."""
         ids = [c.delivery_id for c in claimed]
         journaled = journals.replay(journal_root(self.settings), self.edition.id)
+        journaled.update(known or {})
         mine = {i: journaled[i] for i in ids if i in journaled}
         settle(self.settings, self.store, self.edition, mine, report, self.clock, give_back=ids)
 
@@ -582,15 +596,20 @@ class _LocalRunner(_Runner):
             if self.journal is None:
                 self.journal = journals.Journal(journal_root(self.settings), self.edition.id)
             rows = [(c.delivery_id, c.subscriber) for c in claimed]
+            sent = Sent()
             try:
-                answers, skipped = _send_rows(self.builder, self.provider, self.journal, rows)
+                _send_rows(self.builder, self.provider, self.journal, rows, sent)
             except BaseException:
-                # Whatever stopped the batch (the provider refusing it whole, an interrupt, a
-                # full disk): what was answered stays answered, the rest goes back.
-                self.settle(claimed, recorder.report)
+                # An interrupt, a full disk, a bug: what was answered stays answered (from
+                # memory and the journals), the rest goes back.
+                self.settle(claimed, recorder.report, sent.answers)
                 raise
             attempts = {c.delivery_id: c.attempts for c in claimed}
-            if recorder.record(attempts, answers, skipped):
+            down = recorder.record(attempts, sent.answers, sent.skipped)
+            if sent.error is not None:
+                raise sent.error  # the provider refused a batch whole: stop (unanswered rows
+                # were given back by the recorder)
+            if down:
                 return  # every answer transient: the provider is down; wait before more
 
     def close(self) -> None:
@@ -658,12 +677,17 @@ def _worker_init(
     multiprocessing.util.Finalize(None, _close, exitpriority=10)
 
 
-def _worker_send(
-    rows: list[tuple[int, Subscriber]],
-) -> tuple[dict[int, SendResult], list[int]]:
+def _worker_send(rows: list[tuple[int, Subscriber]]) -> Sent:
+    """One claimed batch in a worker. It never raises with answers in hand: an unexpected error
+    comes back in ``error`` with whatever was answered before it."""
     assert _WORKER is not None, "worker not initialised"
     _check_parent(_WORKER.parent)  # batches queued by a run that is gone are not sent
-    return _send_rows(_WORKER.builder, _WORKER.provider, _WORKER.journal, rows)
+    sent = Sent()
+    try:
+        return _send_rows(_WORKER.builder, _WORKER.provider, _WORKER.journal, rows, sent)
+    except Exception as e:
+        sent.error = TransientDeliveryError(f"a sending process failed: {type(e).__name__}: {e}")
+        return sent
 
 
 class _PoolRunner(_Runner):
@@ -702,7 +726,7 @@ class _PoolRunner(_Runner):
         )
 
     def drain(self, recorder: _Recorder) -> None:
-        inflight: dict[Future[tuple[dict[int, SendResult], list[int]]], list[Claimed]] = {}
+        inflight: dict[Future[Sent], list[Claimed]] = {}
         broken: list[Claimed] = []  # batches of a pool that broke: settled once it is down
         error: BaseException | None = None
         stop = False
@@ -725,19 +749,17 @@ class _PoolRunner(_Runner):
                 for future in done:
                     claimed = inflight.pop(future)
                     try:
-                        answers, skipped = future.result()
-                    except DeliveryError as e:
-                        # The provider refused the batch whole, before sending any of it.
-                        self.settle(claimed, recorder.report)
-                        error = error or e
-                        continue
+                        sent = future.result()
                     except BrokenProcessPool as e:
                         broken += claimed
                         error = error or self._died(e)
                         continue
                     attempts = {c.delivery_id: c.attempts for c in claimed}
-                    if recorder.record(attempts, answers, skipped):
+                    # Unanswered rows (the batch stopped early) are given back by the recorder.
+                    if recorder.record(attempts, sent.answers, sent.skipped):
                         stop = True  # every answer transient: the provider is down
+                    if sent.error is not None:
+                        error = error or sent.error
         except BaseException:
             # Let the batches in flight finish (their workers are mid-send) before settling.
             self.pool.shutdown(wait=True, cancel_futures=True)

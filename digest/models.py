@@ -211,6 +211,10 @@ class OutgoingMessage:
     headers: dict[str, str] = field(default_factory=dict)
     template: BodyTemplate | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    # True when ``raw`` can go into SMTP's DATA as it is: CRLF line ends only and no line
+    # starting with "." (the render stage's encoder guarantees both), so no pass over it is
+    # needed to normalise line ends or dot-stuff.
+    wire_ready: bool = False
 
 
 class SendStatus(enum.StrEnum):

@@ -279,7 +279,7 @@ class SmtpProvider(ProviderBase):
             mail = f"MAIL FROM:<{message.sender}>" + "".join(" " + o for o in options)
             rcpt = f"RCPT TO:<{message.recipient}>"
             encoding = "ascii" if ascii_only else "utf-8"
-            payload = wire_data(message.raw)
+            payload = None if message.wire_ready else wire_data(message.raw)
             if smtp.does_esmtp and smtp.has_extn("pipelining"):
                 smtp.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(encoding))
                 replies = [smtp.getreply() for _ in range(3)]
@@ -296,7 +296,12 @@ class SmtpProvider(ProviderBase):
                 (i for i, (code, _) in enumerate(replies) if code not in accepted[i]), None
             )
             if failed is None:
-                smtp.send(payload)
+                if payload is None:
+                    # Already CRLF and dot-safe: send it as it is, without copying 80 KB.
+                    smtp.send(message.raw)
+                    smtp.send(b".\r\n" if message.raw.endswith(b"\r\n") else b"\r\n.\r\n")
+                else:
+                    smtp.send(payload)
                 code, reply = smtp.getreply()
                 if code != 250:
                     return self._refused(message, "DATA", code, reply)

@@ -133,12 +133,12 @@ def qp_value(value: str) -> bytes:
         if len(value) <= _SOFT_ROOM and not value.startswith((".", "From ")):
             return value.encode("ascii") + SOFT
         if " " not in value and not value.startswith("."):
-            # No space, so no "From "; a cut line ends in "=", so it is never a lone ".".
+            # No space, so no "From "; a line may not start with "." either (SMTP would need
+            # to stuff it): such a cut goes the long way, which escapes it.
             data = value.encode("ascii")
-            return (
-                SOFT.join([data[i : i + _SOFT_ROOM] for i in range(0, len(data), _SOFT_ROOM)])
-                + SOFT
-            )
+            chunks = [data[i : i + _SOFT_ROOM] for i in range(0, len(data), _SOFT_ROOM)]
+            if not any(c.startswith(b".") for c in chunks):
+                return SOFT.join(chunks) + SOFT
     elif "\n" not in value and "\r" not in value:
         # binascii escapes "=", controls and 8-bit bytes, and trailing white space; one line
         # of at most 75 characters (no soft break inserted) is all this shortcut takes.
@@ -364,6 +364,10 @@ class MessageTemplate:
             headers=headers,
             template=self.body,
             tokens=self._tokens(values),
+            # Every line is a header (a name, or folded with leading white space), a MIME
+            # boundary, or quoted-printable from _encode_line, which escapes a leading "."; and
+            # each piece ends in CRLF.
+            wire_ready=True,
         )
 
     @staticmethod

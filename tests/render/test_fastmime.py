@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.config import Settings, parse_settings
+from digest.delivery.smtp import wire_data
 from digest.models import Edition, OutgoingMessage, RenderedVariant, Subscriber
 from digest.render import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message, qp_encode, qp_value
@@ -303,6 +304,7 @@ def test_qp_pieces_concatenate(a: str, b: str) -> None:
         assert len(line) <= 76 and not line.endswith((b" ", b"\t")) and line != b"."
         assert not line.startswith(b"From ")
     assert b"\n" not in joined.replace(b"\r\n", b"") and b"\r" not in joined.replace(b"\r\n", b"")
+    assert not joined.startswith(b".") and b"\n." not in joined  # nothing to dot-stuff
 
 
 NAMES = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
@@ -335,3 +337,18 @@ def test_property_same_as_reference(
     assert_same(ref, fast, to=reference_right and single_word)
     assert display_name(fast.raw) == intended
     assert parse(fast.raw)["To"].addresses[0].addr_spec == subscriber.email
+    # What the message claims about its bytes holds: SMTP may send them without a pass over them.
+    assert fast.wire_ready
+    assert wire_data(fast.raw) == fast.raw + b".\r\n"
+
+
+@pytest.mark.parametrize("at", [40, 74, 75, 76, 150, 225])
+def test_a_cut_url_never_starts_a_line_with_a_dot(at: int) -> None:
+    # SMTP strips a leading "." from a line unless it is doubled; the encoder escapes it
+    # instead, so messages need no dot-stuffing (and a URL cut just before a "." keeps it).
+    # Long URLs are cut every 75 characters: a "." at 75 or 150 would start a line.
+    url = "https://meridian.example.org/u/" + "x" * 300
+    url = url[:at] + "." + url[at + 1 :]
+    encoded = qp_value(url)
+    assert not encoded.startswith(b".") and b"\n." not in encoded
+    assert decode(encoded) == url
