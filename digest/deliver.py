@@ -25,8 +25,10 @@ crash: one message per SMTP session, one request per API session.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.context
 import multiprocessing.util
 import os
 import random
@@ -40,6 +42,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
@@ -624,22 +627,49 @@ class _LocalRunner(_Runner):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(run: int, lifeline: Connection) -> None:
     """Have this worker die with the run that started it, so a killed run leaves no orphan
-    sending the rest of its batches: on Linux the kernel kills it (parent-death signal); a
-    parent already gone (killed while this worker started) means exit now."""
+    sending the rest of its batches.
+
+    ``lifeline`` is the reading end of a pipe whose only writing end the run holds: when the
+    run dies, however it dies, the read ends (EOF) and a watcher thread ends this process at
+    once. (A parent-death signal alone is not enough: under the fork server the parent is the
+    server, which stays up while workers hold its pipe.) A run already gone means exit now.
+    """
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         except (OSError, AttributeError):
             pass
-    _check_parent(parent)
 
-
-def _check_parent(parent: int) -> None:
-    if os.getppid() != parent:
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # nothing is ever sent: this returns only when the run is gone
         os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+    _check_run(run)
+
+
+def _check_run(run: int) -> None:
+    try:
+        os.kill(run, 0)
+    except ProcessLookupError:
+        os._exit(1)
+    except PermissionError:
+        pass  # alive, under another user (cannot happen for our own run, but harmless)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork server where there is one (POSIX): workers fork from a single-threaded server that
+    has this module imported already, so each starts in milliseconds, not the half second a
+    fresh interpreter takes; forking this process itself could deadlock (it runs threads)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 @dataclass
@@ -660,9 +690,10 @@ def _worker_init(
     now: datetime,
     rate: float,
     parent: int,
+    lifeline: Connection,
 ) -> None:
     global _WORKER
-    _die_with_parent(parent)
+    _die_with_parent(parent, lifeline)
     base = make_provider(settings)
     provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
     journal = journals.Journal(journal_root(settings), edition.id)
@@ -681,7 +712,7 @@ def _worker_send(rows: list[tuple[int, Subscriber]]) -> Sent:
     """One claimed batch in a worker. It never raises with answers in hand: an unexpected error
     comes back in ``error`` with whatever was answered before it."""
     assert _WORKER is not None, "worker not initialised"
-    _check_parent(_WORKER.parent)  # batches queued by a run that is gone are not sent
+    _check_run(_WORKER.parent)  # batches queued by a run that is gone are not sent
     sent = Sent()
     try:
         return _send_rows(_WORKER.builder, _WORKER.provider, _WORKER.journal, rows, sent)
@@ -710,10 +741,13 @@ class _PoolRunner(_Runner):
         super().__init__(settings, store, edition, owner=owner, clock=clock)
         sessions = settings.delivery.sessions
         self.sessions = sessions
+        context = _pool_context()
+        # The workers hold the reading end; only this process holds the writing end.
+        self.lifeline, lifeline_w = context.Pipe(duplex=False)
+        self._lifeline_w = lifeline_w
         self.pool = ProcessPoolExecutor(
             sessions,
-            # "spawn": forking a process that runs threads (Prefect's, the store's) can deadlock.
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_worker_init,
             initargs=(
                 settings,
@@ -722,6 +756,7 @@ class _PoolRunner(_Runner):
                 now,
                 settings.delivery.rate / sessions,
                 os.getpid(),
+                self.lifeline,
             ),
         )
 
@@ -781,6 +816,8 @@ class _PoolRunner(_Runner):
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.lifeline.close()
+        self._lifeline_w.close()
 
 
 def deliver_dry(

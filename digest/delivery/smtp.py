@@ -297,11 +297,11 @@ class SmtpProvider(ProviderBase):
             )
             if failed is None:
                 if payload is None:
-                    # Already CRLF and dot-safe: send it as it is, without copying 80 KB.
-                    smtp.send(message.raw)
-                    smtp.send(b".\r\n" if message.raw.endswith(b"\r\n") else b"\r\n.\r\n")
-                else:
-                    smtp.send(payload)
+                    # Already CRLF and dot-safe: only the end marker to add (one write, so the
+                    # marker never waits behind the body for an acknowledgement).
+                    end = b".\r\n" if message.raw.endswith(b"\r\n") else b"\r\n.\r\n"
+                    payload = message.raw + end
+                smtp.send(payload)
                 code, reply = smtp.getreply()
                 if code != 250:
                     return self._refused(message, "DATA", code, reply)

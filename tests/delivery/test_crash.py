@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -60,11 +61,38 @@ def _setup(tmp_path: Path, server: Running, recipients: int, sessions: int) -> t
     return config, outcome.edition.id
 
 
+# Marks every process these tests start, and what those start in turn (fork server, workers).
+MARK = f"DIGEST_CRASH_TEST={uuid.uuid4().hex}"
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST__")}
     env["DIGEST__SECRET_KEY"] = "crash-test-key"
     env["PYTHONPATH"] = str(ROOT)
+    name, _, value = MARK.partition("=")
+    env[name] = value
     return env
+
+
+def _marked() -> list[int]:
+    """Processes still running that one of these tests started (directly or not)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if MARK.encode() in environ.split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _assert_nothing_left() -> None:
+    deadline = time.monotonic() + 5
+    while _marked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _marked(), "processes of a killed run outlived it"
 
 
 def _start(config: Path, edition_id: str) -> subprocess.Popen[str]:
@@ -115,6 +143,8 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
     final = _start(config, edition_id)
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
+    # No worker, fork server or tracker of any of the killed runs is still around.
+    _assert_nothing_left()
 
     counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
     assert len(counts) == total, "somebody was skipped"
@@ -142,5 +172,6 @@ def test_two_runs_of_one_edition_at_once_send_each_copy_once(
     assert edition_id in refused and "another run" in refused
     counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
     assert len(counts) == total and max(counts.values()) == 1
+    _assert_nothing_left()
     # The run that sent did so over two sessions, each one reused connection.
     assert len(server.handler.peers) == 2
