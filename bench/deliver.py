@@ -11,8 +11,9 @@ In the same run, against the same ``smtp-sink`` on 127.0.0.1:
   journaled: ``prepare_delivery`` + ``deliver`` + ``finish_delivery``, timed together.
 
 Runs alternate (source, ours, source, ours, …) so both see the same machine; medians of 3.
-Memory: the peak resident set of the run's own process and of each worker, and the peak of
-their sum, sampled every 20 ms from /proc.
+Memory: the peak resident set of the run's own process and of each process under it (the fork
+server and the workers it forks, the resource tracker), and the peak of their proportional set
+sizes added up (shared pages counted once), sampled every 20 ms from /proc.
 
 Needs ``smtp-sink`` and ``smtp-source`` (Debian: ``apt-get install postfix``; the Postfix
 daemon itself is not needed and should not be left running). Run:
@@ -120,14 +121,35 @@ class TreeRss:
             pass
         return out
 
+    def _descendants(self, pid: int) -> list[int]:
+        """Children, and theirs: workers are children of the fork server, not of this run."""
+        out, todo = [], self._children(pid)
+        while todo:
+            child = todo.pop()
+            out.append(child)
+            todo += self._children(child)
+        return out
+
+    @staticmethod
+    def _pss_kb(pid: int) -> int:
+        """Proportional set size: pages shared with other processes (a forked worker shares
+        most of the fork server's) counted once across them, not once per process."""
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.wait(0.02):
-            main = self._rss_kb(me)
-            workers = [self._rss_kb(c) for c in self._children(me)]
-            self.main = max(self.main, main)
-            self.worker = max([self.worker, *workers])
-            self.total = max(self.total, main + sum(workers))
+            others = self._descendants(me)
+            self.main = max(self.main, self._rss_kb(me))
+            self.worker = max([self.worker, *(self._rss_kb(c) for c in others)])
+            self.total = max(self.total, sum(self._pss_kb(p) for p in [me, *others]))
 
     def __enter__(self) -> TreeRss:
         self._thread.start()

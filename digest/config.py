@@ -456,7 +456,7 @@ class Settings(_Section):
         for name, value in needs.get(provider, []):
             if not value.get_secret_value():
                 env = f"{ENV_PREFIX}DELIVERY__{provider.upper()}__{name.upper()}"
-                problems.append(f"delivery.{provider}.{name}: required; set {env}")
+                problems.append(f"delivery.{provider}.{name}: required (set {env})")
         if provider == "mailgun" and not self.delivery.mailgun.domain:
             problems.append("delivery.mailgun.domain: required with the mailgun provider")
         if problems:

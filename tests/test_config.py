@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,43 @@ def test_a_single_cross_reference_problem_names_its_key(tmp_path: Path) -> None:
     assert dict(_problems(data)) == {
         "digests.weekly.cards_per_section": "larger than max_per_section"
     }
+
+
+@pytest.mark.parametrize(
+    ("provider", "variable", "extra"),
+    [
+        ("postmark", "DIGEST__DELIVERY__POSTMARK__TOKEN", {}),
+        ("sendgrid", "DIGEST__DELIVERY__SENDGRID__API_KEY", {}),
+        (
+            "mailgun",
+            "DIGEST__DELIVERY__MAILGUN__API_KEY",
+            {"mailgun": {"domain": "mg.example.org"}},
+        ),
+    ],
+)
+def test_http_providers_need_their_credentials_clean(
+    tmp_path: Path, provider: str, variable: str, extra: dict[str, Any]
+) -> None:
+    data = base_config(tmp_path)
+    data["delivery"] = {"provider": provider, **extra}
+    env = {"DIGEST__SECRET_KEY": "k"}
+    with pytest.raises(ConfigError) as missing:
+        parse_settings(data, environ=env)
+    assert variable in str(missing.value)
+    # A key with a line break inside (two pasted lines) is refused here, naming the key, never
+    # quoting it (surrounding white space is stripped from every variable).
+    with pytest.raises(ConfigError) as messy:
+        parse_settings(data, environ={**env, variable: "SG.secret-\nvalue"})
+    assert variable.lower().split("__", 1)[1].replace("__", ".") in str(messy.value)
+    assert "line break" in str(messy.value) and "secret-" not in str(messy.value)
+    assert parse_settings(data, environ={**env, variable: "SG.secret-value"}).delivery.provider == (
+        provider
+    )
+
+
+def test_mailgun_needs_a_domain(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["delivery"] = {"provider": "mailgun"}
+    env = {"DIGEST__SECRET_KEY": "k", "DIGEST__DELIVERY__MAILGUN__API_KEY": "key-1"}
+    with pytest.raises(ConfigError, match=r"delivery.mailgun.domain"):
+        parse_settings(data, environ=env)

@@ -86,3 +86,37 @@ def test_edit_errors_are_clear(gathered: Path) -> None:
     assert unknown.exit_code == 1 and "no article" in unknown.output
     order = runner.invoke(app, ["edition", "edit", *cfg, "--section-order", "sport"])
     assert order.exit_code == 1 and "sport" in order.output
+
+
+def test_retry_queues_exhausted_messages_again(gathered: Path) -> None:
+    from digest.models import NewSubscriber, SendResult, SendStatus
+
+    cfg = ["--config", str(gathered), "--now", NOW]
+    settings = load_settings(gathered)
+    store = open_store(settings)
+    when = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    edition = jobs.compose(settings, store, "weekly", now=when).edition
+    assert edition is not None
+    store.import_subscribers([NewSubscriber(email=f"r{i}@example.org") for i in range(3)], now=when)
+    store.create_deliveries(edition.id, [s.id for s in store.active_subscribers()], now=when)
+    rows = store.claim_batch(edition.id, 10, now=when)
+    # One submitted, one out of attempts (a transient answer with no retry time).
+    store.mark_results(
+        {
+            rows[0].delivery_id: SendResult("a", SendStatus.SUBMITTED, provider_id="p"),
+            rows[1].delivery_id: SendResult("b", SendStatus.TRANSIENT, reason="451 later"),
+        },
+        now=when,
+    )
+    assert store.delivery_counts(edition.id)["exhausted"] == 1
+
+    done = runner.invoke(app, ["edition", "retry", *cfg])
+    assert done.exit_code == 0, done.output
+    assert f"Edition {edition.id}: 1 message(s) queued again." in done.output
+    counts = store.delivery_counts(edition.id)
+    assert counts["exhausted"] == 0 and counts["submitted"] == 1
+    # The requeued row starts over: pending, no attempts spent.
+    again = store.in_flight([rows[1].delivery_id])
+    assert again == {}  # not sending: back in the queue
+    assert [c.attempts for c in store.claim_batch(edition.id, 10, now=when)] == [1]
+    store.close()
