@@ -120,8 +120,10 @@ class SmtpProvider(ProviderBase):
         self._smtp: smtplib.SMTP | None = None
         self._dirty = False  # the session's last transaction failed: RSET before the next
         self._last_used = 0.0  # time.monotonic() of the session's last completed command
-        # Counts successful connections (first one and reconnects); useful in logs and tests.
+        # Counts successful connections (first one and reconnects), and transactions sent
+        # pipelined; useful in logs and tests.
         self.connections = 0
+        self.pipelined = 0
 
     @property
     def where(self) -> str:
@@ -282,6 +284,7 @@ class SmtpProvider(ProviderBase):
             payload = None if message.wire_ready else wire_data(message.raw)
             if smtp.does_esmtp and smtp.has_extn("pipelining"):
                 smtp.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(encoding))
+                self.pipelined += 1
                 replies = [smtp.getreply() for _ in range(3)]
             else:
                 replies = []

@@ -54,6 +54,7 @@ class Handler:
         self.dropped: set[str] = set()
         self.data_reply: str | None = None  # None: "queued as ABC<n>"
         self.accept_later = False  # True: "later@…" is accepted (the server recovered)
+        self.pipelining = False  # True: offer PIPELINING (RFC 2920) in the EHLO reply
 
     async def handle_EHLO(
         self,
@@ -69,6 +70,9 @@ class Handler:
         if not any(s is server for s in self.servers):
             self.servers.append(server)
         session.host_name = hostname
+        if self.pipelining:
+            # aiosmtpd reads commands line by line, so pipelined ones are answered in order.
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(
@@ -148,8 +152,9 @@ class Running:
 
 
 @contextmanager
-def smtp_server(**server_kwargs: Any) -> Iterator[Running]:
+def smtp_server(*, pipelining: bool = False, **server_kwargs: Any) -> Iterator[Running]:
     handler = Handler()
+    handler.pipelining = pipelining
     controller = _Controller(handler, hostname=HOST, port=0, **server_kwargs)
     controller.start()
     try:
@@ -158,9 +163,10 @@ def smtp_server(**server_kwargs: Any) -> Iterator[Running]:
         controller.stop()
 
 
-@pytest.fixture
-def server() -> Iterator[Running]:
-    with smtp_server() as running:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+def server(request: pytest.FixtureRequest) -> Iterator[Running]:
+    """Every test runs against a server without and with PIPELINING."""
+    with smtp_server(pipelining=request.param) as running:
         yield running
 
 
@@ -398,3 +404,32 @@ def test_starttls_is_never_silently_skipped(server: Running) -> None:
     with pytest.raises(PermanentDeliveryError, match="STARTTLS"):
         SmtpProvider(server.settings(security="starttls")).send([make_message()])
     assert server.handler.received == []
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_a_550_and_a_451_among_fifty(pipelining: bool) -> None:
+    """Each refusal is its own recipient's: the 48 others go through, once each, on one
+    connection, with the server's queue ids; the 550 5.1.1 is a hard bounce, the 451 is not."""
+    with smtp_server(pipelining=pipelining) as running:
+        messages = [make_message(f"reader{i}@example.org", n=i) for i in range(50)]
+        messages[17] = make_message("bounce@example.org", n=17)
+        messages[33] = make_message("later@example.org", n=33)
+        noted: list[str] = []
+        with SmtpProvider(running.settings()) as provider:
+            results = provider.send(messages, lambda r: noted.append(r.key))
+        assert_one_per_message(messages, results)
+        assert noted == [m.key for m in messages]  # each answer reported as it came
+        statuses = _statuses(results)
+        assert statuses.count("submitted") == 48
+        assert (statuses[17], results[17].bounce) == ("permanent", True)
+        assert (statuses[33], results[33].bounce) == ("transient", False)
+        received = [r.rcpt_tos[0] for r in running.handler.received]
+        assert sorted(received) == sorted(
+            m.recipient for i, m in enumerate(messages) if i not in (17, 33)
+        )
+        assert len(running.handler.peers) == 1
+        # The bodies arrive as built (dot lines and all): SMTP transparency holds both ways.
+        first = running.handler.received[0].content
+        assert b"\n.A line that starts with a dot." in first.replace(b"\r\n", b"\n")
+        # MAIL, RCPT and DATA went in one write each time the server offered it, never else.
+        assert provider.pipelined == (50 if pipelining else 0)
