@@ -394,6 +394,63 @@ class DeliverySettings(_Section):
     mailgun: MailgunSettings = Field(default_factory=MailgunSettings)
 
 
+class WebSettings(_Section):
+    """The web app: unsubscribe and preference pages, sign-up, provider webhooks."""
+
+    base_url: str = Field(
+        default="",
+        description="Public base URL of the web app; links in emails are this plus the app's "
+        "routes (`/u/…`, `/p/…`). Empty: `publication.links_base_url`, else `publication.url`.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `digest web` listens on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port `digest web` listens on.")
+    link_max_age_days: int = Field(
+        default=120,
+        ge=60,
+        description="How long unsubscribe and preference links work (at least 60 days).",
+    )
+    confirm_max_age_days: int = Field(
+        default=7, ge=1, description="How long a sign-up's confirmation link works."
+    )
+    signups_per_hour: int = Field(
+        default=5, ge=1, description="Sign-ups one IP address may make per hour."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+
+class WebhookSettings(_Section):
+    """Bounce and complaint events from the HTTP providers (see the README)."""
+
+    soft_bounce_limit: int = Field(
+        default=3, ge=1, description="Soft bounces after which an address is suppressed."
+    )
+    max_age_seconds: int = Field(
+        default=600, ge=30, description="Signed events older than this are refused (replays)."
+    )
+    sendgrid_public_key: str = Field(
+        default="",
+        description="SendGrid's Event Webhook verification key (base64 DER or PEM, public).",
+    )
+    postmark_username: str = Field(default="", description="Basic-auth user Postmark sends.")
+    postmark_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Basic-auth password (env only: DIGEST__WEBHOOKS__POSTMARK_PASSWORD).",
+        json_schema_extra=SECRET,
+    )
+    mailgun_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Mailgun's webhook signing key (env only: "
+        "DIGEST__WEBHOOKS__MAILGUN_SIGNING_KEY).",
+        json_schema_extra=SECRET,
+    )
+
+
 class Settings(_Section):
     """The whole configuration of one publication."""
 
@@ -406,6 +463,12 @@ class Settings(_Section):
         "DIGEST__SECRET_KEY). Required for real providers.",
         json_schema_extra=SECRET,
     )
+    old_secret_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Earlier signing keys, comma-separated, still accepted in links (key "
+        "rotation; env only: DIGEST__OLD_SECRET_KEYS).",
+        json_schema_extra=SECRET,
+    )
     publication: PublicationSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -414,6 +477,8 @@ class Settings(_Section):
     digests: dict[Key, DigestSettings] = Field(min_length=1)
     render: RenderSettings = Field(default_factory=RenderSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     # Set by the loader, not by the file: where relative paths start.
     base_dir: Path = Field(default=Path("."), exclude=True, json_schema_extra={"internal": True})
@@ -486,7 +551,13 @@ class Settings(_Section):
 
     @property
     def links_base(self) -> str:
-        return self.publication.links_base_url or self.publication.url
+        return self.web.base_url or self.publication.links_base_url or self.publication.url
+
+    @property
+    def verifying_keys(self) -> list[str]:
+        """Keys a link may be signed with, oldest first; the last one signs new links."""
+        old = [k for k in self.old_secret_keys.get_secret_value().split(",") if k]
+        return [*old, self.signing_key]
 
     @property
     def signing_key(self) -> str:

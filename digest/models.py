@@ -131,9 +131,18 @@ class Edition(_Model):
 
 
 class SubscriberStatus(enum.StrEnum):
+    """Only ``active`` subscribers are mailed digests."""
+
+    PENDING = "pending"  # signed up, has not confirmed yet (double opt-in)
     ACTIVE = "active"
+    PAUSED = "paused"  # chose to pause; their choices are kept
     UNSUBSCRIBED = "unsubscribed"
-    SUPPRESSED = "suppressed"
+    BOUNCED = "bounced"  # hard bounce, or soft bounces past the limit: suppressed
+    COMPLAINED = "complained"  # marked a digest as spam: suppressed
+
+
+# Never mailed again unless they subscribe anew through double opt-in; an import never revives.
+SUPPRESSED = frozenset({SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
 
 
 class Subscriber(_Model):
@@ -143,7 +152,14 @@ class Subscriber(_Model):
     sections: frozenset[str] | None = Field(
         default=None, description="Chosen sections; None means every section of the digest."
     )
+    digests: frozenset[str] | None = Field(
+        default=None, description="Digests received; None means every digest."
+    )
     status: SubscriberStatus = SubscriberStatus.ACTIVE
+    source: str = ""
+
+    def receives(self, digest: str) -> bool:
+        return self.digests is None or digest in self.digests
 
 
 class NewSubscriber(_Model):
@@ -152,6 +168,7 @@ class NewSubscriber(_Model):
     email: str
     name: str = ""
     sections: frozenset[str] | None = None
+    digests: frozenset[str] | None = None
 
 
 class DeliveryStatus(enum.StrEnum):

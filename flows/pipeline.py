@@ -123,7 +123,7 @@ def compose_task(
 
 @task(name="render-variants", cache_policy=NO_CACHE)
 def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.Variants:
-    variants = deliver.render_variants(settings, edition, store.section_choices())
+    variants = deliver.render_variants(settings, edition, store.section_choices(edition.digest))
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
         edition.id,
@@ -137,7 +137,8 @@ def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.V
 def prepare_task(
     settings: Settings, store: Store, edition: Edition, now: datetime
 ) -> deliver.DeliveryReport:
-    report = deliver.prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+    people = store.active_subscribers(edition.digest)
+    report = deliver.prepare_delivery(settings, store, edition, people, now=now)
     get_run_logger().info(
         "edition %s: %d recipient(s) in the ledger", edition.id, report.recipients
     )
@@ -252,7 +253,7 @@ def _edition(
                 settings,
                 provider,
                 edition,
-                store.active_subscribers(),
+                store.active_subscribers(edition.digest),
                 store.submitted_subscriber_ids(edition.id),
                 now=now,
             )

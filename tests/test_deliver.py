@@ -445,7 +445,7 @@ def test_a_hard_bounce_suppresses_the_subscriber_for_later_editions(world) -> No
     sid = w.subscriber_id(bouncer)
     assert sid not in {s.id for s in w.store.active_subscribers()}
     events = w.store.subscriber_events(sid)
-    assert events and events[-1]["new_status"] == SubscriberStatus.SUPPRESSED.value
+    assert events and events[-1]["new_status"] == SubscriberStatus.BOUNCED.value
     assert "hard bounce" in events[-1]["cause"]
 
     later = NOW + timedelta(days=7)

@@ -24,7 +24,7 @@ from itsdangerous.encoding import int_to_bytes
 from digest.config import Settings
 from digest.errors import PermanentError
 
-Purpose = Literal["unsubscribe", "preferences"]
+Purpose = Literal["unsubscribe", "preferences", "confirm"]
 PURPOSES: frozenset[str] = frozenset(get_args(Purpose))
 # Versioned, so a change of token format can retire every old token at once.
 SALTS: dict[str, str] = {p: f"newsletter-digest.{p}.v1" for p in PURPOSES}
@@ -34,13 +34,16 @@ class InvalidToken(PermanentError):
     """A token is forged, tampered with, expired, for another purpose or another key."""
 
 
-def serializer(key: str, purpose: Purpose) -> URLSafeTimedSerializer:
-    """The serializer for ``purpose``; ``key`` is ``Settings.signing_key``."""
+def serializer(key: str | list[str], purpose: Purpose) -> URLSafeTimedSerializer:
+    """The serializer for ``purpose``. ``key`` is ``Settings.signing_key``, or a list of keys
+    oldest first (``Settings.verifying_keys``): the last signs, every one verifies, so links
+    signed before a key rotation keep working until they expire."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}; use one of {sorted(PURPOSES)}")
-    if not key:
+    keys = [key] if isinstance(key, str) else list(key)
+    if not keys or not all(keys):
         raise ValueError("an empty signing key would make every token forgeable")
-    return URLSafeTimedSerializer(key, salt=SALTS[purpose])
+    return URLSafeTimedSerializer(keys, salt=SALTS[purpose])
 
 
 def _b64(data: bytes) -> bytes:
@@ -90,8 +93,9 @@ def make_token(key: str, subscriber_id: int, purpose: Purpose) -> str:
     return token_maker(key, purpose)(subscriber_id)
 
 
-def read_token(key: str, token: str, purpose: Purpose, max_age_seconds: int) -> int:
-    """The subscriber id in ``token``; raise InvalidToken when it cannot be trusted."""
+def read_token(key: str | list[str], token: str, purpose: Purpose, max_age_seconds: int) -> int:
+    """The subscriber id in ``token``; raise InvalidToken when it cannot be trusted. ``key``
+    may be a list of keys, oldest first (see :func:`serializer`)."""
     try:
         value = serializer(key, purpose).loads(token, max_age=max_age_seconds)
     except BadData as e:  # BadSignature, SignatureExpired, BadPayload, BadTimeSignature
@@ -108,3 +112,18 @@ def unsubscribe_url(settings: Settings, token: str) -> str:
 
 def preferences_url(settings: Settings, token: str) -> str:
     return f"{settings.links_base}/p/{token}"
+
+
+def read_link(settings: Settings, token: str, purpose: Purpose) -> int:
+    """The subscriber id in a link's token, checked against every key still accepted and the
+    link's lifetime (``web.link_max_age_days``; ``web.confirm_max_age_days`` for sign-ups)."""
+    days = (
+        settings.web.confirm_max_age_days
+        if purpose == "confirm"
+        else (settings.web.link_max_age_days)
+    )
+    return read_token(settings.verifying_keys, token, purpose, days * 86_400)
+
+
+def confirm_url(settings: Settings, token: str) -> str:
+    return f"{settings.links_base}/confirm/{token}"

@@ -461,62 +461,193 @@ class Store:
             email=row.email,
             name=row.name,
             sections=None if row.sections is None else frozenset(row.sections),
+            digests=None if row.digests is None else frozenset(row.digests),
             status=SubscriberStatus(row.status),
+            source=row.source,
         )
 
-    def import_subscribers(self, people: Sequence[NewSubscriber], *, now: datetime) -> ImportCounts:
-        """Add or update subscribers by address. An unsubscribed or suppressed address stays so:
-        an import never re-subscribes anyone."""
+    def import_subscribers(
+        self, people: Sequence[NewSubscriber], *, now: datetime, source: str = "import"
+    ) -> ImportCounts:
+        """Add or update subscribers by address (an idempotent upsert). Anyone not active stays
+        as they are: an import never re-subscribes an address that left, bounced, complained,
+        paused or has not confirmed; only double opt-in does."""
         added = updated = kept = 0
         with self.engine.begin() as c:
             for p in people:
                 email = p.email.strip()
-                row = c.execute(
-                    sa.select(t.subscribers).where(
-                        sa.func.lower(t.subscribers.c.email) == email.lower()
-                    )
-                ).first()
+                row = self._row_by_email(c, email)
                 sections = None if p.sections is None else sorted(p.sections)
+                digests = None if p.digests is None else sorted(p.digests)
                 if row is None:
-                    c.execute(
-                        sa.insert(t.subscribers).values(
-                            email=email,
-                            name=p.name,
-                            status=SubscriberStatus.ACTIVE.value,
-                            sections=sections,
-                            created_at=now,
-                            updated_at=now,
-                        )
+                    self._insert_subscriber(
+                        c, p, SubscriberStatus.ACTIVE, source, now, f"added by {source}"
                     )
                     added += 1
                 elif row.status != SubscriberStatus.ACTIVE.value:
                     kept += 1
-                elif row.name != p.name or row.sections != sections:
+                elif (row.name, row.sections, row.digests) != (p.name, sections, digests):
                     c.execute(
                         sa.update(t.subscribers)
                         .where(t.subscribers.c.id == row.id)
-                        .values(name=p.name, sections=sections, updated_at=now)
+                        .values(name=p.name, sections=sections, digests=digests, updated_at=now)
                     )
                     updated += 1
         return ImportCounts(added=added, updated=updated, kept_unsubscribed=kept)
 
-    def active_subscribers(self) -> list[Subscriber]:
+    @staticmethod
+    def _row_by_email(c: sa.Connection, email: str) -> Any:
+        return c.execute(
+            sa.select(t.subscribers).where(
+                sa.func.lower(t.subscribers.c.email) == email.strip().lower()
+            )
+        ).first()
+
+    @staticmethod
+    def _insert_subscriber(
+        c: sa.Connection,
+        p: NewSubscriber,
+        status: SubscriberStatus,
+        source: str,
+        now: datetime,
+        cause: str,
+    ) -> int:
+        sid = c.execute(
+            sa.insert(t.subscribers)
+            .values(
+                email=p.email.strip(),
+                name=p.name,
+                status=status.value,
+                sections=None if p.sections is None else sorted(p.sections),
+                digests=None if p.digests is None else sorted(p.digests),
+                source=source,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(t.subscribers.c.id)
+        ).scalar_one()
+        c.execute(
+            sa.insert(t.subscriber_events).values(
+                subscriber_id=sid, at=now, old_status=None, new_status=status.value, cause=cause
+            )
+        )
+        return int(sid)
+
+    def add_subscriber(
+        self,
+        person: NewSubscriber,
+        *,
+        status: SubscriberStatus,
+        source: str,
+        now: datetime,
+        cause: str,
+    ) -> tuple[Subscriber, bool]:
+        """Add ``person`` with ``status``; an address already known is returned as it is.
+        Returns the subscriber and whether it was added."""
+        with self.engine.begin() as c:
+            row = self._row_by_email(c, person.email)
+            if row is not None:
+                return self._subscriber(row), False
+            sid = self._insert_subscriber(c, person, status, source, now, cause)
+            row = c.execute(sa.select(t.subscribers).where(t.subscribers.c.id == sid)).one()
+            return self._subscriber(row), True
+
+    def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(t.subscribers).where(t.subscribers.c.id == subscriber_id)
+            ).first()
+        return None if row is None else self._subscriber(row)
+
+    def subscriber_by_email(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as c:
+            row = self._row_by_email(c, email)
+        return None if row is None else self._subscriber(row)
+
+    def subscribers(self, statuses: Iterable[SubscriberStatus] | None = None) -> list[Subscriber]:
+        """Every subscriber (or those in ``statuses``), oldest first."""
+        q = sa.select(t.subscribers).order_by(t.subscribers.c.id)
+        if statuses is not None:
+            q = q.where(t.subscribers.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as c:
+            return [self._subscriber(r) for r in c.execute(q)]
+
+    def set_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        sections: frozenset[str] | None,
+        digests: frozenset[str] | None,
+        now: datetime,
+    ) -> None:
+        """What a subscriber receives (None: everything)."""
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(t.subscribers)
+                .where(t.subscribers.c.id == subscriber_id)
+                .values(
+                    sections=None if sections is None else sorted(sections),
+                    digests=None if digests is None else sorted(digests),
+                    updated_at=now,
+                )
+            )
+
+    def record_webhook_event(self, provider: str, event_id: str, *, now: datetime) -> bool:
+        """Remember a provider's event; False when it was seen before (a redelivery)."""
+        with self.engine.begin() as c:
+            new = _insert_ignore(
+                c,
+                t.webhook_events,
+                [{"provider": provider, "event_id": event_id[:200], "received_at": now}],
+                ["provider", "event_id"],
+            )
+        return bool(new)
+
+    def soft_bounce(self, subscriber_id: int, *, limit: int, now: datetime, cause: str) -> bool:
+        """Count a soft bounce; past ``limit`` of them the address is bounced (suppressed).
+        True when this one crossed the limit."""
+        with self.engine.begin() as c:
+            count = c.execute(
+                sa.update(t.subscribers)
+                .where(t.subscribers.c.id == subscriber_id)
+                .values(soft_bounces=t.subscribers.c.soft_bounces + 1, updated_at=now)
+                .returning(t.subscribers.c.soft_bounces)
+            ).scalar()
+            if count is None or count < limit:
+                return False
+            changed = self._set_statuses(
+                c,
+                [subscriber_id],
+                SubscriberStatus.BOUNCED,
+                now=now,
+                causes={subscriber_id: f"{count} soft bounces (limit {limit}); last: {cause}"},
+                only_from=SubscriberStatus.ACTIVE,
+            )
+            return bool(changed)
+
+    def active_subscribers(self, digest: str | None = None) -> list[Subscriber]:
+        """Those mailed: active, and receiving ``digest`` when one is named."""
         q = (
             sa.select(t.subscribers)
             .where(t.subscribers.c.status == SubscriberStatus.ACTIVE.value)
             .order_by(t.subscribers.c.id)
         )
         with self.engine.connect() as c:
-            return [self._subscriber(r) for r in c.execute(q)]
+            people = [self._subscriber(r) for r in c.execute(q)]
+        return people if digest is None else [p for p in people if p.receives(digest)]
 
-    def section_choices(self) -> set[frozenset[str] | None]:
-        """The distinct section choices of active subscribers (None: every section), without
-        building a Subscriber per row: rendering needs only these."""
-        q = sa.select(t.subscribers.c.sections).where(
+    def section_choices(self, digest: str | None = None) -> set[frozenset[str] | None]:
+        """The distinct section choices of active subscribers (of ``digest``, when named; None
+        means every section), without building a Subscriber per row: rendering needs these."""
+        q = sa.select(t.subscribers.c.sections, t.subscribers.c.digests).where(
             t.subscribers.c.status == SubscriberStatus.ACTIVE.value
         )
         with self.engine.connect() as c:
-            return {None if r[0] is None else frozenset(r[0]) for r in c.execute(q)}
+            return {
+                None if r[0] is None else frozenset(r[0])
+                for r in c.execute(q)
+                if digest is None or r[1] is None or digest in r[1]
+            }
 
     def set_subscriber_status(
         self,
@@ -525,10 +656,21 @@ class Store:
         *,
         now: datetime,
         cause: str = "set by an operator",
-    ) -> None:
-        """Change one subscriber's status and record the change (no record when unchanged)."""
+        only_from: SubscriberStatus | None = None,
+    ) -> bool:
+        """Change one subscriber's status and record the change (no record when unchanged, or
+        when ``only_from`` is given and the status is another). True when it changed."""
         with self.engine.begin() as c:
-            self._set_statuses(c, [subscriber_id], status, now=now, causes={subscriber_id: cause})
+            return bool(
+                self._set_statuses(
+                    c,
+                    [subscriber_id],
+                    status,
+                    now=now,
+                    causes={subscriber_id: cause},
+                    only_from=only_from,
+                )
+            )
 
     @staticmethod
     def _set_statuses(
@@ -833,7 +975,7 @@ class Store:
             return self._set_statuses(
                 c,
                 causes,
-                SubscriberStatus.SUPPRESSED,
+                SubscriberStatus.BOUNCED,
                 now=now,
                 causes=causes,
                 only_from=SubscriberStatus.ACTIVE,

@@ -122,6 +122,12 @@ subscribers = sa.Table(
     sa.Column("sections", sa.JSON),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # NULL: every digest; otherwise a JSON list of digest keys.
+    sa.Column("digests", sa.JSON),
+    # Where the address came from: "import:<file>", "signup", "operator".
+    sa.Column("source", sa.Text, nullable=False, server_default=""),
+    # Soft bounces reported by a provider since the last delivery that went through.
+    sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
 )
 
 deliveries = sa.Table(
@@ -167,6 +173,15 @@ subscriber_events = sa.Table(
     sa.Column("old_status", sa.String(20)),
     sa.Column("new_status", sa.String(20), nullable=False),
     sa.Column("cause", sa.Text, nullable=False),
+)
+
+# Provider webhook events already handled (providers redeliver): one row per event id.
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("provider", sa.String(20), primary_key=True),
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
 )
 
 # Leases that keep two runs from delivering the same edition at once (see Store.acquire_lock).

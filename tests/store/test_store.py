@@ -174,8 +174,9 @@ def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: 
     bounced = rows[2].subscriber.id
     assert suppressed == [bounced]
     assert bounced not in {s.id for s in store.active_subscribers()}
-    [event] = store.subscriber_events(bounced)
-    assert (event["old_status"], event["new_status"]) == ("active", "suppressed")
+    added, event = store.subscriber_events(bounced)
+    assert (added["old_status"], added["new_status"]) == (None, "active")  # the import
+    assert (event["old_status"], event["new_status"]) == ("active", "bounced")
     assert "550 5.1.1 no user" in event["cause"]
     # A late answer for a row no longer `sending` changes nothing.
     store.mark_results({rows[0].delivery_id: SendResult("k0", SendStatus.TRANSIENT)}, now=later)
