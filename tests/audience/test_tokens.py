@@ -123,3 +123,59 @@ def test_fast_tokens_are_itsdangerous_tokens(ident: int, monkeypatch: pytest.Mon
         monkeypatch.setattr(time, "time", lambda: 1_776_000_001.0)
         assert make_token(KEY, ident, purpose) != expected  # the stamp follows the clock
         monkeypatch.setattr(time, "time", lambda: 1_776_000_000.75)
+
+
+def test_key_rotation_old_links_keep_working_until_dropped() -> None:
+    old, new = "old-signing-key", "new-signing-key"
+    before = make_token(old, 7, "unsubscribe")
+    after = make_token(new, 7, "unsubscribe")
+    # Verifying with [old, new] (oldest first) accepts both; new links are signed with `new`.
+    assert read_token([old, new], before, "unsubscribe", max_age_seconds=DAY) == 7
+    assert read_token([old, new], after, "unsubscribe", max_age_seconds=DAY) == 7
+    assert read_token(new, after, "unsubscribe", max_age_seconds=DAY) == 7
+    # Once the old key is dropped, its links are refused.
+    with pytest.raises(InvalidToken):
+        read_token([new], before, "unsubscribe", max_age_seconds=DAY)
+    # An empty key in the list would make every token forgeable: refused outright.
+    with pytest.raises(ValueError, match="forgeable"):
+        read_token([new, ""], after, "unsubscribe", max_age_seconds=DAY)
+
+
+def test_read_link_uses_the_configured_keys_and_lifetimes() -> None:
+    from digest.audience.tokens import read_link
+    from digest.config import parse_settings
+    from tests.render import settings_dict
+
+    data = settings_dict()
+    data["web"] = {"link_max_age_days": 60, "confirm_max_age_days": 2}
+    env = {"DIGEST__SECRET_KEY": "current", "DIGEST__OLD_SECRET_KEYS": "retired1,retired2"}
+    settings = parse_settings(data, environ=env)
+    assert settings.verifying_keys == ["retired1", "retired2", "current"]
+    for key in settings.verifying_keys:
+        assert read_link(settings, make_token(key, 5, "preferences"), "preferences") == 5
+    with pytest.raises(InvalidToken):
+        read_link(settings, make_token("someone-else", 5, "preferences"), "preferences")
+    # Links last 60 days; a confirmation link only 2.
+    stamp = time.time() - 59 * DAY
+    signer = URLSafeTimedSerializer("current", salt=SALTS["preferences"])
+    signer_confirm = URLSafeTimedSerializer("current", salt=SALTS["confirm"])
+    real_time = time.time
+    try:
+        time.time = lambda: stamp  # type: ignore[assignment]
+        old_prefs, old_confirm = signer.dumps(5), signer_confirm.dumps(5)
+    finally:
+        time.time = real_time  # type: ignore[assignment]
+    assert read_link(settings, old_prefs, "preferences") == 5
+    with pytest.raises(InvalidToken):
+        read_link(settings, old_confirm, "confirm")
+
+
+def test_links_must_last_at_least_sixty_days() -> None:
+    from digest.config import parse_settings
+    from digest.errors import ConfigError
+    from tests.render import settings_dict
+
+    data = settings_dict()
+    data["web"] = {"link_max_age_days": 30}
+    with pytest.raises(ConfigError, match="link_max_age_days"):
+        parse_settings(data, environ={})

@@ -1,0 +1,144 @@
+"""Subscribers in the store: adding, choices, statuses with their audit trail, soft bounces,
+webhook events seen once; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from digest.models import NewSubscriber, SubscriberStatus
+from digest.store import Store
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.open(db_url)
+    yield s
+    s.close()
+
+
+def test_add_is_idempotent_and_audited(store: Store) -> None:
+    person = NewSubscriber(email="Zoe@Example.org", name="Zoë", sections=frozenset({"qiosk"}))
+    added, new = store.add_subscriber(
+        person, status=SubscriberStatus.PENDING, source="signup", now=NOW, cause="signed up"
+    )
+    assert new and added.status is SubscriberStatus.PENDING and added.source == "signup"
+    again, new = store.add_subscriber(
+        NewSubscriber(email="zoe@example.org"),
+        status=SubscriberStatus.ACTIVE,
+        source="operator",
+        now=NOW,
+        cause="x",
+    )
+    # Known address (compared without case): returned as it is, nothing changed.
+    assert not new and again == added
+    assert store.subscriber_by_email("ZOE@example.org") == added
+    assert store.subscriber(added.id) == added
+    [event] = store.subscriber_events(added.id)
+    assert (event["old_status"], event["new_status"], event["cause"]) == (
+        None,
+        "pending",
+        "signed up",
+    )
+
+
+def test_status_changes_are_recorded_with_their_cause(store: Store) -> None:
+    store.import_subscribers([NewSubscriber(email="a@example.org")], now=NOW, source="import:x")
+    (a,) = store.subscribers()
+    assert a.source == "import:x"
+    later = NOW + timedelta(days=1)
+    assert store.set_subscriber_status(a.id, SubscriberStatus.PAUSED, now=later, cause="paused")
+    # Unchanged: no new row. Guarded: only from the given status.
+    assert not store.set_subscriber_status(a.id, SubscriberStatus.PAUSED, now=later)
+    assert not store.set_subscriber_status(
+        a.id, SubscriberStatus.UNSUBSCRIBED, now=later, only_from=SubscriberStatus.ACTIVE
+    )
+    events = store.subscriber_events(a.id)
+    assert [(e["old_status"], e["new_status"]) for e in events] == [
+        (None, "active"),
+        ("active", "paused"),
+    ]
+    assert events[1]["at"] == later and events[1]["cause"] == "paused"
+    assert [s.id for s in store.subscribers([SubscriberStatus.PAUSED])] == [a.id]
+    assert store.active_subscribers() == []
+
+
+def test_digest_and_section_choices(store: Store) -> None:
+    store.import_subscribers(
+        [
+            NewSubscriber(email="all@example.org"),
+            NewSubscriber(email="weekly@example.org", digests=frozenset({"weekly"})),
+            NewSubscriber(
+                email="daily@example.org",
+                digests=frozenset({"daily"}),
+                sections=frozenset({"qiosk"}),
+            ),
+        ],
+        now=NOW,
+    )
+    weekly = {s.email for s in store.active_subscribers("weekly")}
+    assert weekly == {"all@example.org", "weekly@example.org"}
+    assert {s.email for s in store.active_subscribers()} == weekly | {"daily@example.org"}
+    assert store.section_choices("weekly") == {None}
+    assert store.section_choices("daily") == {None, frozenset({"qiosk"})}
+    daily = store.subscriber_by_email("daily@example.org")
+    assert daily is not None
+    store.set_preferences(daily.id, sections=None, digests=frozenset({"weekly"}), now=NOW)
+    assert {s.email for s in store.active_subscribers("weekly")} == weekly | {"daily@example.org"}
+    # An import with the same row again changes nothing; a changed row updates.
+    counts = store.import_subscribers(
+        [NewSubscriber(email="weekly@example.org", digests=frozenset({"weekly"}))], now=NOW
+    )
+    assert (counts.added, counts.updated) == (0, 0)
+
+
+def test_soft_bounces_suppress_only_past_the_limit(store: Store) -> None:
+    store.import_subscribers([NewSubscriber(email="soft@example.org")], now=NOW)
+    (s,) = store.subscribers()
+    assert not store.soft_bounce(s.id, limit=3, now=NOW, cause="mailbox full")
+    assert not store.soft_bounce(s.id, limit=3, now=NOW, cause="mailbox full")
+    assert store.soft_bounce(s.id, limit=3, now=NOW, cause="mailbox full")
+    after = store.subscriber(s.id)
+    assert after is not None and after.status is SubscriberStatus.BOUNCED
+    assert "3 soft bounces" in store.subscriber_events(s.id)[-1]["cause"]
+    # A bounced address is never revived by an import.
+    counts = store.import_subscribers([NewSubscriber(email="soft@example.org")], now=NOW)
+    assert counts.kept_unsubscribed == 1
+    assert store.subscriber(s.id).status is SubscriberStatus.BOUNCED  # type: ignore[union-attr]
+
+
+def test_webhook_events_are_seen_once(store: Store) -> None:
+    assert store.record_webhook_event("sendgrid", "ev-1", now=NOW)
+    assert not store.record_webhook_event("sendgrid", "ev-1", now=NOW)
+    assert store.record_webhook_event("mailgun", "ev-1", now=NOW)  # per provider
+
+
+def test_migration_renames_suppressed_to_bounced(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A store written before subscribers had bounced/complained keeps its suppressions."""
+    from alembic import command
+
+    from digest.store.db import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.execute(
+            sa.text(
+                "INSERT INTO subscribers (email, name, status, created_at, updated_at) "
+                "VALUES ('x@example.org', '', 'suppressed', :t, :t)"
+            ),
+            {"t": "2026-11-01 00:00:00.000000"},
+        )
+    engine.dispose()
+    store = Store.open(url)
+    (s,) = store.subscribers()
+    assert s.status is SubscriberStatus.BOUNCED and s.digests is None and s.source == ""
+    store.close()
