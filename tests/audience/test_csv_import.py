@@ -1,19 +1,35 @@
 from __future__ import annotations
 
-from digest.audience.csv_import import parse_subscribers_csv
+from datetime import UTC, datetime
+
+import pytest
+
+from digest.audience.csv_import import (
+    EXPORT_COLUMNS,
+    InvalidSubscriber,
+    export_csv,
+    new_subscriber,
+    parse_subscribers_csv,
+    read_subscribers_csv,
+)
+from digest.models import Subscriber, SubscriberStatus
 from tests.conftest import SAMPLE
 
 SECTIONS = {"diplomacy-watch", "qiosk", "analysis"}
+DIGESTS = {"weekly", "daily"}
 
 
 def test_sample_list_is_clean() -> None:
     people, problems = parse_subscribers_csv(
-        (SAMPLE / "subscribers.csv").read_text(encoding="utf-8"), known_sections=SECTIONS
+        (SAMPLE / "subscribers.csv").read_text(encoding="utf-8"),
+        known_sections=SECTIONS,
+        known_digests=DIGESTS,
     )
     assert problems == []
     assert len(people) == 12
     assert any(p.sections == {"qiosk"} for p in people)
     assert any(p.name == "Zoë Müller" for p in people)
+    assert all(p.digests is None for p in people)  # no digests column: every digest
 
 
 def test_bad_rows_are_reported_with_line_numbers() -> None:
@@ -34,9 +50,121 @@ def test_bad_rows_are_reported_with_line_numbers() -> None:
         (4, "OK@example.org"),
         (5, "c@example.org"),
     ]
+    assert "first on line 2" in problems[1].message
     assert "sport" in problems[2].message
 
 
-def test_header_without_email_column() -> None:
-    people, problems = parse_subscribers_csv("name\nAna\n", known_sections=SECTIONS)
-    assert people == [] and "email" in problems[0].message
+def test_digests_column() -> None:
+    text = (
+        "email,name,sections,digests\n"
+        "a@example.org,A,,weekly\n"
+        "b@example.org,B,qiosk,weekly; daily\n"
+        "c@example.org,C,,\n"
+        "d@example.org,D,,monthly;weekly\n"
+        "e@example.org,E,,;\n"
+    )
+    people, problems = parse_subscribers_csv(text, known_sections=SECTIONS, known_digests=DIGESTS)
+    assert [(p.email, p.digests) for p in people] == [
+        ("a@example.org", {"weekly"}),
+        ("b@example.org", {"weekly", "daily"}),
+        ("c@example.org", None),
+        ("e@example.org", None),
+    ]
+    assert [p.line for p in problems] == [5]
+    assert "unknown digest(s) monthly" in problems[0].message
+    assert "known: daily, weekly" in problems[0].message
+
+
+def test_addresses_are_normalised() -> None:
+    people, problems = parse_subscribers_csv(
+        "email\n  Ana@EXAMPLE.org  \nana@example.ORG\n", known_sections=SECTIONS
+    )
+    assert [p.email for p in people] == ["Ana@example.org"]
+    assert [p.line for p in problems] == [3]  # the same address, whatever the domain's case
+
+
+def test_line_numbers_count_blank_lines_and_quoted_newlines() -> None:
+    text = 'email,name\n\na@example.org,"Ana\nLima"\nbad,X\nb@example.org,Lima, Ana\n'
+    result = read_subscribers_csv(text, known_sections=SECTIONS)
+    assert [(p.email, p.name) for p in result.people] == [("a@example.org", "Ana Lima")]
+    assert [p.line for p in result.problems] == [5, 6]
+    assert "needs double quotes" in result.problems[1].message
+
+
+def test_export_rows_that_are_not_active_are_skipped() -> None:
+    text = (
+        "email,name,status\n"
+        "a@example.org,A,active\n"
+        "b@example.org,B,unsubscribed\n"
+        "c@example.org,C,bounced\n"
+        "d@example.org,D,gone\n"
+        "e@example.org,E,\n"
+    )
+    result = read_subscribers_csv(text, known_sections=SECTIONS)
+    assert [p.email for p in result.people] == ["a@example.org", "e@example.org"]
+    assert [(s.line, s.message.split(":")[0]) for s in result.skipped] == [
+        (3, "b@example.org"),
+        (4, "c@example.org"),
+    ]
+    assert [p.line for p in result.problems] == [5]
+    assert "unknown status 'gone'" in result.problems[0].message
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name\nAna\n", "email"),
+        ("", "empty file"),
+        ("\n\n", "empty file"),
+    ],
+)
+def test_header_without_email_column(text: str, message: str) -> None:
+    people, problems = parse_subscribers_csv(text, known_sections=SECTIONS)
+    assert people == [] and message in problems[0].message and problems[0].line == 1
+
+
+def test_new_subscriber_checks_like_an_import() -> None:
+    person = new_subscriber(
+        " Reader@Example.ORG ",
+        name=" A  Reader ",
+        sections=["qiosk", " "],
+        digests=[],
+        known_sections=SECTIONS,
+        known_digests=DIGESTS,
+    )
+    assert (person.email, person.name, person.sections, person.digests) == (
+        "Reader@example.org",
+        "A Reader",
+        {"qiosk"},
+        None,
+    )
+    with pytest.raises(InvalidSubscriber, match="unknown digest"):
+        new_subscriber("a@example.org", digests=["x"], known_sections=SECTIONS, known_digests=())
+    with pytest.raises(InvalidSubscriber, match="'nobody'"):
+        new_subscriber("nobody", known_sections=SECTIONS)
+
+
+def test_export_reads_back() -> None:
+    when = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    people = [
+        Subscriber(id=1, email="a@example.org", name='Lima, "Ana"', source="signup"),
+        Subscriber(
+            id=2,
+            email="b@example.org",
+            sections=frozenset({"qiosk", "analysis"}),
+            digests=frozenset({"weekly"}),
+            status=SubscriberStatus.PAUSED,
+        ),
+    ]
+    text = export_csv(people, {1: (when, when)})
+    lines = text.splitlines()
+    assert lines[0] == ",".join(EXPORT_COLUMNS)
+    assert lines[1] == 'a@example.org,"Lima, ""Ana""",active,,,signup,2026-11-30T12:00:00Z,' + (
+        "2026-11-30T12:00:00Z"
+    )
+    assert lines[2] == "b@example.org,,paused,analysis;qiosk,weekly,,,"
+    result = read_subscribers_csv(text, known_sections=SECTIONS, known_digests=DIGESTS)
+    assert [(p.email, p.name, p.sections, p.digests) for p in result.people] == [
+        ("a@example.org", 'Lima, "Ana"', None, None)
+    ]
+    assert [s.line for s in result.skipped] == [3] and result.problems == []
