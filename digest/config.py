@@ -431,7 +431,11 @@ class WebhookSettings(_Section):
         default=3, ge=1, description="Soft bounces after which an address is suppressed."
     )
     max_age_seconds: int = Field(
-        default=600, ge=30, description="Signed events older than this are refused (replays)."
+        default=86_400,
+        ge=30,
+        description="Signed events older than this are refused. Providers retry a failed "
+        "delivery for hours with its first signature (SendGrid up to 24 h), so keep it that "
+        "long; replays are refused anyway by event id (and Mailgun's token), never applied twice.",
     )
     sendgrid_public_key: str = Field(
         default="",
