@@ -262,6 +262,20 @@ def preview(
 
 
 @app.command()
+def web(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (web.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (web.port).")] = None,
+) -> None:
+    """Run the web app: unsubscribe and preference pages, sign-up with double opt-in, and the
+    providers' bounce and complaint webhooks. Put it behind HTTPS at `web.base_url`."""
+    from digest.web.app import serve as serve_web
+
+    settings = _settings(config)
+    serve_web(settings, host=host or settings.web.host, port=port or settings.web.port)
+
+
+@app.command()
 def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Serve the gather and edition deployments on the schedules from the config."""
     settings = _settings(config)
