@@ -273,3 +273,40 @@ def test_pins_never_break_the_caps(make_settings) -> None:  # type: ignore[no-un
         overrides=Overrides(pinned=tuple(a.id for a in items[:3])),
     )
     assert edition.article_ids == tuple(a.id for a in items[:2])
+
+
+def test_variants_are_rendered_once_per_section_set(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Thirty subscribers with three distinct choices: three renders (plus the full edition),
+    not thirty; each subscriber gets the variant of their own set."""
+    settings, store, edition = setup
+    store.import_subscribers(
+        [
+            NewSubscriber(email=f"set{i}@example.org", sections=choice)
+            for i, choice in enumerate(
+                [frozenset({"qiosk"}), frozenset({"analysis"}), frozenset({"qiosk", "analysis"})]
+                * 10
+            )
+        ],
+        now=NOW,
+    )
+    calls: list[frozenset[str] | None] = []
+    real = deliver.render_variant
+
+    def counting(edition, settings, sections=None):  # type: ignore[no-untyped-def]
+        calls.append(sections)
+        return real(edition, settings, sections=sections)
+
+    monkeypatch.setattr(deliver, "render_variant", counting)
+    provider = MemoryProvider()
+    deliver_all(settings, store, edition, provider)
+    # Sets are cut to the sections this edition has; {qiosk, analysis} is the whole edition.
+    assert sorted(map(str, calls)) == sorted(
+        map(str, [None, frozenset({"qiosk"}), frozenset({"analysis"})])
+    )
+    by_address = {m.recipient: m for m in provider.sent}
+    only_q = by_address["set0@example.org"].text
+    only_a = by_address["set1@example.org"].text
+    assert "Item 1" in only_q and "Item 3" not in only_q
+    assert "Item 3" in only_a and "Item 1" not in only_a
+    both = by_address["set2@example.org"].text
+    assert "Item 1" in both and "Item 3" in both
