@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import css_inline
@@ -192,8 +193,31 @@ def _dateline(when: datetime, lang: str) -> str:
     return when.date().isoformat()
 
 
-def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> dict[str, object]:
-    """Everything both templates need, as plain values."""
+def view_sections(edition: Edition, sections: frozenset[str] | None) -> tuple[str, ...] | None:
+    """The sorted section keys that name the web version of a variant, or None for the full
+    edition: keys the edition does not carry are dropped, and a choice that covers every
+    section (or none of them) is the full edition."""
+    if sections is None:
+        return None
+    present = {s.key for s in edition.sections}
+    keys = tuple(sorted(sections & present))
+    return None if not keys or set(keys) == present else keys
+
+
+def view_url(edition: Edition, settings: Settings, sections: frozenset[str] | None) -> str:
+    """The public web version of a variant: ``<links base>/v/<edition id>``, plus
+    ``?s=<sorted section keys>`` for a variant with chosen sections. The same for everyone who
+    gets that variant: it carries nothing personal."""
+    url = f"{settings.links_base}/v/{quote(edition.id, safe='')}"
+    keys = view_sections(edition, sections)
+    return url if keys is None else f"{url}?s={quote(','.join(keys), safe=',')}"
+
+
+def context(
+    edition: Edition, settings: Settings, *, greeting: bool = True, view_url: str = ""
+) -> dict[str, object]:
+    """Everything both templates need, as plain values. ``view_url`` is the variant's web
+    version, linked from the top of the email (empty: no link)."""
     digest = settings.digests[edition.digest]
     pub = settings.publication
     lang = pub.lang or "en"
@@ -222,6 +246,7 @@ def context(edition: Edition, settings: Settings, *, greeting: bool = True) -> d
         "unsubscribe_url": personalise.UNSUBSCRIBE,
         "postal_lines": tuple(line.strip() for line in pub.postal_address.splitlines() if line),
         "content_width": CONTENT_WIDTH,
+        "view_url": view_url,
     }
 
 
@@ -383,18 +408,22 @@ def render_variant(
     *,
     sections: frozenset[str] | None = None,
     greeting: bool = True,
+    view_link: bool = True,
 ) -> RenderedVariant:
     """The email for the subscribers of ``edition`` who get ``sections`` (``None``: all).
 
-    ``greeting`` adds the "Hello {name}," line (a personal token). Raises RenderError naming
-    the edition when a template fails or a check does.
+    ``greeting`` adds the "Hello {name}," line (a personal token). ``view_link`` adds the
+    "View in browser" link to the variant's web version (``view_url``); the web version itself
+    is rendered without it. Raises RenderError naming the edition when a template fails or a
+    check does.
     """
     if edition.digest not in settings.digests:
         raise RenderError(
             f"edition {edition.id!r}: digest {edition.digest!r} is not in the configuration"
         )
     variant = edition.for_sections(sections)
-    ctx = context(variant, settings, greeting=greeting)
+    link = view_url(edition, settings, sections) if view_link else ""
+    ctx = context(variant, settings, greeting=greeting, view_url=link)
     env = environment()
     try:
         source = env.get_template(MJML_TEMPLATE).render(ctx)

@@ -10,8 +10,10 @@ identifies a visitor: no cookies, no login. What a subscriber does is done by
 
 Every response carries a Content-Security-Policy that allows no script and only the app's own
 stylesheet (by its hash), refuses framing, and sends no Referer (tokens are in the URLs), and
-``Cache-Control: no-store``. The sign-up form answers the same whatever the state of the address
-it is given, so it cannot tell anyone who is subscribed.
+``Cache-Control: no-store``; except the public web version of an edition (``/v/…``, "View in
+browser"), which is the email itself: its own policy allows inline styles and https images (still
+no script), framing by the app's own pages, and caching. The sign-up form answers the same
+whatever the state of the address it is given, so it cannot tell anyone who is subscribed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 import math
 import re
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,7 +52,9 @@ from digest.audience.tokens import (
 from digest.config import Settings
 from digest.delivery.base import Provider
 from digest.factory import make_provider, open_store
-from digest.models import SendStatus, Subscriber, SubscriberStatus
+from digest.models import EditionStatus, SendStatus, Subscriber, SubscriberStatus
+from digest.render import personalise, render_variant
+from digest.render.email import view_sections
 from digest.store import Store
 from digest.web.webhooks import router as webhooks_router
 
@@ -69,6 +73,30 @@ FORM_PATHS = ("/u/", "/p/", "/confirm/", "/subscribe")
 MAX_TOKEN = 200
 # Confirmation messages to one address, at most, per day (whoever asks for them).
 CONFIRMATIONS_PER_DAY = 3
+# Web versions of editions ("View in browser"): only editions that went out are public, so a
+# draft never leaks. The page is the email itself, inline styles and <style> block included,
+# so this route has its own policy: inline styles and https images, still no script; framing
+# by the app's own pages (the editors' preview).
+PUBLIC_EDITION = (EditionStatus.SENDING, EditionStatus.SENT)
+VIEW_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'none'",
+        "style-src 'unsafe-inline'",
+        "img-src https:",
+        "form-action 'none'",
+        "frame-ancestors 'self'",
+        "base-uri 'none'",
+    ]
+)
+VIEW_HEADERS = {
+    "Content-Security-Policy": VIEW_CSP,
+    "X-Frame-Options": "SAMEORIGIN",
+    # Nothing personal in it: the same page for everyone who got that variant.
+    "Cache-Control": "public, max-age=300",
+}
+# Longer than any list of section keys a real digest has; refused before any work.
+MAX_VIEW_SECTIONS = 1000
 _RTL_LANGUAGES = frozenset(
     {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ps", "sd", "ug", "ur", "yi"}
 )
@@ -297,6 +325,35 @@ class SlidingWindow:
             del self._hits[key]
 
 
+class WebVersions:
+    """Rendered web versions of edition variants, by (edition id, sorted section keys or None),
+    the most recently used ``limit`` of them. An edition that went out no longer changes, so
+    an entry never goes stale."""
+
+    def __init__(self, limit: int = 128) -> None:
+        self.limit = limit
+        self._pages: OrderedDict[tuple[str, tuple[str, ...] | None], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, tuple[str, ...] | None]) -> str | None:
+        with self._lock:
+            page = self._pages.get(key)
+            if page is not None:
+                self._pages.move_to_end(key)
+            return page
+
+    def put(self, key: tuple[str, tuple[str, ...] | None], page: str) -> None:
+        with self._lock:
+            self._pages[key] = page
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.limit:
+                self._pages.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pages)
+
+
 async def form_fields(request: Request) -> FormData:
     """The request's form fields; empty for a body that is not a form or cannot be parsed
     (each route decides what an empty form means)."""
@@ -354,6 +411,7 @@ def create_app(
     app.state.clock = now_of
     app.state.provider_factory = new_provider
     app.state.signups = signups
+    app.state.web_versions = web_versions = WebVersions()
     app.add_middleware(Hardening, csp=pages.csp)
     app.include_router(webhooks_router)
 
@@ -630,6 +688,49 @@ def create_app(
             return invalid_link("confirm")
         service.confirm(store, sub.id, now=now_of())
         return confirm_page(store.subscriber(sub.id) or sub)
+
+    # Web version of an edition ("View in browser") ------------------------------------------
+    def not_found() -> HTMLResponse:
+        return pages.message(
+            "Page not found",
+            "There is nothing to see at this address.",
+            status_code=404,
+            links=[(settings.publication.name, settings.publication.url)],
+        )
+
+    @app.api_route("/v/{edition_id}", methods=["GET", "HEAD"])
+    def web_version(edition_id: str, s: str | None = None) -> HTMLResponse:
+        """The edition as its subscribers got it, for the sections ``s`` (comma-separated keys;
+        none: all), with the personal links pointing to the sign-up page and the neutral
+        greeting. Only editions that went out; anything else is a 404, drafts included."""
+        if len(edition_id) > MAX_TOKEN or len(s or "") > MAX_VIEW_SECTIONS:
+            return not_found()
+        edition = store.edition(edition_id)
+        if (
+            edition is None
+            or edition.status not in PUBLIC_EDITION
+            or edition.digest not in settings.digests
+        ):
+            return not_found()
+        asked: frozenset[str] | None = None
+        if s:
+            asked = frozenset(k for k in s.split(",") if k)
+            if not asked <= {section.key for section in edition.sections}:
+                return not_found()
+        keys = view_sections(edition, asked)
+        page = web_versions.get((edition.id, keys))
+        if page is None:
+            variant = render_variant(
+                edition,
+                settings,
+                sections=None if keys is None else frozenset(keys),
+                view_link=False,
+            )
+            page, _ = personalise.personalise(
+                variant, unsubscribe_url=subscribe_url, preferences_url=subscribe_url, name=""
+            )
+            web_versions.put((edition.id, keys), page)
+        return HTMLResponse(page, headers=VIEW_HEADERS)
 
     return app
 
