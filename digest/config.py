@@ -430,6 +430,12 @@ class WebhookSettings(_Section):
     soft_bounce_limit: int = Field(
         default=3, ge=1, description="Soft bounces after which an address is suppressed."
     )
+    soft_bounce_window_days: int = Field(
+        default=30,
+        ge=1,
+        description="Soft bounces count towards the limit only when each comes within this "
+        "many days of the one before; a longer gap starts the count again.",
+    )
     max_age_seconds: int = Field(
         default=86_400,
         ge=30,

@@ -110,9 +110,15 @@ def resume(
     return _move(store, subscriber_id, frozenset({S.PAUSED}), S.ACTIVE, now=now, cause=cause)
 
 
-def confirm(store: Store, subscriber_id: int, *, now: datetime) -> bool:
+def confirm(store: Store, subscriber_id: int, *, now: datetime, version: int | None = None) -> bool:
     """Double opt-in: the address's owner followed the confirmation link. True when it changed
-    (False too when the subscriber was already active)."""
+    (False too when the subscriber was already active).
+
+    ``version`` is the token's (see ``tokens.make_confirm_token``): a link made before the
+    subscriber's last change of status is refused, so someone who confirmed and then left or
+    complained is not brought back by the old message."""
+    if version is not None and store.status_version(subscriber_id) != version:
+        return False
     return _move(store, subscriber_id, CONFIRMABLE, S.ACTIVE, now=now, cause=CONFIRMED_CAUSE)
 
 
@@ -228,6 +234,13 @@ def signup(
         now=now,
         cause="signed up on the web; waiting for confirmation",
     )
+    if not added and sub.status is S.PENDING:
+        # Never confirmed: the latest sign-up's name and choices replace an earlier one's (an
+        # earlier visitor may have typed anything for this address).
+        store.set_preferences(
+            sub.id, sections=chosen_sections, digests=chosen_digests, now=now, name=person.name
+        )
+        sub = store.subscriber(sub.id) or sub
     return SignupOutcome(subscriber=sub, added=added, send_confirmation=sub.status is not S.ACTIVE)
 
 
@@ -244,7 +257,8 @@ def confirmation_message(
     link = confirm_url(settings, token)
     days = settings.web.confirm_max_age_days
     what = digest_titles(settings)
-    greeting = f"Hello {subscriber.name}," if subscriber.name else "Hello,"
+    # No name here: whoever signed the address up typed it, and it may not be the owner's.
+    greeting = "Hello,"
     subject = clean_header(f"Confirm your subscription to {pub.name}")
     stamp = int(now.timestamp())
     domain = _domain(pub.from_email)
@@ -281,7 +295,7 @@ Confirm my subscription</a></p>
 </div></body></html>
 """
     sender = Address(clean_header(pub.from_name or pub.name), addr_spec=pub.from_email)
-    recipient = Address(clean_header(subscriber.name), addr_spec=subscriber.email)
+    recipient = Address(addr_spec=subscriber.email)
     date = now if now.tzinfo else now.replace(tzinfo=UTC)
     msg = EmailMessage(policy=POLICY)
     msg["From"] = sender

@@ -127,3 +127,24 @@ def read_link(settings: Settings, token: str, purpose: Purpose) -> int:
 
 def confirm_url(settings: Settings, token: str) -> str:
     return f"{settings.links_base}/confirm/{token}"
+
+
+def make_confirm_token(settings: Settings, subscriber_id: int, version: int) -> str:
+    """A sign-up's confirmation token: the subscriber id and ``version``, the number of status
+    changes the subscriber had when it was made, so a link from before a later change (the
+    person confirmed, then left or complained) no longer confirms anything."""
+    return str(serializer(settings.verifying_keys, "confirm").dumps([int(subscriber_id), version]))
+
+
+def read_confirm_token(settings: Settings, token: str) -> tuple[int, int]:
+    """``(subscriber id, version)`` from a confirmation token; InvalidToken when it cannot be
+    trusted or is older than ``web.confirm_max_age_days``."""
+    try:
+        value = serializer(settings.verifying_keys, "confirm").loads(
+            token, max_age=settings.web.confirm_max_age_days * 86_400
+        )
+    except BadData as e:
+        raise InvalidToken(f"confirm token refused: {type(e).__name__}") from None
+    if not isinstance(value, list) or len(value) != 2 or not all(type(v) is int for v in value):
+        raise InvalidToken("confirm token refused: unexpected payload")
+    return value[0], value[1]

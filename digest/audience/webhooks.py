@@ -110,7 +110,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -520,60 +520,54 @@ def parse_mailgun(body: bytes) -> list[Event]:
 
 # Applying -------------------------------------------------------------------------------------
 def apply_events(
-    store: Store, settings: Settings, events: Iterable[Event], *, now: datetime
+    store: Store,
+    settings: Settings,
+    events: Iterable[Event],
+    *,
+    now: datetime,
+    request_id: str | None = None,
 ) -> WebhookResult:
-    """Apply events to the subscribers they name, each (provider, event id) once."""
+    """Apply events to the subscribers they name, each (provider, event id) once. Each event's
+    record and its effect are one transaction (a failure leaves the event unseen, so the
+    provider's redelivery applies it). ``request_id`` (Mailgun's signature token) is recorded
+    with the first event, so a replayed request is a duplicate even under other event ids."""
     received = applied = duplicates = ignored = 0
-    limit = settings.webhooks.soft_bounce_limit
+    hooks = settings.webhooks
+    pending_request = request_id
     for event in events:
         received += 1
         if event.kind == "ignored" or not event.email:
             ignored += 1
             continue
-        if not store.record_webhook_event(event.provider, event.event_id, now=now):
+        ids = [event.event_id] + ([pending_request] if pending_request else [])
+        reason = event.reason or "no reason given"
+        what = {
+            "hard_bounce": "hard bounce",
+            "soft_bounce": "soft bounce",
+            "complaint": "spam complaint",
+            "unsubscribe": "unsubscribe",
+        }[event.kind]
+        outcome = store.apply_subscriber_event(
+            provider=event.provider,
+            event_ids=ids,
+            email=event.email,
+            kind=event.kind,
+            cause=f"{what} reported by {event.provider}: {reason}",
+            now=now,
+            once=f"soft-bounce:{event.delivery}" if event.delivery else None,
+            soft_limit=hooks.soft_bounce_limit,
+            soft_window=timedelta(days=hooks.soft_bounce_window_days),
+        )
+        if outcome == "duplicate":
             duplicates += 1
             continue
-        person = store.subscriber_by_email(event.email)
-        if person is None:
+        pending_request = None  # recorded with this event
+        if outcome == "applied":
+            applied += 1
+        else:
             ignored += 1
-            continue
-        reason = event.reason or "no reason given"
-        if event.kind == "soft_bounce":
-            once = event.delivery is None or store.record_webhook_event(
-                event.provider, f"soft-bounce:{event.delivery}", now=now
-            )
-            if not once:
-                ignored += 1  # another report about a message already counted
-                continue
-            if person.status in _MAILABLE:
-                store.soft_bounce(
-                    person.id,
-                    limit=limit,
-                    now=now,
-                    cause=f"soft bounce reported by {event.provider}: {reason}",
-                )
-        elif event.kind == "complaint":
-            store.set_subscriber_status(
-                person.id,
-                SubscriberStatus.COMPLAINED,
-                now=now,
-                cause=f"spam complaint reported by {event.provider}: {reason}",
-                only_from=person.status,
-            )
-        elif person.status in _MAILABLE:
-            new, what = (
-                (SubscriberStatus.BOUNCED, "hard bounce")
-                if event.kind == "hard_bounce"
-                else (SubscriberStatus.UNSUBSCRIBED, "unsubscribe")
-            )
-            store.set_subscriber_status(
-                person.id,
-                new,
-                now=now,
-                cause=f"{what} reported by {event.provider}: {reason}",
-                only_from=person.status,
-            )
-        applied += 1
+    if pending_request and not store.record_webhook_event("mailgun", pending_request, now=now):
+        duplicates += 1
     return WebhookResult(received, applied, duplicates, ignored)
 
 
@@ -635,9 +629,9 @@ def handle_mailgun(
     verify_mailgun(key, timestamp, token, signature, now=now, max_age=cfg.max_age_seconds)
     assert token is not None
     events = _mailgun_events(document)
-    if not store.record_webhook_event("mailgun", f"token:{token}", now=now):
+    if store.webhook_event_seen("mailgun", f"token:{token}"):
         raise WebhookRefused("mailgun: this signature token was used before (a replay)")
-    return apply_events(store, settings, events, now=now)
+    return apply_events(store, settings, events, now=now, request_id=f"token:{token}")
 
 
 def _plain(value: Any) -> str | None:

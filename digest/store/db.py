@@ -94,9 +94,14 @@ def _insert_ignore(
 
 
 def _insert_ignore_keys(
-    c: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]
+    c: sa.Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    returning: str | None = None,
 ) -> list[Any]:
-    """Like :func:`_insert_ignore`, returning the first key of each row that went in."""
+    """Like :func:`_insert_ignore`, returning the first key (or the ``returning`` column) of
+    each row that went in."""
     if not rows:
         return []
     name = c.dialect.name
@@ -108,7 +113,7 @@ def _insert_ignore_keys(
         raise PermanentError(f"store: database {name!r} is not supported (SQLite, PostgreSQL)")
     stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
     # Count with RETURNING: drivers disagree on rowcount for many-row executes.
-    result = c.execute(stmt.returning(table.c[keys[0]]), rows)
+    result = c.execute(stmt.returning(table.c[returning or keys[0]]), rows)
     return [r[0] for r in result]
 
 
@@ -130,6 +135,15 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _Seen(Exception):
+    """An event id was recorded before: roll the transaction back."""
+
+
+def email_key(email: str) -> str:
+    """An address as the store compares it: addresses differing only in case are one."""
+    return email.strip().casefold()
 
 
 def _alembic_config() -> AlembicConfig:
@@ -503,9 +517,7 @@ class Store:
     @staticmethod
     def _row_by_email(c: sa.Connection, email: str) -> Any:
         return c.execute(
-            sa.select(t.subscribers).where(
-                sa.func.lower(t.subscribers.c.email) == email.strip().lower()
-            )
+            sa.select(t.subscribers).where(t.subscribers.c.email_key == email_key(email))
         ).first()
 
     @staticmethod
@@ -517,20 +529,22 @@ class Store:
         now: datetime,
         cause: str,
     ) -> int:
-        sid = c.execute(
-            sa.insert(t.subscribers)
-            .values(
-                email=p.email.strip(),
-                name=p.name,
-                status=status.value,
-                sections=None if p.sections is None else sorted(p.sections),
-                digests=None if p.digests is None else sorted(p.digests),
-                source=source,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(t.subscribers.c.id)
-        ).scalar_one()
+        row = {
+            "email": p.email.strip(),
+            "email_key": email_key(p.email),
+            "name": p.name,
+            "status": status.value,
+            "sections": None if p.sections is None else sorted(p.sections),
+            "digests": None if p.digests is None else sorted(p.digests),
+            "source": source,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # Two sign-ups of one new address at once: one inserts, the other finds it (0).
+        added = _insert_ignore_keys(c, t.subscribers, [row], ["email_key"], "id")
+        if not added:
+            return 0
+        sid = added[0]
         c.execute(
             sa.insert(t.subscriber_events).values(
                 subscriber_id=sid, at=now, old_status=None, new_status=status.value, cause=cause
@@ -551,11 +565,11 @@ class Store:
         Returns the subscriber and whether it was added."""
         with self.engine.begin() as c:
             row = self._row_by_email(c, person.email)
-            if row is not None:
-                return self._subscriber(row), False
-            sid = self._insert_subscriber(c, person, status, source, now, cause)
-            row = c.execute(sa.select(t.subscribers).where(t.subscribers.c.id == sid)).one()
-            return self._subscriber(row), True
+            if row is None:
+                sid = self._insert_subscriber(c, person, status, source, now, cause)
+                row = self._row_by_email(c, person.email)
+                return self._subscriber(row), bool(sid)
+            return self._subscriber(row), False
 
     def subscriber(self, subscriber_id: int) -> Subscriber | None:
         with self.engine.connect() as c:
@@ -594,18 +608,28 @@ class Store:
         sections: frozenset[str] | None,
         digests: frozenset[str] | None,
         now: datetime,
+        name: str | None = None,
     ) -> None:
-        """What a subscriber receives (None: everything)."""
+        """What a subscriber receives (None: everything), and their name when given."""
+        values: dict[str, Any] = {
+            "sections": None if sections is None else sorted(sections),
+            "digests": None if digests is None else sorted(digests),
+            "updated_at": now,
+        }
+        if name is not None:
+            values["name"] = name
         with self.engine.begin() as c:
             c.execute(
-                sa.update(t.subscribers)
-                .where(t.subscribers.c.id == subscriber_id)
-                .values(
-                    sections=None if sections is None else sorted(sections),
-                    digests=None if digests is None else sorted(digests),
-                    updated_at=now,
-                )
+                sa.update(t.subscribers).where(t.subscribers.c.id == subscriber_id).values(values)
             )
+
+    def webhook_event_seen(self, provider: str, event_id: str) -> bool:
+        q = sa.select(sa.func.count()).where(
+            t.webhook_events.c.provider == provider,
+            t.webhook_events.c.event_id == event_id[:200],
+        )
+        with self.engine.connect() as c:
+            return bool(c.execute(q).scalar())
 
     def record_webhook_event(self, provider: str, event_id: str, *, now: datetime) -> bool:
         """Remember a provider's event; False when it was seen before (a redelivery)."""
@@ -618,27 +642,111 @@ class Store:
             )
         return bool(new)
 
-    def soft_bounce(self, subscriber_id: int, *, limit: int, now: datetime, cause: str) -> bool:
-        """Count a soft bounce; past ``limit`` of them the address is bounced (suppressed).
-        True when this one crossed the limit."""
+    def soft_bounce(
+        self,
+        subscriber_id: int,
+        *,
+        limit: int,
+        now: datetime,
+        cause: str,
+        window: timedelta = timedelta(days=30),
+    ) -> bool:
+        """Count a soft bounce; ``limit`` of them in a row, each within ``window`` of the one
+        before, bounce the address (suppressed). True when this one crossed the limit."""
         with self.engine.begin() as c:
-            count = c.execute(
-                sa.update(t.subscribers)
-                .where(t.subscribers.c.id == subscriber_id)
-                .values(soft_bounces=t.subscribers.c.soft_bounces + 1, updated_at=now)
-                .returning(t.subscribers.c.soft_bounces)
-            ).scalar()
-            if count is None or count < limit:
-                return False
-            changed = self._set_statuses(
-                c,
-                [subscriber_id],
-                SubscriberStatus.BOUNCED,
-                now=now,
-                causes={subscriber_id: f"{count} soft bounces (limit {limit}); last: {cause}"},
-                only_from=SubscriberStatus.ACTIVE,
+            return self._soft_bounce(c, subscriber_id, limit, window, now, cause)
+
+    def _soft_bounce(
+        self,
+        c: sa.Connection,
+        subscriber_id: int,
+        limit: int,
+        window: timedelta,
+        now: datetime,
+        cause: str,
+    ) -> bool:
+        row = c.execute(
+            sa.select(t.subscribers.c.soft_bounces, t.subscribers.c.soft_bounced_at).where(
+                t.subscribers.c.id == subscriber_id
             )
-            return bool(changed)
+        ).first()
+        if row is None:
+            return False
+        recent = row.soft_bounced_at is not None and now - row.soft_bounced_at <= window
+        count = (row.soft_bounces if recent else 0) + 1
+        c.execute(
+            sa.update(t.subscribers)
+            .where(t.subscribers.c.id == subscriber_id)
+            .values(soft_bounces=count, soft_bounced_at=now, updated_at=now)
+        )
+        if count < limit:
+            return False
+        changed = self._set_statuses(
+            c,
+            [subscriber_id],
+            SubscriberStatus.BOUNCED,
+            now=now,
+            causes={subscriber_id: f"{count} soft bounces (limit {limit}); last: {cause}"},
+            only_from=SubscriberStatus.ACTIVE,
+        )
+        return bool(changed)
+
+    def apply_subscriber_event(
+        self,
+        *,
+        provider: str,
+        event_ids: Sequence[str],
+        email: str,
+        kind: str,
+        cause: str,
+        now: datetime,
+        once: str | None = None,
+        soft_limit: int = 3,
+        soft_window: timedelta = timedelta(days=30),
+    ) -> str:
+        """Apply one provider event in one transaction, so an event is never marked as seen
+        without its effect (nor applied twice). Returns ``duplicate`` when one of
+        ``event_ids`` was seen before, ``ignored`` (unknown address, a state it does not
+        change, or a soft bounce of a message already counted: ``once``), else ``applied``.
+
+        ``kind``: ``hard_bounce`` and ``unsubscribe`` change an active, paused or pending
+        subscriber; ``complaint`` any; ``soft_bounce`` counts (see :meth:`soft_bounce`).
+        """
+        mailable = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
+        rows = [{"provider": provider, "event_id": i[:200], "received_at": now} for i in event_ids]
+        keys = ["provider", "event_id"]
+        try:
+            with self.engine.begin() as c:
+                if len(_insert_ignore_keys(c, t.webhook_events, rows, keys)) < len(rows):
+                    raise _Seen
+                row = self._row_by_email(c, email)
+                if row is None:
+                    return "ignored"
+                sid, status = int(row.id), SubscriberStatus(row.status)
+                if kind == "soft_bounce":
+                    first = once is None or _insert_ignore_keys(
+                        c,
+                        t.webhook_events,
+                        [{"provider": provider, "event_id": once[:200], "received_at": now}],
+                        keys,
+                    )
+                    if not first or status not in mailable:
+                        return "ignored"
+                    self._soft_bounce(c, sid, soft_limit, soft_window, now, cause)
+                    return "applied"
+                target = {
+                    "hard_bounce": SubscriberStatus.BOUNCED,
+                    "complaint": SubscriberStatus.COMPLAINED,
+                    "unsubscribe": SubscriberStatus.UNSUBSCRIBED,
+                }.get(kind)
+                if target is None or (kind != "complaint" and status not in mailable):
+                    return "ignored"
+                self._set_statuses(c, [sid], target, now=now, causes={sid: cause}, only_from=status)
+                return "applied"
+        except _Seen:
+            return "duplicate"
+        except sa.exc.OperationalError as e:
+            raise TransientError(f"store: cannot record a {provider} event: {e.orig}") from e
 
     def active_subscribers(self, digest: str | None = None) -> list[Subscriber]:
         """Those mailed: active, and receiving ``digest`` when one is named."""
@@ -706,14 +814,19 @@ class Store:
         if only_from is not None:
             q = q.where(t.subscribers.c.status == only_from.value)
         changing = c.execute(q).all()
-        if not changing:
+        changed: list[tuple[int, str]] = []
+        for sid, old in changing:
+            # Changed only if still in the status just read: of two requests racing (a
+            # complaint and a "resume"), the second finds the row changed and does nothing.
+            res = c.execute(
+                sa.update(t.subscribers)
+                .where(t.subscribers.c.id == sid, t.subscribers.c.status == old)
+                .values(status=status.value, updated_at=now)
+            )
+            if res.rowcount:
+                changed.append((sid, old))
+        if not changed:
             return []
-        ids = [r[0] for r in changing]
-        c.execute(
-            sa.update(t.subscribers)
-            .where(t.subscribers.c.id.in_(ids))
-            .values(status=status.value, updated_at=now)
-        )
         c.execute(
             sa.insert(t.subscriber_events),
             [
@@ -724,10 +837,16 @@ class Store:
                     "new_status": status.value,
                     "cause": causes.get(sid, ""),
                 }
-                for sid, old in changing
+                for sid, old in changed
             ],
         )
-        return ids
+        return [sid for sid, _ in changed]
+
+    def status_version(self, subscriber_id: int) -> int:
+        """How many status changes the subscriber has had (their audit rows)."""
+        q = sa.select(sa.func.count()).where(t.subscriber_events.c.subscriber_id == subscriber_id)
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar() or 0)
 
     def subscriber_events(self, subscriber_id: int) -> list[dict[str, Any]]:
         """The audit trail of one subscriber's status, oldest first."""

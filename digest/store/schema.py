@@ -126,8 +126,11 @@ subscribers = sa.Table(
     sa.Column("digests", sa.JSON),
     # Where the address came from: "import:<file>", "signup", "operator".
     sa.Column("source", sa.Text, nullable=False, server_default=""),
-    # Soft bounces reported by a provider since the last delivery that went through.
+    # Soft bounces reported by providers in a row, each within the window of the one before.
     sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("soft_bounced_at", UTCDateTime),
+    # The address as compared (case-folded in Python: SQL's lower() is ASCII-only in SQLite).
+    sa.Column("email_key", sa.String(320), unique=True),
 )
 
 deliveries = sa.Table(

@@ -45,12 +45,15 @@ from digest.audience import service
 from digest.audience.tokens import (
     InvalidToken,
     Purpose,
+    make_confirm_token,
     make_token,
     preferences_url,
+    read_confirm_token,
     read_link,
 )
 from digest.config import Settings
 from digest.delivery.base import Provider
+from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
 from digest.models import EditionStatus, SendStatus, Subscriber, SubscriberStatus
 from digest.render import personalise, render_variant
@@ -432,7 +435,10 @@ def create_app(
         if len(token) > MAX_TOKEN:
             return None
         try:
-            subscriber_id = read_link(settings, token, purpose)
+            if purpose == "confirm":
+                subscriber_id, _ = read_confirm_token(settings, token)
+            else:
+                subscriber_id = read_link(settings, token, purpose)
         except InvalidToken:
             return None
         return store.subscriber(subscriber_id)
@@ -601,7 +607,7 @@ def create_app(
             log.info("sign-up: subscriber %s asked too often; no confirmation sent", sub.id)
             return
         try:
-            token = make_token(settings.signing_key, sub.id, "confirm")
+            token = make_confirm_token(settings, sub.id, store.status_version(sub.id))
             message = service.confirmation_message(settings, sub, token, now_of())
             provider = new_provider()
             try:
@@ -686,8 +692,13 @@ def create_app(
         sub = subscriber_of(token, "confirm")
         if sub is None:
             return invalid_link("confirm")
-        service.confirm(store, sub.id, now=now_of())
-        return confirm_page(store.subscriber(sub.id) or sub)
+        _, version = read_confirm_token(settings, token)
+        changed = service.confirm(store, sub.id, now=now_of(), version=version)
+        now_sub = store.subscriber(sub.id) or sub
+        if not changed and now_sub.status is not SubscriberStatus.ACTIVE:
+            # A link from before the address last changed (it left, or complained, since).
+            return invalid_link("confirm")
+        return confirm_page(now_sub)
 
     # Web version of an edition ("View in browser") ------------------------------------------
     def not_found() -> HTMLResponse:
@@ -748,10 +759,19 @@ class RedactTokens(logging.Filter):
         return True
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """Run the web app with uvicorn until interrupted. Behind a reverse proxy on the same
     host, uvicorn takes the client's address from X-Forwarded-For (the sign-up limit counts
     per address)."""
+    if not settings.secret_key.get_secret_value() and host not in LOOPBACK:
+        # Links would be signed with the public development key: anyone could forge them.
+        raise PermanentError(
+            "web: DIGEST__SECRET_KEY is not set; without it the app serves only on loopback "
+            f"(127.0.0.1, ::1), not on {host}"
+        )
     import uvicorn
 
     store = open_store(settings)

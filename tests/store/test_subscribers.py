@@ -142,3 +142,83 @@ def test_migration_renames_suppressed_to_bounced(tmp_path) -> None:  # type: ign
     (s,) = store.subscribers()
     assert s.status is SubscriberStatus.BOUNCED and s.digests is None and s.source == ""
     store.close()
+
+
+def test_addresses_differing_in_case_are_one_even_beyond_ascii(store: Store) -> None:
+    added, new = store.add_subscriber(
+        NewSubscriber(email="ÄB@example.com"),
+        status=SubscriberStatus.ACTIVE,
+        source="operator",
+        now=NOW,
+        cause="added",
+    )
+    assert new
+    assert store.subscriber_by_email("äb@example.com") == added
+    # An import listing it again finds it (no second row, no crash), whatever the case.
+    counts = store.import_subscribers([NewSubscriber(email="äB@EXAMPLE.com")], now=NOW)
+    assert (counts.added, len(store.subscribers())) == (0, 1)
+
+
+def test_soft_bounces_far_apart_start_the_count_again(store: Store) -> None:
+    store.import_subscribers([NewSubscriber(email="far@example.org")], now=NOW)
+    (s,) = store.subscribers()
+    month = timedelta(days=30)
+    for n in range(5):  # five soft bounces, each two months after the one before
+        assert not store.soft_bounce(
+            s.id, limit=3, now=NOW + n * 2 * month, cause="full", window=month
+        )
+    assert store.subscriber(s.id).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_a_webhook_event_that_fails_is_not_marked_seen(store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from digest.errors import TransientError
+
+    store.import_subscribers([NewSubscriber(email="hb@example.org")], now=NOW)
+    real = store._set_statuses
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "_set_statuses", broken)
+    with pytest.raises(TransientError):
+        store.apply_subscriber_event(
+            provider="sendgrid",
+            event_ids=["ev-9"],
+            email="hb@example.org",
+            kind="hard_bounce",
+            cause="hard bounce",
+            now=NOW,
+        )
+    monkeypatch.setattr(store, "_set_statuses", real)
+    # The provider's redelivery applies it: the failed attempt left nothing behind.
+    outcome = store.apply_subscriber_event(
+        provider="sendgrid",
+        event_ids=["ev-9"],
+        email="hb@example.org",
+        kind="hard_bounce",
+        cause="hard bounce",
+        now=NOW,
+    )
+    assert outcome == "applied"
+    assert store.subscriber_by_email("hb@example.org").status is SubscriberStatus.BOUNCED  # type: ignore[union-attr]
+    again = store.apply_subscriber_event(
+        provider="sendgrid",
+        event_ids=["ev-9"],
+        email="hb@example.org",
+        kind="hard_bounce",
+        cause="hard bounce",
+        now=NOW,
+    )
+    assert again == "duplicate"
+
+
+def test_a_status_change_applies_only_from_the_status_read(store: Store) -> None:
+    store.import_subscribers([NewSubscriber(email="race@example.org")], now=NOW)
+    (s,) = store.subscribers()
+    # A complaint lands first; a "resume" that read the subscriber as paused changes nothing.
+    assert store.set_subscriber_status(s.id, SubscriberStatus.COMPLAINED, now=NOW, cause="spam")
+    assert not store.set_subscriber_status(
+        s.id, SubscriberStatus.ACTIVE, now=NOW, cause="resume", only_from=SubscriberStatus.PAUSED
+    )
+    assert store.subscriber(s.id).status is SubscriberStatus.COMPLAINED  # type: ignore[union-attr]
+    assert [e["new_status"] for e in store.subscriber_events(s.id)] == ["active", "complained"]

@@ -57,3 +57,18 @@ def test_digest_web_serves_the_app(example_config: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_digest_web_refuses_a_public_address_without_a_signing_key(example_config: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST__")}
+    command = [sys.executable, "-m", "digest.cli", "web", "--config", str(example_config)]
+    done = subprocess.run(
+        [*command, "--host", "0.0.0.0", "--port", str(_free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "DIGEST__SECRET_KEY" in done.stdout + done.stderr

@@ -211,7 +211,7 @@ def test_store_outage_is_503(
     def down(*_: object, **__: object) -> bool:
         raise TransientError("store: cannot reach the database")
 
-    monkeypatch.setattr(store, "record_webhook_event", down)
+    monkeypatch.setattr(store, "apply_subscriber_event", down)
     body = sg_bounce()
     r = client.post("/webhooks/sendgrid", content=body, headers=sg_headers(body))
     assert r.status_code == 503

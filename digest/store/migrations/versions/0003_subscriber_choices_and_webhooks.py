@@ -21,10 +21,25 @@ def upgrade() -> None:
         batch.add_column(sa.Column("digests", sa.JSON))
         batch.add_column(sa.Column("source", sa.Text, nullable=False, server_default=""))
         batch.add_column(sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("soft_bounced_at", UTCDateTime))
+        batch.add_column(sa.Column("email_key", sa.String(320)))
+    # The lookup key of every known address, computed as the store computes it.
+    bind = op.get_bind()
+    rows = bind.execute(sa.text("SELECT id, email FROM subscribers")).all()
+    for sid, email in rows:
+        bind.execute(
+            sa.text("UPDATE subscribers SET email_key = :k WHERE id = :i"),
+            {"k": email.strip().casefold(), "i": sid},
+        )
+    with op.batch_alter_table("subscribers") as batch:
+        batch.create_unique_constraint("uq_subscribers_email_key", ["email_key"])
     # "suppressed" is now told apart by its cause; every earlier suppression was a hard bounce.
     op.execute("UPDATE subscribers SET status = 'bounced' WHERE status = 'suppressed'")
     op.execute(
         "UPDATE subscriber_events SET new_status = 'bounced' WHERE new_status = 'suppressed'"
+    )
+    op.execute(
+        "UPDATE subscriber_events SET old_status = 'bounced' WHERE old_status = 'suppressed'"
     )
     op.create_table(
         "webhook_events",
@@ -41,6 +56,9 @@ def downgrade() -> None:
         "UPDATE subscribers SET status = 'suppressed' WHERE status IN ('bounced', 'complained')"
     )
     with op.batch_alter_table("subscribers") as batch:
+        batch.drop_constraint("uq_subscribers_email_key", type_="unique")
+        batch.drop_column("email_key")
+        batch.drop_column("soft_bounced_at")
         batch.drop_column("soft_bounces")
         batch.drop_column("source")
         batch.drop_column("digests")
