@@ -272,7 +272,10 @@ def web(
     from digest.web.app import serve as serve_web
 
     settings = _settings(config)
-    serve_web(settings, host=host or settings.web.host, port=port or settings.web.port)
+    try:
+        serve_web(settings, host=host or settings.web.host, port=port or settings.web.port)
+    except DigestError as e:
+        raise _fail(str(e), 2) from None
 
 
 @app.command()
@@ -283,7 +286,7 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
 
     from flows.deployments import build_deployments
 
-    prefect_serve(*build_deployments(settings, str(config)))
+    prefect_serve(*build_deployments(settings, str(config)), pause_on_shutdown=False)
 
 
 @app.command()
@@ -311,6 +314,125 @@ def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     out.print(table)
     if unhealthy:
         raise typer.Exit(1)
+
+
+# Flows of this project, as named in flows/pipeline.py.
+PROJECT_FLOWS = ("digest-run", "gather-section", "edition")
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return (
+        f"{minutes} min {secs:02d} s"
+        if minutes < 60
+        else f"{minutes // 60} h {minutes % 60:02d} min"
+    )
+
+
+def _print_flow_runs(limit: int) -> None:
+    """The last runs of this project's flows on the Prefect server at PREFECT_API_URL."""
+    url = os.environ.get("PREFECT_API_URL", "")
+    if not url:
+        out.print("Flow runs: not shown (PREFECT_API_URL is not set).")
+        return
+    _quiet_prefect()
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterId,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterStartTime,
+        )
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        # The server named in the environment, whatever a Prefect profile says.
+        with (
+            temporary_settings(updates={PREFECT_API_URL: url}),
+            get_client(sync_client=True) as client,
+        ):
+            flows = client.read_flows(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(PROJECT_FLOWS)))
+            )
+            names = {f.id: f.name for f in flows}
+            runs = (
+                client.read_flow_runs(
+                    flow_filter=FlowFilter(id=FlowFilterId(any_=list(names))),
+                    flow_run_filter=FlowRunFilter(
+                        start_time=FlowRunFilterStartTime(is_null_=False)
+                    ),
+                    sort=FlowRunSort.START_TIME_DESC,
+                    limit=limit,
+                )
+                if names
+                else []
+            )
+    except Exception as e:  # an unreachable server is a note, not a failure of the command
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out.print(f"Flow runs: the Prefect API at {url} did not answer ({reason}).", soft_wrap=True)
+        return
+    if not runs:
+        out.print(f"Flow runs: none yet on {url}.", soft_wrap=True)
+        return
+    out.print(f"Flow runs ({url})", soft_wrap=True)
+    for r in runs:
+        if r.end_time and r.start_time:
+            seconds: float | None = (r.end_time - r.start_time).total_seconds()
+        else:
+            seconds = r.total_run_time.total_seconds() if r.total_run_time else None
+        state = r.state_name or (r.state_type.value if r.state_type else "-")
+        out.print(
+            f"  {_when_text(r.start_time)}  {r.name}  [{state}]  {_duration_text(seconds)}"
+            f"  ({names.get(r.flow_id, '-')})",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def status(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many editions and flow runs.")
+    ] = 5,
+) -> None:
+    """What operators watch: the last editions with their delivery counts, each source's
+    health, and (with PREFECT_API_URL set) the last flow runs with state and duration."""
+    settings = _settings(config)
+    with _store(settings) as store:
+        editions = store.last_editions(limit)
+        counts = {e["id"]: store.delivery_counts(e["id"]) for e in editions}
+        states = {s.key: s for s in store.source_states()}
+    out.print("Editions" if editions else "Editions: none yet.")
+    for e in editions:
+        c = counts[e["id"]]
+        # Recipients: every ledger row meant to be sent (all but the skipped ones).
+        meant = c["pending"] + c["sending"] + c["submitted"] + c["failed"]
+        out.print(
+            f"  {e['id']}  [{e['status']}]  {_when_text(e['created_at'])}: {meant} recipients, "
+            f"{c['submitted']} submitted, {c['failed']} failed, "
+            f"{c['pending'] + c['sending']} pending",
+            soft_wrap=True,
+        )
+    out.print("Sources")
+    for key in settings.sources:
+        state = states.get(key)
+        if state is None:
+            line = "never fetched"
+        elif state.consecutive_failures:
+            line = (
+                f"FAILING ({state.consecutive_failures} in a row) since "
+                f"{_when_text(state.last_error_at)}: {state.last_error}"
+            )
+        else:
+            line = f"ok, last success {_when_text(state.last_success_at)}"
+        out.print(f"  {key}: {line}", soft_wrap=True)
+    _print_flow_runs(limit)
 
 
 StatusOpt = Annotated[

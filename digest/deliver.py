@@ -131,8 +131,8 @@ def personal_message(
     ``bodies=False``: ``raw`` only (see ``ProviderBase.raw_only``).
     """
     key = settings.signing_key
-    unsub = unsubscribe_url(settings, make_token(key, subscriber.id, "unsubscribe"))
-    prefs = preferences_url(settings, make_token(key, subscriber.id, "preferences"))
+    unsub = unsubscribe_url(settings, make_token(key, subscriber.link_id, "unsubscribe"))
+    prefs = preferences_url(settings, make_token(key, subscriber.link_id, "preferences"))
     template = template or message_template(settings, edition, variant, now=now)
     return template.render(
         subscriber=subscriber,

@@ -157,6 +157,16 @@ class Subscriber(_Model):
     )
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     source: str = ""
+    token_id: int | None = Field(
+        default=None,
+        description="The random id links carry instead of ``id`` (the store assigns it).",
+    )
+
+    @property
+    def link_id(self) -> int:
+        """What a link for this subscriber carries: ``token_id`` (``id`` only for a
+        subscriber that never was in a store, as in previews)."""
+        return self.id if self.token_id is None else self.token_id
 
     def receives(self, digest: str) -> bool:
         return self.digests is None or digest in self.digests

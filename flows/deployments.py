@@ -38,5 +38,8 @@ def build_deployments(settings: Settings, config_path: str) -> list[Any]:
 
 
 def serve_config(config_path: str) -> None:
-    """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL)."""
-    serve(*build_deployments(load_settings(config_path), config_path))
+    """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL).
+
+    Stopping the process leaves the schedules active: a restart (a deploy, a reboot) must not
+    silently pause the publication's runs."""
+    serve(*build_deployments(load_settings(config_path), config_path), pause_on_shutdown=False)

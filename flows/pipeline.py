@@ -8,16 +8,18 @@ worker processes when ``delivery.sessions`` > 1), never a task per recipient.
 
 from __future__ import annotations
 
+import re
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from digest import deliver, jobs
+from digest.compose.periods import edition_id, period_key
 from digest.config import Settings, load_settings
 from digest.errors import DeliveryLocked, DigestError
 from digest.factory import make_fetcher, make_provider, open_store
@@ -80,6 +82,61 @@ def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+# Names and keys an operator reads in the UI ---------------------------------------------------
+
+
+def artifact_key(*parts: str) -> str:
+    """A valid artifact key (lowercase letters, digits, dashes) made of ``parts``."""
+    key = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
+    return key[:100].rstrip("-") or "digest"
+
+
+def _run_parameters() -> dict[str, Any]:
+    from prefect.runtime import flow_run
+
+    return dict(flow_run.parameters or {})
+
+
+def _run_time(value: Any) -> datetime:
+    """The run's clock from its ``now`` parameter: a datetime, an ISO string (from a
+    deployment), or nothing (the current time)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+    return _now(value if isinstance(value, datetime) else None)
+
+
+def run_edition_id(config: str, digest: str, now: datetime) -> str:
+    """The id of the edition a run of ``digest`` at ``now`` works on; the date when the
+    configuration cannot be read (the run itself then reports why)."""
+    try:
+        d = load_settings(config).digests[digest]
+        return edition_id(digest, period_key(now, d.period, d.schedule.timezone, d.schedule.cron))
+    except Exception:
+        return f"{digest}-{now:%Y-%m-%d}"
+
+
+def _gather_run_name() -> str:
+    p = _run_parameters()
+    return f"gather-{p.get('section', '')}-{_run_time(p.get('now')):%Y%m%dT%H%M%SZ}"
+
+
+def _edition_label() -> str:
+    p = _run_parameters()
+    when = _run_time(p.get("now"))
+    return run_edition_id(str(p.get("config", "")), str(p.get("digest", "")), when)
+
+
+def _edition_run_name() -> str:
+    return f"edition-{_edition_label()}"
+
+
+def _digest_run_name() -> str:
+    return f"digest-run-{_edition_label()}"
 
 
 # Tasks --------------------------------------------------------------------------------------
@@ -203,7 +260,28 @@ def _gather(
     return out, found
 
 
-@flow(name="gather-section", log_prints=True)
+def _gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
+    rows = [
+        {
+            "source": s["source"],
+            "new": s["new"],
+            "entries": s["entries"],
+            "status": "failed" if s["status"] == "failed" else "ok",
+            "fetch": s["status"],
+            "error": s["error"] or "",
+        }
+        for s in gathered.sources
+    ]
+    failed = sum(r["status"] == "failed" for r in rows)
+    create_table_artifact(
+        table=rows,
+        key=artifact_key("gather", gathered.section),
+        description=f"Section {gathered.section}: {len(rows)} source(s), {failed} failed, "
+        f"{gathered.new} new article(s)" + (" (dry run: nothing recorded)" if dry_run else ""),
+    )
+
+
+@flow(name="gather-section", log_prints=True, flow_run_name=_gather_run_name)
 def gather_section_flow(
     config: str, section: str, now: datetime | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
@@ -218,6 +296,7 @@ def gather_section_flow(
     finally:
         if store:
             store.close()
+    _gather_artifact(gathered, dry_run=dry_run)
     result = asdict(gathered)
     if dry_run:
         result["found"] = [a.model_dump(mode="json") for a in found]
@@ -240,12 +319,14 @@ def _edition(
     edition = outcome.edition
     if edition is None:
         logger.info("digest %r: %s", digest, outcome.message)
+        _note_artifact(summary)
         return summary
     summary.edition_id = edition.id
     summary.items = len(edition.teasers)
     summary.edition_status = edition.status.value
     if edition.status is EditionStatus.REJECTED:
         logger.warning("edition %s was rejected; nothing is sent", edition.id)
+        _note_artifact(summary)
         return summary
     if dry_run:
         with closing(make_provider(settings, dry_run=True)) as provider:
@@ -262,11 +343,13 @@ def _edition(
         summary.submitted_now = dry.submitted
         summary.skipped = dry.skipped
         summary.elapsed = dry.elapsed
+        _note_artifact(summary)
         return summary
     if edition.status is EditionStatus.DRAFT:
         if settings.digests[digest].approval == "required":
             summary.edition_status = "awaiting approval"
             logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
+            _note_artifact(summary)
             return summary
         edition = jobs.approve(store, edition, now=now)
 
@@ -310,18 +393,32 @@ def _edition(
             summary.exhausted,
         )
     logger.info(total.summary())
-    _artifact(edition, summary, len(variants[None].html.encode()))
+    _artifact(settings, edition, summary, len(variants[None].html.encode()))
+    _delivery_artifact(edition, summary)
     if failure is not None:
         raise failure
     return summary
 
 
-def _artifact(edition: Edition, summary: RunSummary, html_bytes: int) -> None:
+def preview_url(settings: Settings, edition_id: str) -> str | None:
+    """The web app's page for an edition, when ``web.base_url`` is set."""
+    base = settings.web.base_url.rstrip("/")
+    return f"{base}/editions/{edition_id}" if base else None
+
+
+def _artifact(settings: Settings, edition: Edition, summary: RunSummary, html_bytes: int) -> None:
+    """The edition summary: what went out and to how many."""
+    link = preview_url(settings, edition.id)
     lines = [
         f"# {edition.subject}",
         "",
-        f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB",
+        f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB "
+        f"({html_bytes} bytes, all sections)",
         "",
+    ]
+    if link:
+        lines += [f"Preview: [{link}]({link})", ""]
+    lines += [
         f"Recipients {summary.recipients} · submitted {summary.submitted} "
         f"(this run {summary.submitted_now}, {summary.messages_per_s:.0f}/s) · failed "
         f"{summary.transient + summary.permanent + summary.exhausted} (transient "
@@ -335,12 +432,54 @@ def _artifact(edition: Edition, summary: RunSummary, html_bytes: int) -> None:
         lines.append("")
     create_markdown_artifact(
         markdown="\n".join(lines),
-        key=f"edition-{edition.id}".lower()[:100],
+        key=artifact_key("edition", edition.id),
         description=f"Edition {edition.id}",
     )
 
 
-@flow(name="edition", log_prints=True)
+def _delivery_artifact(edition: Edition, summary: RunSummary) -> None:
+    """One row: the ledger's counts for the edition and what this run sent, how fast."""
+    row = {
+        "edition": edition.id,
+        "status": summary.edition_status,
+        "recipients": summary.recipients,
+        "submitted": summary.submitted,
+        "submitted_this_run": summary.submitted_now,
+        "failed_transient": summary.transient,
+        "failed_permanent": summary.permanent,
+        "failed_exhausted": summary.exhausted,
+        "skipped": summary.skipped,
+        "suppressed": summary.suppressed,
+        "elapsed_s": round(summary.elapsed, 2),
+        "messages_per_s": summary.messages_per_s,
+    }
+    create_table_artifact(
+        table=[row],
+        key=artifact_key("delivery", edition.id),
+        description=f"Delivery of edition {edition.id}",
+    )
+
+
+def _note_artifact(summary: RunSummary) -> None:
+    """A short summary for a run that delivered nothing (no edition, rejected, awaiting
+    approval, dry run), so that every edition run leaves one."""
+    title = summary.edition_id or f"digest {summary.digest}: no edition"
+    lines = [f"# {title}", "", f"Status: {summary.edition_status or '-'}"]
+    if summary.message:
+        lines += ["", summary.message]
+    if summary.dry_run:
+        lines += ["", f"Would send to {summary.recipients} recipient(s); nothing recorded."]
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        # A dry run keeps its own key: the edition's summary stays what was really sent.
+        key=artifact_key(
+            "edition", summary.edition_id or summary.digest, "dry-run" if summary.dry_run else ""
+        ),
+        description=f"Edition run of {summary.digest}: {summary.edition_status or 'no edition'}",
+    )
+
+
+@flow(name="edition", log_prints=True, flow_run_name=_edition_run_name)
 def edition_flow(
     config: str,
     digest: str,
@@ -369,7 +508,7 @@ def edition_flow(
     return summary.as_dict()
 
 
-@flow(name="digest-run", log_prints=True)
+@flow(name="digest-run", log_prints=True, flow_run_name=_digest_run_name)
 def run_flow(
     config: str, digest: str, now: datetime | None = None, dry_run: bool = False
 ) -> dict[str, Any]:

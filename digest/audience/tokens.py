@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hmac
 import time
+import zlib
 from functools import lru_cache
 from typing import Literal, get_args
 
@@ -67,9 +68,9 @@ class TokenMaker:
     def __call__(self, subscriber_id: int) -> str:
         ident = int(subscriber_id)
         payload = str(ident).encode()
-        if len(payload) > 9:
-            # itsdangerous zlib-compresses a payload when that makes it shorter, which can
-            # happen from about ten characters on; leave those rare ids to it.
+        if len(payload) > 9 and len(zlib.compress(payload)) < len(payload) - 1:
+            # itsdangerous zlib-compresses a payload when that makes it shorter (as it does,
+            # from about ten characters on, for repetitive digits); leave those to it.
             return self._serializer.dumps(ident)
         now = int(time.time())
         second, stamp = self._clock

@@ -7,6 +7,7 @@ so the pure stages work with models and never with rows.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -370,6 +371,18 @@ class Store:
             return None
         return Edition.model_validate({**row.body, "status": row.status})
 
+    def last_editions(self, limit: int) -> list[dict[str, Any]]:
+        """The newest editions of every digest, newest first: id, digest, period, status,
+        created_at, sent_at."""
+        e = t.editions.c
+        q = (
+            sa.select(e.id, e.digest, e.period, e.status, e.created_at, e.sent_at)
+            .order_by(e.created_at.desc(), e.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
     def carried_article_ids(self, digest: str, *, except_edition: str | None = None) -> set[str]:
         """Articles that approved or sent editions of ``digest`` carried."""
         q = (
@@ -483,6 +496,7 @@ class Store:
             digests=None if row.digests is None else frozenset(row.digests),
             status=SubscriberStatus(row.status),
             source=row.source,
+            token_id=row.token_id,
         )
 
     def import_subscribers(
@@ -532,6 +546,7 @@ class Store:
         row = {
             "email": p.email.strip(),
             "email_key": email_key(p.email),
+            "token_id": secrets.randbits(62) or 1,
             "name": p.name,
             "status": status.value,
             "sections": None if p.sections is None else sorted(p.sections),
@@ -575,6 +590,14 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(
                 sa.select(t.subscribers).where(t.subscribers.c.id == subscriber_id)
+            ).first()
+        return None if row is None else self._subscriber(row)
+
+    def subscriber_by_token(self, token_id: int) -> Subscriber | None:
+        """The subscriber a link names (links carry ``token_id``, never ``id``)."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(t.subscribers).where(t.subscribers.c.token_id == token_id)
             ).first()
         return None if row is None else self._subscriber(row)
 

@@ -131,6 +131,9 @@ subscribers = sa.Table(
     sa.Column("soft_bounced_at", UTCDateTime),
     # The address as compared (case-folded in Python: SQL's lower() is ASCII-only in SQLite).
     sa.Column("email_key", sa.String(320), unique=True),
+    # What links carry instead of the id: random, so a link tells nothing of the list (its size,
+    # its growth, who joined when).
+    sa.Column("token_id", sa.BigInteger, unique=True),
 )
 
 deliveries = sa.Table(

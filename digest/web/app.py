@@ -441,7 +441,7 @@ def create_app(
                 subscriber_id = read_link(settings, token, purpose)
         except InvalidToken:
             return None
-        return store.subscriber(subscriber_id)
+        return store.subscriber_by_token(subscriber_id)
 
     def invalid_link(purpose: Purpose) -> HTMLResponse:
         if purpose == "confirm":
@@ -607,7 +607,7 @@ def create_app(
             log.info("sign-up: subscriber %s asked too often; no confirmation sent", sub.id)
             return
         try:
-            token = make_confirm_token(settings, sub.id, store.status_version(sub.id))
+            token = make_confirm_token(settings, sub.link_id, store.status_version(sub.id))
             message = service.confirmation_message(settings, sub, token, now_of())
             provider = new_provider()
             try:
@@ -678,7 +678,7 @@ def create_app(
             what=what,
             state="done" if done else "ask",
             preferences_url=preferences_url(
-                settings, make_token(settings.signing_key, sub.id, "preferences")
+                settings, make_token(settings.signing_key, sub.link_id, "preferences")
             ),
         )
 

@@ -179,3 +179,21 @@ def test_links_must_last_at_least_sixty_days() -> None:
     data["web"] = {"link_max_age_days": 30}
     with pytest.raises(ConfigError, match="link_max_age_days"):
         parse_settings(data, environ={})
+
+
+@pytest.mark.parametrize(
+    "ident",
+    [2**61 + 12345, 4611686018427387903, 1111111111111111111, 10**18, 999999999, 1234567890],
+)
+def test_long_ids_match_itsdangerous_byte_for_byte(ident: int) -> None:
+    """Links carry 62-bit random ids; the fast maker writes what itsdangerous writes (which
+    compresses repetitive payloads: those are left to it)."""
+    from unittest import mock
+
+    from digest.audience.tokens import TokenMaker, serializer
+
+    with mock.patch("time.time", return_value=1_790_000_000.5):
+        ours = TokenMaker(KEY, "preferences")(ident)
+        theirs = serializer(KEY, "preferences").dumps(ident)
+    assert ours == theirs
+    assert read_token(KEY, ours, "preferences", max_age_seconds=10**10) == ident

@@ -128,7 +128,10 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
             assert time.monotonic() < deadline, f"no progress towards {point}"
             time.sleep(0.001)
         if proc.poll() is not None:
-            break  # the run finished before this point
+            # The run finished before this point: it must have finished well.
+            _, err = proc.communicate()
+            assert proc.returncode == 0, err
+            break
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         kills += 1

@@ -222,3 +222,23 @@ def test_a_status_change_applies_only_from_the_status_read(store: Store) -> None
     )
     assert store.subscriber(s.id).status is SubscriberStatus.COMPLAINED  # type: ignore[union-attr]
     assert [e["new_status"] for e in store.subscriber_events(s.id)] == ["active", "complained"]
+
+
+def test_links_carry_a_random_id_not_the_row_id(store: Store) -> None:
+    """A link must tell nothing of the list: its id is random, not the subscriber's number."""
+    import base64
+
+    from digest.audience.tokens import make_token
+
+    store.import_subscribers([NewSubscriber(email=f"n{i}@example.org") for i in range(20)], now=NOW)
+    people = store.subscribers()
+    ids = [p.token_id for p in people]
+    assert None not in ids and len(set(ids)) == 20
+    assert all(p.link_id == p.token_id != p.id for p in people)
+    # Far apart and out of order, unlike row ids.
+    assert sorted(ids) != ids or max(ids) - min(ids) > 10**9  # type: ignore[operator]
+    first = people[0]
+    assert store.subscriber_by_token(first.link_id) == first
+    payload = make_token("k", first.link_id, "unsubscribe").split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    assert decoded == str(first.token_id) and decoded != str(first.id)

@@ -109,7 +109,7 @@ def add(store: Store, clock: Clock) -> Callable[..., Subscriber]:
 
 
 def token(subscriber: Subscriber | int, purpose: Purpose, key: str = KEY) -> str:
-    ident = subscriber if isinstance(subscriber, int) else subscriber.id
+    ident = subscriber if isinstance(subscriber, int) else subscriber.link_id
     return make_token(key, ident, purpose)
 
 

@@ -171,7 +171,7 @@ def _bad_tokens(sub: Subscriber, purpose: Purpose) -> dict[str, str]:
         "other purpose": token(sub, other_purpose),
         "confirm purpose": token(sub, "confirm"),
         "other key": token(sub, purpose, key="not-our-key"),
-        "expired": _signed_days_ago(sub.id, purpose, 200),
+        "expired": _signed_days_ago(sub.link_id, purpose, 200),
         "garbage": "not-a-token",
         "forged shape": "MTIzNDU.AAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "too long": good + "x" * 300,
@@ -221,7 +221,7 @@ def test_links_signed_with_an_old_key_still_work(client: TestClient, store: Stor
 
 def test_a_link_within_its_lifetime_works(client: TestClient, store: Store, add: Add):
     sub = add()
-    r = client.post("/u/" + _signed_days_ago(sub.id, "unsubscribe", 100), data=ONE_CLICK)
+    r = client.post("/u/" + _signed_days_ago(sub.link_id, "unsubscribe", 100), data=ONE_CLICK)
     assert r.status_code == 200
     assert _status(store, sub) is S.UNSUBSCRIBED
 
@@ -500,7 +500,7 @@ def test_the_form_keeps_what_was_typed_escaped(client: TestClient, store: Store)
 def test_an_expired_confirmation_link_is_refused(client: TestClient, store: Store, add: Add):
     sub = add("late@example.org", status=S.PENDING)
     # A confirmation token carries the subscriber's status version (see make_confirm_token).
-    payload = [sub.id, store.status_version(sub.id)]
+    payload = [sub.link_id, store.status_version(sub.id)]
     old = "/confirm/" + _signed_days_ago(payload, "confirm", 8)
     for r in (client.get(old), client.post(old)):
         assert r.status_code == 400

@@ -5,6 +5,8 @@ Revises: 0002
 Create Date: 2026-11-28
 """
 
+import secrets
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,16 +25,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"))
         batch.add_column(sa.Column("soft_bounced_at", UTCDateTime))
         batch.add_column(sa.Column("email_key", sa.String(320)))
+        batch.add_column(sa.Column("token_id", sa.BigInteger))
     # The lookup key of every known address, computed as the store computes it.
     bind = op.get_bind()
     rows = bind.execute(sa.text("SELECT id, email FROM subscribers")).all()
     for sid, email in rows:
         bind.execute(
-            sa.text("UPDATE subscribers SET email_key = :k WHERE id = :i"),
-            {"k": email.strip().casefold(), "i": sid},
+            sa.text("UPDATE subscribers SET email_key = :k, token_id = :t WHERE id = :i"),
+            {"k": email.strip().casefold(), "t": secrets.randbits(62) or 1, "i": sid},
         )
     with op.batch_alter_table("subscribers") as batch:
         batch.create_unique_constraint("uq_subscribers_email_key", ["email_key"])
+        batch.create_unique_constraint("uq_subscribers_token_id", ["token_id"])
     # "suppressed" is now told apart by its cause; every earlier suppression was a hard bounce.
     op.execute("UPDATE subscribers SET status = 'bounced' WHERE status = 'suppressed'")
     op.execute(
@@ -56,7 +60,9 @@ def downgrade() -> None:
         "UPDATE subscribers SET status = 'suppressed' WHERE status IN ('bounced', 'complained')"
     )
     with op.batch_alter_table("subscribers") as batch:
+        batch.drop_constraint("uq_subscribers_token_id", type_="unique")
         batch.drop_constraint("uq_subscribers_email_key", type_="unique")
+        batch.drop_column("token_id")
         batch.drop_column("email_key")
         batch.drop_column("soft_bounced_at")
         batch.drop_column("soft_bounces")
