@@ -136,9 +136,12 @@ def qp_value(value: str) -> bytes:
             # No space, so no "From "; a line may not start with "." either (SMTP would need
             # to stuff it): such a cut goes the long way, which escapes it.
             data = value.encode("ascii")
-            chunks = [data[i : i + _SOFT_ROOM] for i in range(0, len(data), _SOFT_ROOM)]
-            if not any(c.startswith(b".") for c in chunks):
-                return SOFT.join(chunks) + SOFT
+            # The bytes that would start the second, third... line: none may be a dot.
+            if b"." not in data[_SOFT_ROOM::_SOFT_ROOM]:
+                return (
+                    SOFT.join([data[i : i + _SOFT_ROOM] for i in range(0, len(data), _SOFT_ROOM)])
+                    + SOFT
+                )
     elif "\n" not in value and "\r" not in value:
         # binascii escapes "=", controls and 8-bit bytes, and trailing white space; one line
         # of at most 75 characters (no soft break inserted) is all this shortcut takes.
