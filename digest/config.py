@@ -261,6 +261,17 @@ class DigestSettings(_Section):
     approval: Literal["auto", "required"] = Field(
         default="auto", description="`required` waits for an editor before sending."
     )
+    approval_timeout_hours: float = Field(
+        default=24,
+        gt=0,
+        description='With `approval = "required"`: how long an edition run waits for an '
+        "editor's decision.",
+    )
+    approval_timeout_action: Literal["skip", "send"] = Field(
+        default="skip",
+        description="No decision in time: `skip` leaves the edition a draft and sends nothing; "
+        "`send` approves and sends it.",
+    )
 
 
 class RenderSettings(_Section):

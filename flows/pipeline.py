@@ -26,6 +26,7 @@ from digest.factory import make_fetcher, make_provider, open_store
 from digest.gather.sections import articles_for_section
 from digest.models import Article, Edition, EditionStatus
 from digest.store import Store
+from flows.approval import wait_for_decision
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -347,11 +348,13 @@ def _edition(
         return summary
     if edition.status is EditionStatus.DRAFT:
         if settings.digests[digest].approval == "required":
-            summary.edition_status = "awaiting approval"
-            logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
-            _note_artifact(summary)
-            return summary
-        edition = jobs.approve(store, edition, now=now)
+            decided = _await_approval(settings, store, digest, edition, now, summary)
+            if decided is None:
+                _note_artifact(summary)
+                return summary
+            edition = decided
+        else:
+            edition = jobs.approve(store, edition, now=now)
 
     variants = render_task(settings, store, edition)
     preview = jobs.write_preview(settings, edition, variants[None])
@@ -398,6 +401,90 @@ def _edition(
     if failure is not None:
         raise failure
     return summary
+
+
+def _await_approval(
+    settings: Settings,
+    store: Store,
+    digest: str,
+    edition: Edition,
+    now: datetime,
+    summary: RunSummary,
+) -> Edition | None:
+    """Show the draft, pause until an editor decides (or the time is up) and apply the
+    decision: the approved edition to deliver, or None when nothing is to be sent."""
+    logger = get_run_logger()
+    d = settings.digests[digest]
+    variants = render_task(settings, store, edition)
+    _approval_artifact(settings, edition, len(variants[None].html.encode()))
+    logger.warning(
+        "edition %s awaits an editor's approval (up to %.4g hour(s))",
+        edition.id,
+        d.approval_timeout_hours,
+    )
+    decision = wait_for_decision(edition.id, d.approval_timeout_hours)
+    if decision is None:
+        if d.approval_timeout_action == "skip":
+            summary.edition_status = EditionStatus.DRAFT.value
+            summary.message = "approval timed out; skipped"
+            logger.warning("edition %s: approval timed out; nothing sent", edition.id)
+            return None
+        summary.message = "approval timed out; sent"
+        logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
+        return jobs.approve(store, edition, now=now)
+    who = decision.editor or "an editor"
+    if decision.decision == "reject":
+        store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
+        summary.edition_status = EditionStatus.REJECTED.value
+        summary.message = f"rejected by {who}"
+        logger.warning("edition %s was rejected by %s; nothing is sent", edition.id, who)
+        return None
+    changes: dict[str, Any] = {}
+    if decision.subject is not None:
+        changes["subject"] = decision.subject
+    if decision.intro is not None:
+        changes["intro"] = decision.intro
+    if decision.excluded:
+        have = store.overrides(edition.id).excluded
+        new = [jobs.resolve_article(store, digest, settings, ref) for ref in decision.excluded]
+        changes["excluded"] = tuple(dict.fromkeys([*have, *new]))
+    if changes:
+        outcome = jobs.edit_edition(settings, store, digest, changes, now=now)
+        if outcome.edition is not None:
+            edition = outcome.edition
+        logger.info("edition %s: %s changed by %s", edition.id, ", ".join(changes), who)
+    else:
+        # The editor may have changed the draft in the meantime: send what is stored.
+        edition = store.edition(edition.id) or edition
+    summary.items = len(edition.teasers)
+    summary.message = f"approved by {who}"
+    logger.info("edition %s was approved by %s", edition.id, who)
+    return jobs.approve(store, edition, now=now)
+
+
+def _approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> None:
+    """The draft an editor decides on: subject, preheader, teasers, size and a link."""
+    link = preview_url(settings, edition.id)
+    lines = [
+        f"# Awaiting approval: {edition.subject}",
+        "",
+        f"Preheader: {edition.preheader}",
+        "",
+        f"Edition `{edition.id}` · {len(edition.teasers)} items · HTML {html_bytes / 1000:.1f} "
+        f"KB ({html_bytes} bytes, all sections)",
+        "",
+    ]
+    if link:
+        lines += [f"Review: [{link}]({link})", ""]
+    for section in edition.sections:
+        lines.append(f"## {section.title}")
+        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
+        lines.append("")
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=artifact_key("approval", edition.id),
+        description=f"Edition {edition.id}: awaiting approval",
+    )
 
 
 def preview_url(settings: Settings, edition_id: str) -> str | None:

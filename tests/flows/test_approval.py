@@ -1,0 +1,178 @@
+"""The approval gate: an edition run of a digest with ``approval = "required"`` pauses in the
+Prefect test harness until an editor decides (or the time is up). The run goes in a thread;
+the test decides through the API as the web app would."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+import tomllib
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.config import Settings, parse_settings
+from digest.models import EditionStatus
+from digest.store import Store
+from tests.conftest import SAMPLE, base_config, write_toml
+
+pytestmark = pytest.mark.flows
+
+NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+EDITION = "weekly-2026-W49"
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.approval
+
+    monkeypatch.setattr(flows.approval, "POLL_SECONDS", 1)
+
+
+def setup(tmp_path: Path, **digest: Any) -> tuple[Path, Settings]:
+    from digest.audience.csv_import import parse_subscribers_csv
+
+    data = base_config(tmp_path / "var")
+    data["digests"]["weekly"].update({"approval": "required", **digest})
+    cfg = write_toml(tmp_path / "pub.toml", data)
+    settings = parse_settings(tomllib.loads(cfg.read_text()), base_dir=tmp_path, environ={})
+    people, problems = parse_subscribers_csv(
+        (SAMPLE / "subscribers.csv").read_text(encoding="utf-8"),
+        known_sections=settings.sections,
+    )
+    assert not problems
+    with _store(settings) as store:
+        store.import_subscribers(people, now=NOW)
+    return cfg, settings
+
+
+def _store(settings: Settings) -> closing[Store]:
+    return closing(Store.open(settings.database_url))
+
+
+class Run:
+    """The digest run in a thread, as a worker would run it."""
+
+    def __init__(self, cfg: Path) -> None:
+        from flows.pipeline import run_flow
+
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = run_flow(str(cfg), "weekly", NOW)
+            except BaseException as e:
+                self.error = e
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def wait_paused(self, timeout: float = 60) -> str:
+        from flows.approval import paused_run_id
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run_id = paused_run_id(EDITION)
+            if run_id is not None:
+                return str(run_id)
+            assert self.thread.is_alive(), f"the run ended without pausing: {self.error!r}"
+            time.sleep(0.2)
+        raise AssertionError("the run never paused")
+
+    def outcome(self, timeout: float = 60) -> dict[str, Any]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the run did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def emls(settings: Settings) -> list[Path]:
+    return sorted((settings.outbox_path / EDITION).glob("*.eml"))
+
+
+def run_state(run_id: str) -> str:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    assert state is not None
+    return state.type.value
+
+
+def test_approve_with_changes_sends_the_edited_edition(tmp_path: Path) -> None:
+    from flows.approval import ApprovalInput, NoPausedRun, resume_edition
+
+    cfg, settings = setup(tmp_path, max_per_section=12, max_items=40)
+    with pytest.raises(NoPausedRun):
+        resume_edition(EDITION, ApprovalInput(decision="approve"))
+    run = Run(cfg)
+    paused = run.wait_paused()
+    with _store(settings) as store:
+        draft = store.edition(EDITION)
+    assert draft is not None and draft.status is EditionStatus.DRAFT
+    assert not emls(settings)  # nothing goes out while the editor decides
+    dropped = draft.teasers[0].article_id
+    decision = ApprovalInput(
+        decision="approve", subject="Edited subject", excluded=[dropped[:8]], editor="ana"
+    )
+    assert resume_edition(EDITION, decision) == paused
+
+    result = run.outcome()
+    assert result["edition_status"] == "sent"
+    assert result["message"] == "approved by ana"
+    assert result["submitted"] == result["recipients"] > 0
+    assert result["items"] == len(draft.teasers) - 1
+    files = emls(settings)
+    assert len(files) == result["recipients"]
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] == "Edited subject"
+    with _store(settings) as store:
+        sent = store.edition(EDITION)
+        assert store.overrides(EDITION).excluded == (dropped,)
+    assert sent is not None and sent.status is EditionStatus.SENT
+    assert dropped not in {t.article_id for t in sent.teasers}
+    assert run_state(paused) == "COMPLETED"
+
+
+def test_reject_sends_nothing(tmp_path: Path) -> None:
+    from flows.approval import ApprovalInput, resume_edition
+
+    cfg, settings = setup(tmp_path)
+    run = Run(cfg)
+    run.wait_paused()
+    resume_edition(EDITION, ApprovalInput(decision="reject", editor="ben"))
+    result = run.outcome()
+    assert result["edition_status"] == "rejected"
+    assert result["message"] == "rejected by ben"
+    assert result["submitted"] == 0 and not emls(settings)
+    with _store(settings) as store:
+        edition = store.edition(EDITION)
+    assert edition is not None and edition.status is EditionStatus.REJECTED
+
+
+@pytest.mark.parametrize("action", ["skip", "send"])
+def test_timeout_does_what_the_digest_says(tmp_path: Path, action: str) -> None:
+    cfg, settings = setup(tmp_path, approval_timeout_hours=2 / 3600, approval_timeout_action=action)
+    run = Run(cfg)
+    paused = run.wait_paused()
+    result = run.outcome()
+    with _store(settings) as store:
+        edition = store.edition(EDITION)
+    assert edition is not None
+    if action == "skip":
+        assert result["message"] == "approval timed out; skipped"
+        assert result["edition_status"] == "draft" and edition.status is EditionStatus.DRAFT
+        assert result["submitted"] == 0 and not emls(settings)
+    else:
+        assert result["message"] == "approval timed out; sent"
+        assert result["edition_status"] == "sent" and edition.status is EditionStatus.SENT
+        assert result["submitted"] == result["recipients"] == len(emls(settings)) > 0
+    assert run_state(paused) == "COMPLETED"
