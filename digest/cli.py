@@ -272,8 +272,21 @@ def web(
     from digest.web.app import serve as serve_web
 
     settings = _settings(config)
+    approver = None
+    if os.environ.get("PREFECT_API_URL"):
+        # Editors' decisions resume the edition run paused for them (flows/approval.py).
+        from flows.approval import ApprovalInput, resume_edition
+
+        def approver(edition_id: str, decision: dict[str, Any]) -> str:
+            return resume_edition(edition_id, ApprovalInput(**decision))
+
     try:
-        serve_web(settings, host=host or settings.web.host, port=port or settings.web.port)
+        serve_web(
+            settings,
+            host=host or settings.web.host,
+            port=port or settings.web.port,
+            approver=approver,
+        )
     except DigestError as e:
         raise _fail(str(e), 2) from None
 

@@ -426,6 +426,17 @@ class WebSettings(_Section):
     signups_per_hour: int = Field(
         default=5, ge=1, description="Sign-ups one IP address may make per hour."
     )
+    editor_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="The editors' secret for the edition pages (basic-auth password or bearer "
+        "token; env only: DIGEST__WEB__EDITOR_TOKEN). Unset: editor pages answer on loopback "
+        "only.",
+        json_schema_extra=SECRET,
+    )
+    editor_addresses: list[str] = Field(
+        default_factory=list,
+        description="Addresses a test of an edition may be sent to from the editors' page.",
+    )
 
     @field_validator("base_url")
     @classmethod

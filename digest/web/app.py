@@ -59,6 +59,8 @@ from digest.models import EditionStatus, SendStatus, Subscriber, SubscriberStatu
 from digest.render import personalise, render_variant
 from digest.render.email import view_sections
 from digest.store import Store
+from digest.web.editor import Approver, EditorAccess
+from digest.web.editor import router as editor_router
 from digest.web.webhooks import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ TEMPLATES = "web"
 STYLESHEET = "web/style.css"
 # The app's forms are small; a bigger body is refused unread. (Webhooks cap their own.)
 MAX_BODY = 64 * 1024
-FORM_PATHS = ("/u/", "/p/", "/confirm/", "/subscribe")
+FORM_PATHS = ("/u/", "/p/", "/confirm/", "/subscribe", "/editions")
 # Longer than any token this project makes; refused before any work is spent on it.
 MAX_TOKEN = 200
 # Confirmation messages to one address, at most, per day (whoever asks for them).
@@ -389,10 +391,13 @@ def create_app(
     *,
     clock: Clock | None = None,
     provider_factory: ProviderFactory | None = None,
+    approver: Approver | None = None,
 ) -> FastAPI:
     """The web app over ``store``. ``clock`` returns an aware UTC datetime (tests pass a fixed
     one); ``provider_factory`` makes the provider that sends confirmation messages (default:
-    the configured one), one per message, closed after it."""
+    the configured one), one per message, closed after it. ``approver`` passes an editor's
+    decision on an edition to the run waiting for it (``digest.web.editor``); without one the
+    editor pages set the edition's status themselves."""
     now_of: Clock = clock or _utc_now
     new_provider: ProviderFactory = provider_factory or (lambda: make_provider(settings))
     pages = Pages(settings)
@@ -415,8 +420,12 @@ def create_app(
     app.state.provider_factory = new_provider
     app.state.signups = signups
     app.state.web_versions = web_versions = WebVersions()
+    app.state.pages = pages
+    app.state.approver = approver
+    app.state.editor_access = EditorAccess.from_settings(settings)
     app.add_middleware(Hardening, csp=pages.csp)
     app.include_router(webhooks_router)
+    app.include_router(editor_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -762,10 +771,10 @@ class RedactTokens(logging.Filter):
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
+def serve(settings: Settings, *, host: str, port: int, approver: Approver | None = None) -> None:
     """Run the web app with uvicorn until interrupted. Behind a reverse proxy on the same
     host, uvicorn takes the client's address from X-Forwarded-For (the sign-up limit counts
-    per address)."""
+    per address). ``approver`` resumes a paused edition run (see ``create_app``)."""
     if not settings.secret_key.get_secret_value() and host not in LOOPBACK:
         # Links would be signed with the public development key: anyone could forge them.
         raise PermanentError(
@@ -777,7 +786,7 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     store = open_store(settings)
     try:
         config = uvicorn.Config(
-            create_app(settings, store),
+            create_app(settings, store, approver=approver),
             host=host,
             port=port,
             proxy_headers=True,

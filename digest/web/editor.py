@@ -1,0 +1,501 @@
+"""The editors' pages: the editions with their state and delivery counts, and for each edition
+its preview (desktop and phone frames, the plain-text part), an intro and exclusions form, a
+"send a test" form, and Approve / Reject buttons.
+
+Access is set by two environment variables (read when the app is created, into
+:class:`EditorAccess`):
+
+``web.editor_token`` (env only: ``DIGEST__WEB__EDITOR_TOKEN``)
+    The editors' secret, sent as the password of HTTP basic auth (any user name; it names the
+    editor in the records) or as ``Authorization: Bearer <secret>``. Compared in constant time.
+    Unset: the editor pages answer only requests from loopback (127.0.0.1, ::1), for a demo on
+    one machine; everyone else gets a 403.
+``web.editor_addresses``
+    Comma-separated addresses a test message may be sent to; unset: none.
+
+Every editor page is ``Cache-Control: no-store`` and ``X-Robots-Tag: noindex`` (the app's
+hardening adds both). A GET changes nothing; every change is a POST from a form (no script
+needed), refused when the request says it comes from another site (``Origin`` not this app's,
+or ``Sec-Fetch-Site`` other than ``same-origin``), since browsers send basic-auth credentials
+with cross-site requests too. A POST that worked redirects (303) back to the edition's page with
+a note; one that did not shows the page again with the reason.
+
+Approving: with an ``approver`` passed to ``create_app`` (it resumes the run waiting for an
+editor's decision), Approve and Reject call it with the edition id and
+``{"decision": "approve" | "reject", "editor": <who>}``; without one, Approve marks the edition
+approved (``jobs.approve``) and Reject marks it rejected, in the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict, SecretStr
+from starlette.datastructures import FormData
+
+from digest import jobs
+from digest.compose.periods import edition_id as period_edition_id
+from digest.compose.periods import period_key
+from digest.config import Settings
+from digest.deliver import personal_message
+from digest.errors import DigestError
+from digest.factory import make_provider
+from digest.models import Edition, EditionStatus, SendStatus, Subscriber
+from digest.render.email import render_variant
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+Approver = Callable[[str, dict[str, Any]], str]
+
+LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1"})
+EDITIONS_LISTED = 50
+MAX_ID = 200
+MAX_INTRO = 10_000
+MAX_FORM = 64 * 1024
+TEST_PREFIX = "[Test] "
+# Wider pages than the subscribers' forms, for the two preview frames side by side.
+EDITOR_CSS = """
+main { max-width: 70rem; }
+table { width: 100%; border-collapse: collapse; margin: 0 0 16px; font-size: 0.94rem; }
+th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: start; }
+.frames { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; margin: 0 0 16px; }
+.frames figure { margin: 0; }
+.frames figcaption { color: var(--muted); font-size: 0.85rem; }
+.frames iframe { border: 1px solid var(--line); background: #ffffff; max-width: 100%; }
+textarea { width: 100%; min-height: 8rem; font: 0.95rem/1.4 ui-monospace, monospace; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; padding: 12px;
+  border: 1px solid var(--line); font-size: 0.85rem; max-height: 30rem; overflow: auto; }
+.actions { display: flex; gap: 12px; flex-wrap: wrap; }
+.state { font-weight: 700; }
+"""
+# The email itself: inline styles and https images, no script, framed only by these pages.
+PREVIEW_CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'none'",
+        "style-src 'unsafe-inline'",
+        "img-src https: data:",
+        "form-action 'none'",
+        "frame-ancestors 'self'",
+        "base-uri 'none'",
+    ]
+)
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": PREVIEW_CSP,
+    "X-Frame-Options": "SAMEORIGIN",
+    "Cache-Control": "no-store",
+}
+NOTES = {
+    "edited": "Saved. The edition is a draft again and needs approving.",
+    "tested": "Test message sent.",
+    "approved": "Approved.",
+    "rejected": "Rejected.",
+    "decided": "Decision passed on to the run waiting for it.",
+}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+class EditorAccess(BaseModel):
+    """Who may use the editor pages, and where a test may be sent (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: SecretStr = SecretStr("")
+    addresses: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EditorAccess:
+        return cls(
+            token=SecretStr(settings.web.editor_token.get_secret_value().strip()),
+            addresses=tuple(a.strip().lower() for a in settings.web.editor_addresses if a.strip()),
+        )
+
+    def allows(self, address: str) -> bool:
+        return address.strip().lower() in self.addresses
+
+
+# Access ------------------------------------------------------------------------------------------
+def _credentials(header: str) -> tuple[str, str]:
+    """(user, secret) from an Authorization header; empty strings when there are none."""
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return "editor", value
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return "", ""
+        user, sep, secret = decoded.partition(":")
+        return (user, secret) if sep else ("", "")
+    return "", ""
+
+
+def editor(request: Request) -> str:
+    """The editor making the request (a name for the records); refuses anyone else."""
+    access: EditorAccess = request.app.state.editor_access
+    secret = access.token.get_secret_value()
+    if not secret:
+        host = request.client.host if request.client else ""
+        if host in LOOPBACK_CLIENTS:
+            return "local editor"
+        raise HTTPException(403, "The editor pages are off: DIGEST__WEB__EDITOR_TOKEN is not set.")
+    user, given = _credentials(request.headers.get("authorization", ""))
+    if (
+        not hmac.compare_digest(
+            hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest()
+        )
+        or not given
+    ):
+        raise HTTPException(
+            401,
+            "Editor credentials required.",
+            headers={"WWW-Authenticate": 'Basic realm="digest editors", charset="UTF-8"'},
+        )
+    name = " ".join(_UNSAFE.sub(" ", user).split())[:80]
+    return name or "editor"
+
+
+def same_site(request: Request) -> None:
+    """Refuses a state-changing request that says it comes from another site: by
+    ``Sec-Fetch-Site`` when the browser sends it (it does not depend on the referrer policy,
+    under which a form post may carry ``Origin: null``), else by ``Origin`` when present."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site != "same-origin":
+            raise HTTPException(403, "Cross-site request refused.")
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    settings: Settings = request.app.state.settings
+    allowed = {_origin(str(request.base_url)), _origin(settings.links_base)}
+    if origin.rstrip("/").lower() not in allowed:
+        raise HTTPException(403, "Cross-site request refused.")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+Editor = Annotated[str, Depends(editor)]
+
+router = APIRouter(dependencies=[Depends(editor)])
+
+
+# Helpers -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Listed:
+    id: str
+    digest: str
+    period: str
+    state: str
+    created_at: datetime
+    sent_at: datetime | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: str
+    title: str
+    section: str
+    excluded: bool
+
+
+def state_of(settings: Settings, digest: str, status: str) -> str:
+    """The state an editor sees: a draft of a digest that needs approval awaits it."""
+    config = settings.digests.get(digest)
+    if status == EditionStatus.DRAFT.value and config is not None and config.approval == "required":
+        return "awaiting approval"
+    return status
+
+
+def _render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    pages = request.app.state.pages
+    css = str(pages.stylesheet) + EDITOR_CSS
+    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode()
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"style-src 'sha256-{digest}'",
+            "img-src 'self' https: data:",
+            "frame-src 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
+    page = pages.env.get_template(f"web/{template}.html.j2")
+    html = page.render({**pages.shared, "stylesheet": Markup(css), **context})
+    return HTMLResponse(
+        html,
+        status_code=status_code,
+        headers={
+            "Content-Security-Policy": csp,
+            "Cache-Control": "no-store",
+            # Form posts then carry this app's Origin (the app's default sends none).
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+def _edition(request: Request, edition_id: str) -> Edition:
+    store: Store = request.app.state.store
+    edition = store.edition(edition_id) if len(edition_id) <= MAX_ID else None
+    if edition is None:
+        raise HTTPException(404, "No such edition.")
+    return edition
+
+
+def _page_url(edition_id: str, note: str = "") -> str:
+    url = f"/editions/{quote(edition_id, safe='')}"
+    return f"{url}?note={note}" if note else url
+
+
+def _see(edition_id: str, note: str) -> RedirectResponse:
+    return RedirectResponse(_page_url(edition_id, note), status_code=303)
+
+
+async def _form(request: Request) -> FormData:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM):
+        raise HTTPException(413, "Form too large.")
+    try:
+        return await request.form(max_files=0, max_fields=500)
+    except (HTTPException, ValueError):
+        return FormData()
+
+
+Form = Annotated[FormData, Depends(_form)]
+
+
+def _text(fields: FormData, name: str) -> str:
+    value = fields.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _choices(store: Store, edition: Edition) -> list[Choice]:
+    """The edition's articles and those an editor excluded, each with its title."""
+    excluded = store.overrides(edition.id).excluded
+    out = [Choice(t.article_id, t.title, t.section, False) for t in edition.teasers]
+    shown = {c.id for c in out}
+    gone = [i for i in excluded if i not in shown]
+    articles = store.articles_by_id(gone)
+    for i in gone:
+        article = articles.get(i)
+        title, source = (article.title, article.source) if article else (i, "")
+        out.append(Choice(i, title, source, True))
+    return out
+
+
+def _preview(settings: Settings, edition: Edition) -> tuple[str, str]:
+    return jobs.preview_bodies(settings, render_variant(edition, settings))
+
+
+def _edition_page(
+    request: Request,
+    edition: Edition,
+    *,
+    note: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    access: EditorAccess = request.app.state.editor_access
+    try:
+        _, text = _preview(settings, edition)
+    except DigestError as e:
+        text = ""
+        error = error or f"The email does not render: {e}"
+    return _render(
+        request,
+        "edition",
+        status_code,
+        title=edition.subject,
+        edition=edition,
+        state=state_of(settings, edition.digest, edition.status.value),
+        counts=store.delivery_counts(edition.id),
+        intro=store.overrides(edition.id).intro,
+        choices=_choices(store, edition),
+        text=text,
+        addresses=access.addresses,
+        base=_page_url(edition.id),
+        note=NOTES.get(note, ""),
+        error=error,
+        editable=edition.status in (EditionStatus.DRAFT, EditionStatus.APPROVED),
+        decidable=edition.status not in (EditionStatus.SENDING, EditionStatus.SENT),
+    )
+
+
+# Routes ------------------------------------------------------------------------------------------
+@router.get("/editions")
+def editions(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    rows = [
+        Listed(
+            id=row["id"],
+            digest=row["digest"],
+            period=row["period"],
+            state=state_of(settings, row["digest"], row["status"]),
+            created_at=row["created_at"],
+            sent_at=row["sent_at"],
+            counts=store.delivery_counts(row["id"]),
+        )
+        for row in store.last_editions(EDITIONS_LISTED)
+    ]
+    return _render(request, "editions", title="Editions", editions=rows)
+
+
+@router.get("/editions/{edition_id}")
+def edition_page(request: Request, edition_id: str, note: str = "") -> Response:
+    return _edition_page(request, _edition(request, edition_id), note=note)
+
+
+@router.get("/editions/{edition_id}/html")
+def edition_html(request: Request, edition_id: str) -> Response:
+    """The full email as a subscriber sees it, links pointing at a harmless preview token."""
+    edition = _edition(request, edition_id)
+    try:
+        html, _ = _preview(request.app.state.settings, edition)
+    except DigestError as e:
+        raise HTTPException(500, f"The email does not render: {e}") from None
+    return HTMLResponse(html, headers=PREVIEW_HEADERS)
+
+
+@router.post("/editions/{edition_id}/edit", dependencies=[Depends(same_site)])
+def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Response:
+    settings: Settings = request.app.state.settings
+    store: Store = request.app.state.store
+    edition = _edition(request, edition_id)
+    if edition.status not in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+        return _edition_page(
+            request,
+            edition,
+            error=f"This edition is {edition.status.value}; it can no longer be edited.",
+            status_code=409,
+        )
+    now: datetime = request.app.state.clock()
+    digest = settings.digests.get(edition.digest)
+    if digest is None:
+        return _edition_page(
+            request, edition, error="Its digest is no longer configured.", status_code=409
+        )
+    period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
+    if period_edition_id(edition.digest, period) != edition.id:
+        return _edition_page(
+            request,
+            edition,
+            error="Only the edition of the current period can be edited.",
+            status_code=409,
+        )
+    intro = _text(fields, "intro").replace("\r\n", "\n").strip()
+    if len(intro) > MAX_INTRO:
+        return _edition_page(
+            request,
+            edition,
+            error=f"The intro is longer than {MAX_INTRO} characters.",
+            status_code=400,
+        )
+    known = {c.id for c in _choices(store, edition)}
+    excluded = sorted({i for i in fields.getlist("exclude") if isinstance(i, str)} & known)
+    try:
+        jobs.edit_edition(
+            settings, store, edition.digest, {"intro": intro, "excluded": excluded}, now=now
+        )
+    except DigestError as e:
+        return _edition_page(request, edition, error=str(e), status_code=409)
+    log.info("edition %s edited by %s", edition.id, who)
+    return _see(edition.id, "edited")
+
+
+@router.post("/editions/{edition_id}/test", dependencies=[Depends(same_site)])
+def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> Response:
+    settings: Settings = request.app.state.settings
+    access: EditorAccess = request.app.state.editor_access
+    edition = _edition(request, edition_id)
+    address = _text(fields, "address").strip()
+    if not access.allows(address):
+        return _edition_page(
+            request,
+            edition,
+            error="Tests go only to the addresses in web.editor_addresses.",
+            status_code=400,
+        )
+    now: datetime = request.app.state.clock()
+    test = edition.model_copy(update={"subject": TEST_PREFIX + edition.subject})
+    reader = Subscriber(id=0, email=address, name="")
+    try:
+        variant = render_variant(test, settings)
+        message = personal_message(settings, test, variant, reader, now=now)
+    except DigestError as e:
+        return _edition_page(request, edition, error=f"Not sent: {e}", status_code=500)
+    factory = getattr(request.app.state, "provider_factory", None)
+    provider = factory() if factory is not None else make_provider(settings)
+    try:
+        results = provider.send([message])
+    except DigestError as e:
+        return _edition_page(request, edition, error=f"Not sent: {e}", status_code=502)
+    finally:
+        provider.close()
+    if not results or results[0].status is not SendStatus.SUBMITTED:
+        reason = results[0].reason if results else "no result"
+        return _edition_page(request, edition, error=f"Not sent: {reason}", status_code=502)
+    log.info("test of edition %s sent to %s by %s", edition.id, address, who)
+    return _see(edition.id, "tested")
+
+
+@router.post("/editions/{edition_id}/decision", dependencies=[Depends(same_site)])
+def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Response:
+    store: Store = request.app.state.store
+    edition = _edition(request, edition_id)
+    decision = _text(fields, "decision")
+    if decision not in ("approve", "reject"):
+        return _edition_page(request, edition, error="Approve or reject?", status_code=400)
+    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
+        return _edition_page(
+            request,
+            edition,
+            error=f"This edition is {edition.status.value}; it is too late to decide.",
+            status_code=409,
+        )
+    approver: Approver | None = getattr(request.app.state, "approver", None)
+    if approver is not None:
+        try:
+            answer = approver(edition.id, {"decision": decision, "editor": who})
+        except LookupError:
+            # No run is waiting for this edition (approval is automatic, or the run has not
+            # reached the gate yet): the decision is recorded in the store, as without one.
+            answer = None
+        except Exception as e:  # the approver talks to another system; say what it said
+            log.exception("approver failed for edition %s", edition.id)
+            return _edition_page(
+                request, edition, error=f"The decision was not passed on: {e}", status_code=502
+            )
+        if answer is not None:
+            log.info("edition %s: %s by %s (%s)", edition.id, decision, who, answer)
+            return _see(edition.id, "decided")
+    now: datetime = request.app.state.clock()
+    if decision == "approve":
+        jobs.approve(store, edition, now=now)
+    else:
+        store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
+    log.info("edition %s: %s by %s", edition.id, decision, who)
+    return _see(edition.id, "approved" if decision == "approve" else "rejected")

@@ -1,0 +1,306 @@
+"""The editors' pages (``digest.web.editor``): access by token or, without one, from loopback
+only; the list and the edition's page; the preview route; editing the intro and exclusions;
+sending a test; approving and rejecting, with and without an approver."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from digest import jobs
+from digest.config import Settings
+from digest.delivery.memory import MemoryProvider
+from digest.models import Edition, EditionStatus
+from digest.store import Store
+from digest.web.app import create_app
+from tests.conftest import article
+from tests.web.conftest import BASE, KEY, OLD_KEY, Clock, web_overrides
+
+TOKEN = "editor-test-secret"
+ALLOWED = "desk@meridian.example.org"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+ARTICLES = [article(n) for n in (3, 5, 7)]
+
+Approvals = list[tuple[str, dict[str, Any]]]
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    overrides = web_overrides()
+    overrides["digests"]["weekly"] = {"approval": "required"}
+    return make_settings(overrides, DIGEST__SECRET_KEY=KEY, DIGEST__OLD_SECRET_KEYS=OLD_KEY)
+
+
+@pytest.fixture
+def edition(settings: Settings, store: Store, clock: Clock) -> Edition:
+    store.save_articles(ARTICLES, now=clock())
+    outcome = jobs.compose(settings, store, "weekly", now=clock())
+    assert outcome.edition is not None
+    return outcome.edition
+
+
+@pytest.fixture
+def make_app(
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    provider: MemoryProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., FastAPI]:
+    def _make(token: str = TOKEN, approver: Any = None) -> FastAPI:
+        web = settings.web.model_copy(
+            update={
+                "editor_token": SecretStr(token),
+                "editor_addresses": [f" {ALLOWED.upper()} ", "other@example.org"],
+            }
+        )
+        configured = settings.model_copy(update={"web": web})
+        return create_app(
+            configured, store, clock=clock, provider_factory=lambda: provider, approver=approver
+        )
+
+    return _make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., FastAPI]) -> FastAPI:
+    return make_app()
+
+
+@pytest.fixture
+def editor(app: FastAPI, edition: Edition) -> Iterator[TestClient]:
+    with TestClient(app, base_url=BASE, headers=BEARER) as c:
+        yield c
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+# Access ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/editions", "/editions/{id}", "/editions/{id}/html"])
+def test_wrong_or_missing_credentials_are_refused(
+    app: FastAPI, edition: Edition, path: str
+) -> None:
+    url = path.format(id=edition.id)
+    with TestClient(app, base_url=BASE) as c:
+        for headers in ({}, basic("ed", "wrong"), {"Authorization": "Bearer nope"}, basic("", "")):
+            r = c.get(url, headers=headers)
+            assert r.status_code == 401, headers
+            assert r.headers["www-authenticate"].startswith("Basic")
+            assert "Item 3" not in r.text
+        # POSTs are refused before anything is read or changed.
+        r = c.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
+        assert r.status_code == 401
+
+
+def test_token_as_bearer_or_basic_password(app: FastAPI, edition: Edition) -> None:
+    with TestClient(app, base_url=BASE) as c:
+        for headers in (BEARER, basic("ana", TOKEN)):
+            r = c.get("/editions", headers=headers)
+            assert r.status_code == 200
+            assert r.headers["cache-control"] == "no-store"
+            assert "noindex" in r.headers["x-robots-tag"]
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
+def test_without_a_token_only_loopback_gets_in(
+    make_app: Callable[..., FastAPI], edition: Edition
+) -> None:
+    app = make_app(token="")
+    with TestClient(app, base_url=BASE) as c:
+        assert c.get("/editions").status_code == 403
+        # Not even with some token: there is none to match.
+        assert c.get("/editions", headers=BEARER).status_code == 403
+    for host in ("127.0.0.1", "::1"):
+        with TestClient(app, base_url=BASE, client=(host, 1234)) as c:
+            r = c.get(f"/editions/{edition.id}")
+            assert r.status_code == 200, host
+            assert "Item 3" in r.text
+
+
+# Pages -------------------------------------------------------------------------------------------
+def test_list_shows_editions_with_state_and_counts(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock
+) -> None:
+    r = editor.get("/editions")
+    assert r.status_code == 200
+    assert edition.id in r.text
+    assert "awaiting approval" in r.text
+    assert f'href="/editions/{edition.id}"' in r.text
+    jobs.approve(store, edition, now=clock())
+    assert "awaiting approval" not in editor.get("/editions").text
+    assert ">approved<" in editor.get("/editions").text
+
+
+def test_edition_page_has_subject_frames_text_and_forms(
+    editor: TestClient, edition: Edition
+) -> None:
+    r = editor.get(f"/editions/{edition.id}")
+    assert r.status_code == 200
+    page = r.text
+    assert edition.subject in page and edition.preheader in page
+    assert page.count(f'src="/editions/{edition.id}/html"') == 2
+    assert 'width="600"' in page and 'width="375"' in page
+    assert "<pre>" in page and "Item 7" in page
+    for a in ARTICLES:
+        assert f'name="exclude" value="{a.id}"' in page
+    assert f'<option value="{ALLOWED}">' in page
+    assert 'value="approve"' in page and 'value="reject"' in page
+    csp = r.headers["content-security-policy"]
+    assert "frame-src 'self'" in csp and "script" not in csp.replace("script-src", "")
+
+
+def test_html_route_is_the_email_without_tokens(editor: TestClient, edition: Edition) -> None:
+    r = editor.get(f"/editions/{edition.id}/html")
+    assert r.status_code == 200
+    assert "%%" not in r.text
+    assert "Item 3" in r.text and "/u/preview" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in csp and "script-src 'none'" in csp
+    assert "style-src 'unsafe-inline'" in csp
+    assert r.headers["x-frame-options"] == "SAMEORIGIN"
+    assert r.headers["cache-control"] == "no-store"
+    assert editor.get("/editions/weekly-1999-W01/html").status_code == 404
+
+
+# Editing -----------------------------------------------------------------------------------------
+def test_editing_intro_and_exclusions(editor: TestClient, edition: Edition, store: Store) -> None:
+    gone = ARTICLES[0]
+    r = editor.post(
+        f"/editions/{edition.id}/edit",
+        data={"intro": "Hello **readers**", "exclude": [gone.id, "not-an-article"]},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/editions/{edition.id}?note=edited"
+    overrides = store.overrides(edition.id)
+    assert overrides.intro == "Hello **readers**"
+    assert overrides.excluded == (gone.id,)
+    html = editor.get(f"/editions/{edition.id}/html").text
+    assert "<strong>readers</strong>" in html
+    assert gone.title not in html and "Item 5" in html
+    page = editor.get(r.headers["location"]).text
+    assert "Saved." in page
+    # The excluded article stays on the form, ticked, so it can be put back.
+    assert f'value="{gone.id}" checked' in page
+
+    editor.post(f"/editions/{edition.id}/edit", data={"intro": ""})
+    assert store.overrides(edition.id).excluded == ()
+    assert gone.title in editor.get(f"/editions/{edition.id}/html").text
+
+
+def test_a_sent_edition_cannot_be_edited(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock
+) -> None:
+    store.set_edition_status(edition.id, EditionStatus.SENT, now=clock())
+    r = editor.post(f"/editions/{edition.id}/edit", data={"intro": "Late"})
+    assert r.status_code == 409
+    assert "can no longer be edited" in r.text
+    assert store.overrides(edition.id).intro == ""
+
+
+def test_cross_site_posts_are_refused(editor: TestClient, edition: Edition, store: Store) -> None:
+    url = f"/editions/{edition.id}/decision"
+    for headers in (
+        {"Origin": "https://evil.example.net"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": BASE},
+    ):
+        r = editor.post(url, data={"decision": "approve"}, headers=headers)
+        assert r.status_code == 403, headers
+    assert store.edition(edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]
+    # A browser's own form post: same-origin, whatever Origin its referrer policy leaves.
+    for headers in ({"Origin": BASE}, {"Origin": "null", "Sec-Fetch-Site": "same-origin"}):
+        r = editor.post(url, data={"decision": "reject"}, headers=headers, follow_redirects=False)
+        assert r.status_code == 303, headers
+
+
+# Send a test -------------------------------------------------------------------------------------
+def test_send_a_test_only_to_allowed_addresses(
+    editor: TestClient, edition: Edition, provider: MemoryProvider
+) -> None:
+    r = editor.post(f"/editions/{edition.id}/test", data={"address": "someone@example.net"})
+    assert r.status_code == 400
+    assert "web.editor_addresses" in r.text
+    assert provider.sent == []
+
+    r = editor.post(
+        f"/editions/{edition.id}/test", data={"address": ALLOWED}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    assert r.headers["location"].endswith("?note=tested")
+    assert len(provider.sent) == 1
+    message = provider.sent[0]
+    assert message.recipient == ALLOWED
+    assert message.subject == f"[Test] {edition.subject}"
+    assert b"[Test]" in message.raw
+    assert "%%" not in message.html and "Item 3" in message.html
+
+
+# Decisions ---------------------------------------------------------------------------------------
+def test_approve_and_reject_call_the_approver(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store
+) -> None:
+    calls: Approvals = []
+
+    def approver(edition_id: str, decision: dict[str, Any]) -> str:
+        calls.append((edition_id, decision))
+        return "resumed"
+
+    app = make_app(approver=approver)
+    with TestClient(app, base_url=BASE, headers=basic("ana", TOKEN)) as c:
+        r = c.post(
+            f"/editions/{edition.id}/decision", data={"decision": "approve"}, follow_redirects=False
+        )
+        assert r.status_code == 303 and r.headers["location"].endswith("?note=decided")
+        c.post(f"/editions/{edition.id}/decision", data={"decision": "reject"})
+        assert c.post(f"/editions/{edition.id}/decision", data={"decision": "x"}).status_code == 400
+    assert calls == [
+        (edition.id, {"decision": "approve", "editor": "ana"}),
+        (edition.id, {"decision": "reject", "editor": "ana"}),
+    ]
+    # The run that was waiting changes the store; the page does not.
+    assert store.edition(edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]
+
+
+def test_without_an_approver_the_store_changes(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock
+) -> None:
+    r = editor.post(
+        f"/editions/{edition.id}/decision", data={"decision": "approve"}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("?note=approved")
+    assert store.edition(edition.id).status is EditionStatus.APPROVED  # type: ignore[union-attr]
+    assert "Approved." in editor.get(r.headers["location"]).text
+
+    editor.post(f"/editions/{edition.id}/decision", data={"decision": "reject"})
+    assert store.edition(edition.id).status is EditionStatus.REJECTED  # type: ignore[union-attr]
+
+    store.set_edition_status(edition.id, EditionStatus.SENT, now=clock())
+    r = editor.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
+    assert r.status_code == 409
+    assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
+
+
+def test_without_a_waiting_run_the_decision_goes_to_the_store(
+    make_app: Callable[..., FastAPI], store: Store, edition: Edition
+) -> None:
+    """An approver that finds no paused run (LookupError) falls back to recording the
+    decision in the store, as without an approver."""
+
+    def nobody_waiting(edition_id: str, decision: dict[str, Any]) -> str:
+        raise LookupError(f"no paused run of edition {edition_id}")
+
+    with TestClient(make_app(approver=nobody_waiting), base_url=BASE, headers=BEARER) as client:
+        r = client.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
+    assert r.status_code == 200, r.text  # the redirect back to the edition page, followed
+    assert store.edition(edition.id).status is EditionStatus.APPROVED  # type: ignore[union-attr]
