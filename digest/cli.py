@@ -297,8 +297,11 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     settings = _settings(config)
     from prefect import serve as prefect_serve
 
-    from flows.deployments import build_deployments
+    from flows.deployments import build_deployments, setup_alerts
 
+    if settings.alerts.webhook_url:
+        setup_alerts(settings)
+        out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
     prefect_serve(*build_deployments(settings, str(config)), pause_on_shutdown=False)
 
 

@@ -483,6 +483,26 @@ class WebhookSettings(_Section):
     )
 
 
+class AlertSettings(_Section):
+    """Alerts on failed runs: `digest serve` sets up a Prefect automation that calls a webhook
+    when a run of the gather, edition or run flow fails or crashes."""
+
+    webhook_url: str = Field(
+        default="",
+        description="URL (http or https) the Prefect server POSTs a JSON alert to when a flow "
+        "run fails or crashes: the run's name and id, the flow, the state, its message and a "
+        "link to the run in the UI (null without a UI URL). Set up by `digest serve`; "
+        "empty: no alerts.",
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not re.match(r"^https?://[^\s/]+\S*$", v):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+
 class Settings(_Section):
     """The whole configuration of one publication."""
 
@@ -511,6 +531,7 @@ class Settings(_Section):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     # Set by the loader, not by the file: where relative paths start.
     base_dir: Path = Field(default=Path("."), exclude=True, json_schema_extra={"internal": True})

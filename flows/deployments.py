@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import serve
 from prefect.schedules import Cron
 
 from digest.config import Settings, load_settings
+from flows.alerts import ensure_alert_automation
 from flows.pipeline import edition_flow, gather_section_flow
 
 
@@ -37,9 +39,18 @@ def build_deployments(settings: Settings, config_path: str) -> list[Any]:
     return deployments
 
 
+def setup_alerts(settings: Settings) -> UUID | None:
+    """Create or update the failed-runs automation when `[alerts] webhook_url` is set."""
+    if not settings.alerts.webhook_url:
+        return None
+    return ensure_alert_automation(settings.alerts.webhook_url)
+
+
 def serve_config(config_path: str) -> None:
     """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL).
 
     Stopping the process leaves the schedules active: a restart (a deploy, a reboot) must not
     silently pause the publication's runs."""
-    serve(*build_deployments(load_settings(config_path), config_path), pause_on_shutdown=False)
+    settings = load_settings(config_path)
+    setup_alerts(settings)
+    serve(*build_deployments(settings, config_path), pause_on_shutdown=False)
