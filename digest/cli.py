@@ -275,10 +275,14 @@ def web(
     approver = None
     if os.environ.get("PREFECT_API_URL"):
         # Editors' decisions resume the edition run paused for them (flows/approval.py).
-        from flows.approval import ApprovalInput, resume_edition
+        from digest.web.editor import NoRunWaiting
+        from flows.approval import ApprovalInput, NoPausedRun, resume_edition
 
         def approver(edition_id: str, decision: dict[str, Any]) -> str:
-            return resume_edition(edition_id, ApprovalInput(**decision))
+            try:
+                return resume_edition(edition_id, ApprovalInput(**decision))
+            except NoPausedRun as e:
+                raise NoRunWaiting(str(e)) from None
 
     try:
         serve_web(

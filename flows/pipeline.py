@@ -423,6 +423,15 @@ def _await_approval(
         d.approval_timeout_hours,
     )
     decision = wait_for_decision(edition.id, d.approval_timeout_hours)
+    # What the store says now wins over what this run saw before pausing: an editor may have
+    # rejected the edition (without a run to resume) or changed it while the run waited.
+    stored = store.edition(edition.id) or edition
+    if stored.status is not EditionStatus.DRAFT and stored.status is not EditionStatus.APPROVED:
+        summary.edition_status = stored.status.value
+        summary.message = f"the edition was {stored.status.value} meanwhile; nothing sent here"
+        logger.warning("edition %s is %s; this run sends nothing", edition.id, stored.status.value)
+        return None
+    edition = stored
     if decision is None:
         if d.approval_timeout_action == "skip":
             summary.edition_status = EditionStatus.DRAFT.value
@@ -431,6 +440,7 @@ def _await_approval(
             return None
         summary.message = "approval timed out; sent"
         logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
+        summary.items = len(edition.teasers)
         return jobs.approve(store, edition, now=now)
     who = decision.editor or "an editor"
     if decision.decision == "reject":

@@ -392,12 +392,15 @@ def create_app(
     clock: Clock | None = None,
     provider_factory: ProviderFactory | None = None,
     approver: Approver | None = None,
+    editors_on_loopback: bool = True,
 ) -> FastAPI:
     """The web app over ``store``. ``clock`` returns an aware UTC datetime (tests pass a fixed
     one); ``provider_factory`` makes the provider that sends confirmation messages (default:
     the configured one), one per message, closed after it. ``approver`` passes an editor's
     decision on an edition to the run waiting for it (``digest.web.editor``); without one the
-    editor pages set the edition's status themselves."""
+    editor pages set the edition's status themselves. ``editors_on_loopback``: without an
+    editors' secret, local requests may use the editor pages (only when the app itself listens
+    on loopback: ``serve`` decides)."""
     now_of: Clock = clock or _utc_now
     new_provider: ProviderFactory = provider_factory or (lambda: make_provider(settings))
     pages = Pages(settings)
@@ -422,6 +425,7 @@ def create_app(
     app.state.web_versions = web_versions = WebVersions()
     app.state.pages = pages
     app.state.approver = approver
+    app.state.editors_on_loopback = editors_on_loopback
     app.state.editor_access = EditorAccess.from_settings(settings)
     app.add_middleware(Hardening, csp=pages.csp)
     app.include_router(webhooks_router)
@@ -786,7 +790,7 @@ def serve(settings: Settings, *, host: str, port: int, approver: Approver | None
     store = open_store(settings)
     try:
         config = uvicorn.Config(
-            create_app(settings, store, approver=approver),
+            create_app(settings, store, approver=approver, editors_on_loopback=host in LOOPBACK),
             host=host,
             port=port,
             proxy_headers=True,

@@ -62,6 +62,13 @@ log = logging.getLogger(__name__)
 Approver = Callable[[str, dict[str, Any]], str]
 
 LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1"})
+LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class NoRunWaiting(LookupError):
+    """An approver found no run paused for the edition: the decision goes to the store."""
+
+
 EDITIONS_LISTED = 50
 MAX_ID = 200
 MAX_INTRO = 10_000
@@ -150,8 +157,17 @@ def editor(request: Request) -> str:
     access: EditorAccess = request.app.state.editor_access
     secret = access.token.get_secret_value()
     if not secret:
-        host = request.client.host if request.client else ""
-        if host in LOOPBACK_CLIENTS:
+        # Without a secret, only a local editor of an app served on loopback: not through a
+        # proxy (its requests would come from loopback too), and only for a local Host name
+        # (a page on another site whose name resolves to 127.0.0.1 must not get in).
+        client = request.client.host if request.client else ""
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if (
+            getattr(request.app.state, "editors_on_loopback", False)
+            and client in LOOPBACK_CLIENTS
+            and host in LOCAL_HOSTS
+            and "x-forwarded-for" not in request.headers
+        ):
             return "local editor"
         raise HTTPException(403, "The editor pages are off: DIGEST__WEB__EDITOR_TOKEN is not set.")
     user, given = _credentials(request.headers.get("authorization", ""))
@@ -480,7 +496,7 @@ def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Resp
     if approver is not None:
         try:
             answer = approver(edition.id, {"decision": decision, "editor": who})
-        except LookupError:
+        except NoRunWaiting:
             # No run is waiting for this edition (approval is automatic, or the run has not
             # reached the gate yet): the decision is recorded in the store, as without one.
             answer = None

@@ -176,3 +176,40 @@ def test_timeout_does_what_the_digest_says(tmp_path: Path, action: str) -> None:
         assert result["edition_status"] == "sent" and edition.status is EditionStatus.SENT
         assert result["submitted"] == result["recipients"] == len(emls(settings)) > 0
     assert run_state(paused) == "COMPLETED"
+
+
+def test_a_rejection_recorded_meanwhile_wins_over_a_timeout_that_sends(tmp_path: Path) -> None:
+    """An editor rejects the edition in the store while the run waits (no run to resume from
+    the web app, say); the timeout's "send" must not mail it, nor undo the rejection."""
+    cfg, settings = setup(tmp_path, approval_timeout_hours=3 / 3600, approval_timeout_action="send")
+    run = Run(cfg)
+    run.wait_paused()
+    with _store(settings) as store:
+        store.set_edition_status(EDITION, EditionStatus.REJECTED, now=NOW)
+    result = run.outcome()
+    assert result["submitted"] == 0 and not emls(settings)
+    with _store(settings) as store:
+        assert store.edition(EDITION).status is EditionStatus.REJECTED  # type: ignore[union-attr]
+
+
+def test_a_timeout_that_sends_sends_what_is_stored(tmp_path: Path) -> None:
+    """Articles an editor left out while the run waited stay out of what the timeout sends."""
+    from digest import jobs
+
+    cfg, settings = setup(tmp_path, approval_timeout_hours=3 / 3600, approval_timeout_action="send")
+    run = Run(cfg)
+    run.wait_paused()
+    with _store(settings) as store:
+        before = store.edition(EDITION)
+        assert before is not None
+        dropped = before.teasers[0]
+        jobs.edit_edition(settings, store, "weekly", {"excluded": [dropped.article_id]}, now=NOW)
+    result = run.outcome()
+    assert result["submitted"] > 0
+    import email
+    import email.policy
+
+    sent = email.message_from_bytes(emls(settings)[0].read_bytes(), policy=email.policy.default)
+    text = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert before.teasers[1].title in text  # the check can see titles at all
+    assert dropped.title not in text

@@ -120,10 +120,26 @@ def test_without_a_token_only_loopback_gets_in(
         # Not even with some token: there is none to match.
         assert c.get("/editions", headers=BEARER).status_code == 403
     for host in ("127.0.0.1", "::1"):
-        with TestClient(app, base_url=BASE, client=(host, 1234)) as c:
+        with TestClient(app, base_url="http://127.0.0.1:8080", client=(host, 1234)) as c:
             r = c.get(f"/editions/{edition.id}")
             assert r.status_code == 200, host
             assert "Item 3" in r.text
+            # Through a proxy on the same host, or for a foreign name that resolves to
+            # loopback (DNS rebinding), a loopback client is not enough.
+            forwarded = c.get("/editions", headers={"X-Forwarded-For": "203.0.113.9"})
+            assert forwarded.status_code == 403
+            rebound = c.get("/editions", headers={"Host": "attacker.example:8080"})
+            assert rebound.status_code == 403
+    # An app serving a public address never lets local requests in without the secret.
+    public = create_app_public(make_app)
+    with TestClient(public, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 1)) as c:
+        assert c.get("/editions").status_code == 403
+
+
+def create_app_public(make_app: Callable[..., FastAPI]) -> FastAPI:
+    app = make_app(token="")
+    app.state.editors_on_loopback = False  # what `serve` sets for a non-loopback address
+    return app
 
 
 # Pages -------------------------------------------------------------------------------------------
@@ -297,8 +313,10 @@ def test_without_a_waiting_run_the_decision_goes_to_the_store(
     """An approver that finds no paused run (LookupError) falls back to recording the
     decision in the store, as without an approver."""
 
+    from digest.web.editor import NoRunWaiting
+
     def nobody_waiting(edition_id: str, decision: dict[str, Any]) -> str:
-        raise LookupError(f"no paused run of edition {edition_id}")
+        raise NoRunWaiting(f"no paused run of edition {edition_id}")
 
     with TestClient(make_app(approver=nobody_waiting), base_url=BASE, headers=BEARER) as client:
         r = client.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
