@@ -537,6 +537,24 @@ def deliver(
     return report
 
 
+def _sender(
+    settings: Settings,
+    edition: Edition,
+    variants: Variants,
+    *,
+    now: datetime,
+    rate: float,
+    provider: Provider | None = None,
+) -> tuple[Provider, Builder]:
+    """What one sending process sends with: the provider (the configured one unless given),
+    behind a rate limit when there is one, and a builder that makes the bodies only for a
+    provider that reads them."""
+    base = provider or make_provider(settings)
+    limited: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
+    bodies = not getattr(base, "raw_only", False)
+    return limited, Builder(settings, edition, variants, now=now, bodies=bodies)
+
+
 class _Runner:
     """What both ways of sending share: claiming the next batch under the lease, and
     settling batches whose sending was cut short."""
@@ -584,11 +602,9 @@ class _LocalRunner(_Runner):
     ) -> None:
         super().__init__(settings, store, edition, owner=owner, clock=clock)
         self.own_provider = provider is None
-        base = provider or make_provider(settings)
-        rate = settings.delivery.rate
-        self.provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
-        bodies = not getattr(base, "raw_only", False)
-        self.builder = Builder(settings, edition, variants, now=now, bodies=bodies)
+        self.provider, self.builder = _sender(
+            settings, edition, variants, now=now, rate=settings.delivery.rate, provider=provider
+        )
         self.journal: journals.Journal | None = None
 
     def drain(self, recorder: _Recorder) -> None:
@@ -694,11 +710,8 @@ def _worker_init(
 ) -> None:
     global _WORKER
     _die_with_parent(parent, lifeline)
-    base = make_provider(settings)
-    provider: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
+    provider, builder = _sender(settings, edition, variants, now=now, rate=rate)
     journal = journals.Journal(journal_root(settings), edition.id)
-    bodies = not getattr(base, "raw_only", False)
-    builder = Builder(settings, edition, variants, now=now, bodies=bodies)
     _WORKER = _Worker(builder, provider, journal, parent)
 
     def _close() -> None:
