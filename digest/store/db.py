@@ -138,6 +138,11 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _keys(keys: frozenset[str] | None) -> list[str] | None:
+    """Chosen keys as stored: a sorted JSON list, or NULL for "all"."""
+    return None if keys is None else sorted(keys)
+
+
 class _Seen(Exception):
     """An event id was recorded before: roll the transaction back."""
 
@@ -510,8 +515,7 @@ class Store:
             for p in people:
                 email = p.email.strip()
                 row = self._row_by_email(c, email)
-                sections = None if p.sections is None else sorted(p.sections)
-                digests = None if p.digests is None else sorted(p.digests)
+                sections, digests = _keys(p.sections), _keys(p.digests)
                 if row is None:
                     self._insert_subscriber(
                         c, p, SubscriberStatus.ACTIVE, source, now, f"added by {source}"
@@ -549,8 +553,8 @@ class Store:
             "token_id": secrets.randbits(62) or 1,
             "name": p.name,
             "status": status.value,
-            "sections": None if p.sections is None else sorted(p.sections),
-            "digests": None if p.digests is None else sorted(p.digests),
+            "sections": _keys(p.sections),
+            "digests": _keys(p.digests),
             "source": source,
             "created_at": now,
             "updated_at": now,
@@ -586,25 +590,20 @@ class Store:
                 return self._subscriber(row), bool(sid)
             return self._subscriber(row), False
 
-    def subscriber(self, subscriber_id: int) -> Subscriber | None:
+    def _one_subscriber(self, where: sa.ColumnElement[bool]) -> Subscriber | None:
         with self.engine.connect() as c:
-            row = c.execute(
-                sa.select(t.subscribers).where(t.subscribers.c.id == subscriber_id)
-            ).first()
+            row = c.execute(sa.select(t.subscribers).where(where)).first()
         return None if row is None else self._subscriber(row)
+
+    def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        return self._one_subscriber(t.subscribers.c.id == subscriber_id)
 
     def subscriber_by_token(self, token_id: int) -> Subscriber | None:
         """The subscriber a link names (links carry ``token_id``, never ``id``)."""
-        with self.engine.connect() as c:
-            row = c.execute(
-                sa.select(t.subscribers).where(t.subscribers.c.token_id == token_id)
-            ).first()
-        return None if row is None else self._subscriber(row)
+        return self._one_subscriber(t.subscribers.c.token_id == token_id)
 
     def subscriber_by_email(self, email: str) -> Subscriber | None:
-        with self.engine.connect() as c:
-            row = self._row_by_email(c, email)
-        return None if row is None else self._subscriber(row)
+        return self._one_subscriber(t.subscribers.c.email_key == email_key(email))
 
     def subscribers(self, statuses: Iterable[SubscriberStatus] | None = None) -> list[Subscriber]:
         """Every subscriber (or those in ``statuses``), oldest first."""
@@ -635,8 +634,8 @@ class Store:
     ) -> None:
         """What a subscriber receives (None: everything), and their name when given."""
         values: dict[str, Any] = {
-            "sections": None if sections is None else sorted(sections),
-            "digests": None if digests is None else sorted(digests),
+            "sections": _keys(sections),
+            "digests": _keys(digests),
             "updated_at": now,
         }
         if name is not None:
