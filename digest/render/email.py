@@ -57,21 +57,22 @@ _SPACE = re.compile(r"\s+")
 
 
 # Template loading -----------------------------------------------------------------------------
-def _templates_dir() -> Path:
-    """``templates/`` of a checkout or editable install, else the copy inside the wheel."""
+def templates_dir(required: str = MJML_TEMPLATE) -> Path:
+    """``templates/`` of a checkout or editable install, else the copy inside the wheel: the
+    first that holds ``required`` (the web app asks for its stylesheet)."""
     here = Path(__file__).resolve()
     candidates = (here.parents[2] / "templates", here.parents[1] / "_templates")
     for path in candidates:
-        if (path / MJML_TEMPLATE).is_file():
+        if (path / required).is_file():
             return path
-    raise RenderError(f"no email templates found in {' or '.join(map(str, candidates))}")
+    raise RenderError(f"no {required} found in {' or '.join(map(str, candidates))}")
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The one Jinja2 environment (created on first use, then shared)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_templates_dir()),
+        loader=jinja2.FileSystemLoader(templates_dir()),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("mjml.j2", "html.j2"), default_for_string=True, default=False
         ),

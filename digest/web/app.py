@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
@@ -57,7 +56,7 @@ from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
 from digest.models import EditionStatus, SendStatus, Subscriber, SubscriberStatus
 from digest.render import personalise, render_variant
-from digest.render.email import view_sections
+from digest.render.email import templates_dir, view_sections
 from digest.store import Store
 from digest.web.editor import Approver, EditorAccess
 from digest.web.editor import router as editor_router
@@ -112,20 +111,10 @@ def _utc_now() -> datetime:
 
 
 # Templates ---------------------------------------------------------------------------------------
-def _templates_dir() -> Path:
-    """``templates/`` of a checkout or editable install, else the copy inside the wheel."""
-    here = Path(__file__).resolve()
-    candidates = (here.parents[2] / "templates", here.parents[1] / "_templates")
-    for path in candidates:
-        if (path / STYLESHEET).is_file():
-            return path
-    raise RuntimeError(f"no web templates found in {' or '.join(map(str, candidates))}")
-
-
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_templates_dir()),
+        loader=jinja2.FileSystemLoader(templates_dir(STYLESHEET)),
         autoescape=True,
         # A misspelt variable must fail loudly, not print an empty string into a page.
         undefined=jinja2.StrictUndefined,
@@ -173,7 +162,7 @@ class Pages:
 
     def __init__(self, settings: Settings) -> None:
         self.env = environment()
-        css = (_templates_dir() / STYLESHEET).read_text(encoding="utf-8")
+        css = (templates_dir(STYLESHEET) / STYLESHEET).read_text(encoding="utf-8")
         self.stylesheet = Markup(css)
         digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode()
         self.csp = "; ".join(
