@@ -425,25 +425,33 @@ def create_app(
         # People get a page; programs (webhook senders) get FastAPI's JSON.
         if "text/html" in request.headers.get("accept", "") and exc.status_code in (404, 405):
             title = "Page not found" if exc.status_code == 404 else "Not allowed here"
-            return pages.message(
-                title,
-                "There is nothing to see at this address.",
-                status_code=exc.status_code,
-                links=[(settings.publication.name, settings.publication.url)],
-            )
+            return nothing_here(title, exc.status_code)
         return await http_exception_handler(request, exc)
 
+    def nothing_here(title: str = "Page not found", status_code: int = 404) -> HTMLResponse:
+        return pages.message(
+            title,
+            "There is nothing to see at this address.",
+            status_code=status_code,
+            links=[(settings.publication.name, settings.publication.url)],
+        )
+
     def subscriber_of(token: str, purpose: Purpose) -> Subscriber | None:
+        return None if (found := read_token_of(token, purpose)) is None else found[0]
+
+    def read_token_of(token: str, purpose: Purpose) -> tuple[Subscriber, int] | None:
+        """The subscriber a link names, and (for a confirmation) the link's status version."""
         if len(token) > MAX_TOKEN:
             return None
         try:
             if purpose == "confirm":
-                subscriber_id, _ = read_confirm_token(settings, token)
+                ref, version = read_confirm_token(settings, token)
             else:
-                subscriber_id = read_link(settings, token, purpose)
+                ref, version = read_link(settings, token, purpose), 0
         except InvalidToken:
             return None
-        return store.subscriber_by_token(subscriber_id)
+        sub = store.subscriber_by_token(ref)
+        return None if sub is None else (sub, version)
 
     def invalid_link(purpose: Purpose) -> HTMLResponse:
         if purpose == "confirm":
@@ -691,10 +699,10 @@ def create_app(
 
     @app.post("/confirm/{token}")
     def confirm(token: str) -> HTMLResponse:
-        sub = subscriber_of(token, "confirm")
-        if sub is None:
+        found = read_token_of(token, "confirm")
+        if found is None:
             return invalid_link("confirm")
-        _, version = read_confirm_token(settings, token)
+        sub, version = found
         changed = service.confirm(store, sub.id, now=now_of(), version=version)
         now_sub = store.subscriber(sub.id) or sub
         if not changed and now_sub.status is not SubscriberStatus.ACTIVE:
@@ -703,13 +711,7 @@ def create_app(
         return confirm_page(now_sub)
 
     # Web version of an edition ("View in browser") ------------------------------------------
-    def not_found() -> HTMLResponse:
-        return pages.message(
-            "Page not found",
-            "There is nothing to see at this address.",
-            status_code=404,
-            links=[(settings.publication.name, settings.publication.url)],
-        )
+    not_found = nothing_here
 
     @app.api_route("/v/{edition_id}", methods=["GET", "HEAD"])
     def web_version(edition_id: str, s: str | None = None) -> HTMLResponse:
