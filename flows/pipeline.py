@@ -486,15 +486,22 @@ def _approval_artifact(settings: Settings, edition: Edition, html_bytes: int) ->
     ]
     if link:
         lines += [f"Review: [{link}]({link})", ""]
-    for section in edition.sections:
-        lines.append(f"## {section.title}")
-        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
-        lines.append("")
+    lines += _teaser_lines(edition)
     create_markdown_artifact(
         markdown="\n".join(lines),
         key=artifact_key("approval", edition.id),
         description=f"Edition {edition.id}: awaiting approval",
     )
+
+
+def _teaser_lines(edition: Edition) -> list[str]:
+    """Markdown: each section's heading and its teasers as links."""
+    lines: list[str] = []
+    for section in edition.sections:
+        lines.append(f"## {section.title}")
+        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
+        lines.append("")
+    return lines
 
 
 def preview_url(settings: Settings, edition_id: str) -> str | None:
@@ -523,10 +530,7 @@ def _artifact(settings: Settings, edition: Edition, summary: RunSummary, html_by
         f"{summary.exhausted}) · suppressed {summary.suppressed}",
         "",
     ]
-    for section in edition.sections:
-        lines.append(f"## {section.title}")
-        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
-        lines.append("")
+    lines += _teaser_lines(edition)
     create_markdown_artifact(
         markdown="\n".join(lines),
         key=artifact_key("edition", edition.id),
