@@ -299,14 +299,11 @@ def web(
 def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Serve the gather and edition deployments on the schedules from the config."""
     settings = _settings(config)
-    from prefect import serve as prefect_serve
-
-    from flows.deployments import build_deployments, setup_alerts
+    from flows.deployments import serve_config
 
     if settings.alerts.webhook_url:
-        setup_alerts(settings)
         out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
-    prefect_serve(*build_deployments(settings, str(config)), pause_on_shutdown=False)
+    serve_config(settings, str(config))
 
 
 @app.command()
@@ -336,10 +333,6 @@ def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
         raise typer.Exit(1)
 
 
-# Flows of this project, as named in flows/pipeline.py.
-PROJECT_FLOWS = ("digest-run", "gather-section", "edition")
-
-
 def _duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -360,39 +353,10 @@ def _print_flow_runs(limit: int) -> None:
         out.print("Flow runs: not shown (PREFECT_API_URL is not set).")
         return
     _quiet_prefect()
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (
-            FlowFilter,
-            FlowFilterId,
-            FlowFilterName,
-            FlowRunFilter,
-            FlowRunFilterStartTime,
-        )
-        from prefect.client.schemas.sorting import FlowRunSort
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+    from flows.monitoring import recent_runs
 
-        # The server named in the environment, whatever a Prefect profile says.
-        with (
-            temporary_settings(updates={PREFECT_API_URL: url}),
-            get_client(sync_client=True) as client,
-        ):
-            flows = client.read_flows(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=list(PROJECT_FLOWS)))
-            )
-            names = {f.id: f.name for f in flows}
-            runs = (
-                client.read_flow_runs(
-                    flow_filter=FlowFilter(id=FlowFilterId(any_=list(names))),
-                    flow_run_filter=FlowRunFilter(
-                        start_time=FlowRunFilterStartTime(is_null_=False)
-                    ),
-                    sort=FlowRunSort.START_TIME_DESC,
-                    limit=limit,
-                )
-                if names
-                else []
-            )
+    try:
+        runs = recent_runs(url, limit)
     except Exception as e:  # an unreachable server is a note, not a failure of the command
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         out.print(f"Flow runs: the Prefect API at {url} did not answer ({reason}).", soft_wrap=True)
@@ -402,14 +366,9 @@ def _print_flow_runs(limit: int) -> None:
         return
     out.print(f"Flow runs ({url})", soft_wrap=True)
     for r in runs:
-        if r.end_time and r.start_time:
-            seconds: float | None = (r.end_time - r.start_time).total_seconds()
-        else:
-            seconds = r.total_run_time.total_seconds() if r.total_run_time else None
-        state = r.state_name or (r.state_type.value if r.state_type else "-")
         out.print(
-            f"  {_when_text(r.start_time)}  {r.name}  [{state}]  {_duration_text(seconds)}"
-            f"  ({names.get(r.flow_id, '-')})",
+            f"  {_when_text(r.started)}  {r.name}  [{r.state}]  {_duration_text(r.seconds)}"
+            f"  ({r.flow})",
             soft_wrap=True,
         )
 

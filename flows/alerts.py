@@ -17,10 +17,9 @@ from prefect.events.actions import CallWebhook
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.types import SecretDict
 
-DEFAULT_NAME = "newsletter-digest: failed runs"
+from flows.monitoring import PROJECT_FLOWS
 
-# Flows of this project, as named in flows/pipeline.py.
-PROJECT_FLOWS = ("gather-section", "edition", "digest-run")
+DEFAULT_NAME = "newsletter-digest: failed runs"
 ALERT_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 
 # The webhook's JSON body, rendered by the server when the automation fires. `tojson` quotes

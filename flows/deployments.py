@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import serve
+import prefect
 from prefect.schedules import Cron
 
-from digest.config import Settings, load_settings
+from digest.config import Settings
 from flows.alerts import ensure_alert_automation
 from flows.pipeline import edition_flow, gather_section_flow
 
@@ -46,11 +46,11 @@ def setup_alerts(settings: Settings) -> UUID | None:
     return ensure_alert_automation(settings.alerts.webhook_url)
 
 
-def serve_config(config_path: str) -> None:
-    """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL).
+def serve_config(settings: Settings, config_path: str) -> None:
+    """Serve every deployment until interrupted (needs a Prefect server: PREFECT_API_URL),
+    after setting up the alert automation when one is configured.
 
     Stopping the process leaves the schedules active: a restart (a deploy, a reboot) must not
     silently pause the publication's runs."""
-    settings = load_settings(config_path)
     setup_alerts(settings)
-    serve(*build_deployments(settings, config_path), pause_on_shutdown=False)
+    prefect.serve(*build_deployments(settings, config_path), pause_on_shutdown=False)
