@@ -143,6 +143,8 @@ class SubscriberStatus(enum.StrEnum):
 
 # Never mailed again unless they subscribe anew through double opt-in; an import never revives.
 SUPPRESSED = frozenset({SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
+# Still on the list: what leaving, a bounce or a provider's unsubscribe event may change.
+LEAVABLE = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING})
 
 
 class Subscriber(_Model):

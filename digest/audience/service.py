@@ -32,14 +32,13 @@ from email_validator import EmailNotValidError, validate_email
 from digest.audience.tokens import confirm_url
 from digest.config import Settings
 from digest.errors import PermanentError
-from digest.models import NewSubscriber, OutgoingMessage, Subscriber, SubscriberStatus
+from digest.models import LEAVABLE, NewSubscriber, OutgoingMessage, Subscriber, SubscriberStatus
 from digest.render.mime import POLICY, clean_header
 from digest.store import Store
 
 S = SubscriberStatus
 
 # Who may leave, and who may come back through double opt-in.
-LEAVABLE = frozenset({S.ACTIVE, S.PAUSED, S.PENDING})
 CONFIRMABLE = frozenset({S.PENDING, S.PAUSED, S.UNSUBSCRIBED, S.BOUNCED, S.COMPLAINED})
 # Who may change their choices (the others receive nothing, whatever they chose).
 CHOOSING = frozenset({S.ACTIVE, S.PAUSED, S.PENDING})

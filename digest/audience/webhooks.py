@@ -120,7 +120,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from digest.errors import PermanentError
-from digest.models import SubscriberStatus
 
 if TYPE_CHECKING:
     from digest.config import Settings
@@ -133,7 +132,6 @@ SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 # Statuses an event may move away from; the suppressed ones (and a choice to leave) stay.
-_MAILABLE = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING})
 _REASON_CHARS = 300
 _MAILGUN_UNCONFIGURED = (
     "mailgun: webhooks are not configured (set DIGEST__WEBHOOKS__MAILGUN_SIGNING_KEY)"

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from digest.errors import DeliveryLocked, PermanentError, TransientError
 from digest.models import (
+    LEAVABLE,
     Article,
     DeliveryStatus,
     Edition,
@@ -734,7 +735,6 @@ class Store:
         ``kind``: ``hard_bounce`` and ``unsubscribe`` change an active, paused or pending
         subscriber; ``complaint`` any; ``soft_bounce`` counts (see :meth:`soft_bounce`).
         """
-        mailable = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
         rows = [{"provider": provider, "event_id": i[:200], "received_at": now} for i in event_ids]
         keys = ["provider", "event_id"]
         try:
@@ -752,7 +752,7 @@ class Store:
                         [{"provider": provider, "event_id": once[:200], "received_at": now}],
                         keys,
                     )
-                    if not first or status not in mailable:
+                    if not first or status not in LEAVABLE:
                         return "ignored"
                     self._soft_bounce(c, sid, soft_limit, soft_window, now, cause)
                     return "applied"
@@ -761,7 +761,7 @@ class Store:
                     "complaint": SubscriberStatus.COMPLAINED,
                     "unsubscribe": SubscriberStatus.UNSUBSCRIBED,
                 }.get(kind)
-                if target is None or (kind != "complaint" and status not in mailable):
+                if target is None or (kind != "complaint" and status not in LEAVABLE):
                     return "ignored"
                 self._set_statuses(c, [sid], target, now=now, causes={sid: cause}, only_from=status)
                 return "applied"
