@@ -69,7 +69,7 @@ import requests
 
 from digest.config import PostmarkSettings, RetrySettings
 from digest.delivery.base import OnResult, ProviderBase, permanent, report, submitted, transient
-from digest.delivery.httpapi import ApiClient, RequestFailed
+from digest.delivery.httpapi import ApiClient, RequestFailed, all_transient
 from digest.errors import PermanentDeliveryError
 from digest.models import OutgoingMessage, SendResult
 
@@ -328,7 +328,7 @@ class PostmarkProvider(ProviderBase):
             return [permanent(i.message.key, reason) for i in items]
         reason = f"{where}: request refused (HTTP {status}), ErrorCode {code}: {text}"
         if code in ACCOUNT_LEVEL:
-            return [transient(i.message.key, reason) for i in items]
+            return all_transient([i.message for i in items], reason)
         bounce = code == INACTIVE_RECIPIENT and len(items) == 1
         return [permanent(i.message.key, reason, bounce=bounce) for i in items]
 
@@ -358,7 +358,7 @@ class PostmarkProvider(ProviderBase):
                 f"{where}: HTTP {response.status_code} with {got} for {len(items)} messages; "
                 "outcome unknown"
             )
-            return [transient(i.message.key, reason) for i in items]
+            return all_transient([i.message for i in items], reason)
         return [
             self._one(item.message, answer, where)
             for item, answer in zip(items, answers, strict=True)
