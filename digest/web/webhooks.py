@@ -17,7 +17,7 @@ synchronous). Answers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -35,8 +35,7 @@ from digest.audience.webhooks import (
 from digest.errors import TransientError
 
 if TYPE_CHECKING:
-    from digest.config import Settings
-    from digest.store import Store
+    pass
 
 Handler = Callable[..., WebhookResult]
 
@@ -64,17 +63,6 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _call(
-    handler: Handler,
-    settings: Settings,
-    store: Store,
-    body: bytes,
-    headers: Mapping[str, str],
-    now: datetime,
-) -> WebhookResult:
-    return handler(settings, store, body, headers, now=now)
-
-
 async def _run(request: Request, handler: Handler) -> JSONResponse:
     try:
         body = await _body(request)
@@ -85,7 +73,7 @@ async def _run(request: Request, handler: Handler) -> JSONResponse:
     headers = dict(request.headers.items())
     try:
         result = await run_in_threadpool(
-            _call, handler, state.settings, state.store, body, headers, now
+            handler, state.settings, state.store, body, headers, now=now
         )
     except WebhookRefused as e:
         return JSONResponse({"error": e.message}, status_code=e.status)
