@@ -100,15 +100,24 @@ class TreeRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def _rss_kb(pid: int) -> int:
+    def _kb(path: str, field: str) -> int:
+        """A ``Field:   123 kB`` line of a /proc file; 0 when the process is gone."""
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(path) as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         return int(line.split()[1])
         except OSError:
             pass
         return 0
+
+    def _rss_kb(self, pid: int) -> int:
+        return self._kb(f"/proc/{pid}/status", "VmRSS:")
+
+    def _pss_kb(self, pid: int) -> int:
+        """Proportional set size: pages shared with other processes (a forked worker shares
+        most of the fork server's) counted once across them, not once per process."""
+        return self._kb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
     @staticmethod
     def _children(pid: int) -> list[int]:
@@ -129,19 +138,6 @@ class TreeRss:
             out.append(child)
             todo += self._children(child)
         return out
-
-    @staticmethod
-    def _pss_kb(pid: int) -> int:
-        """Proportional set size: pages shared with other processes (a forked worker shares
-        most of the fork server's) counted once across them, not once per process."""
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
 
     def _run(self) -> None:
         me = os.getpid()
