@@ -456,7 +456,7 @@ def _send_rows(
     whole stops the batch: the rest stay unanswered (given back, no attempt spent) and the
     error is kept in ``sent.error``. Anything else propagates; ``sent`` holds what was answered.
     """
-    piece = _PIECE if getattr(provider, "raw_only", False) else max(1, len(rows))
+    piece = _PIECE if provider.raw_only else max(1, len(rows))
     for start in range(0, len(rows), piece):
         built = builder.build(rows[start : start + piece])
         sent.skipped += built.skipped
@@ -551,7 +551,7 @@ def _sender(
     provider that reads them."""
     base = provider or make_provider(settings)
     limited: Provider = RateLimited(base, TokenBucket(rate)) if rate else base
-    bodies = not getattr(base, "raw_only", False)
+    bodies = not base.raw_only
     return limited, Builder(settings, edition, variants, now=now, bodies=bodies)
 
 

@@ -46,6 +46,8 @@ class Provider(Protocol):
     """Anything that can submit a batch of messages. See the module docstring for the contract."""
 
     name: str
+    # True: sends ``OutgoingMessage.raw`` only, so ``html``/``text`` need not be built.
+    raw_only: bool
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None

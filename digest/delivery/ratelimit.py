@@ -66,7 +66,7 @@ class RateLimited(ProviderBase):
         self.provider = provider
         self.bucket = bucket
         self.name = provider.name
-        self.raw_only = getattr(provider, "raw_only", False)
+        self.raw_only = provider.raw_only
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
