@@ -1,0 +1,144 @@
+"""The top-level ``Settings`` of one publication: the data folder and database, the signing
+keys, every section of the file, the checks across them, and the locations derived from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+
+from digest.config.base import ENV_PREFIX, SECRET, Key, _secret_paths, _Section
+from digest.config.content import (
+    DigestSettings,
+    HttpSettings,
+    PublicationSettings,
+    RenderSettings,
+    SectionSettings,
+    SourceSettings,
+)
+from digest.config.delivery import REMOTE_PROVIDERS, DeliverySettings
+from digest.config.web import AlertSettings, WebhookSettings, WebSettings
+
+
+class StoreSettings(_Section):
+    url: str = Field(
+        default="",
+        description="SQLAlchemy database URL, e.g. postgresql+psycopg://user@host/db. "
+        "Empty: a SQLite file `digest.db` in `data_dir`.",
+    )
+
+
+class Settings(_Section):
+    """The whole configuration of one publication."""
+
+    data_dir: str = Field(
+        default="var", description="Folder for the database and outbox, relative to this file."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key signing unsubscribe and preference tokens (env only: "
+        "DIGEST__SECRET_KEY). Required for real providers.",
+        json_schema_extra=SECRET,
+    )
+    old_secret_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Earlier signing keys, comma-separated, still accepted in links (key "
+        "rotation; env only: DIGEST__OLD_SECRET_KEYS).",
+        json_schema_extra=SECRET,
+    )
+    publication: PublicationSettings
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    sources: dict[Key, SourceSettings] = Field(min_length=1)
+    sections: dict[Key, SectionSettings] = Field(min_length=1)
+    digests: dict[Key, DigestSettings] = Field(min_length=1)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    # Set by the loader, not by the file: where relative paths start.
+    base_dir: Path = Field(default=Path("."), exclude=True, json_schema_extra={"internal": True})
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        problems = []
+        for key, section in self.sections.items():
+            for src in section.sources:
+                if src not in self.sources:
+                    problems.append(f"sections.{key}.sources: unknown source {src!r}")
+        for key, dg in self.digests.items():
+            for sec in dg.sections:
+                if sec not in self.sections:
+                    problems.append(f"digests.{key}.sections: unknown section {sec!r}")
+            if dg.cards_per_section > dg.max_per_section:
+                problems.append(f"digests.{key}.cards_per_section: larger than max_per_section")
+        provider = self.delivery.provider
+        if provider in REMOTE_PROVIDERS and not self.secret_key.get_secret_value():
+            problems.append(
+                "secret_key: required with a real provider; set DIGEST__SECRET_KEY in the "
+                "environment"
+            )
+        for path in _secret_paths(Settings):
+            value: Any = self
+            for part in path:
+                value = getattr(value, part)
+            secret = value.get_secret_value()
+            if secret != secret.strip() or not secret.isprintable():
+                # Caught here, not in a request whose error message would quote it.
+                problems.append(
+                    f"{'.'.join(path)}: has spaces at either end or control characters "
+                    "(a line break pasted with it?)"
+                )
+        needs = {
+            "postmark": [("token", self.delivery.postmark.token)],
+            "sendgrid": [("api_key", self.delivery.sendgrid.api_key)],
+            "mailgun": [("api_key", self.delivery.mailgun.api_key)],
+        }
+        for name, value in needs.get(provider, []):
+            if not value.get_secret_value():
+                env = f"{ENV_PREFIX}DELIVERY__{provider.upper()}__{name.upper()}"
+                problems.append(f"delivery.{provider}.{name}: required (set {env})")
+        if provider == "mailgun" and not self.delivery.mailgun.domain:
+            problems.append("delivery.mailgun.domain: required with the mailgun provider")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # Derived locations -------------------------------------------------------------------
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_path / 'digest.db'}"
+
+    @property
+    def outbox_path(self) -> Path:
+        return (
+            self.resolve(self.delivery.outbox.dir)
+            if self.delivery.outbox.dir
+            else (self.data_path / "outbox")
+        )
+
+    @property
+    def links_base(self) -> str:
+        return self.web.base_url or self.publication.links_base_url or self.publication.url
+
+    @property
+    def verifying_keys(self) -> list[str]:
+        """Keys a link may be signed with, oldest first; the last one signs new links."""
+        old = [k for k in self.old_secret_keys.get_secret_value().split(",") if k]
+        return [*old, self.signing_key]
+
+    @property
+    def signing_key(self) -> str:
+        """The token key; a fixed development key stands in only for local providers."""
+        return self.secret_key.get_secret_value() or "insecure-development-key"
