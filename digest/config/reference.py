@@ -19,7 +19,7 @@ def reference_markdown() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from `digest/config.py` by `digest config reference`; do not edit by hand.",
+        "Generated from `digest/config/` by `digest config reference`; do not edit by hand.",
         "Every key can be overridden from the environment as `DIGEST__<PATH>` with `__` between",
         "levels, e.g. `DIGEST__DELIVERY__SMTP__HOST`. Keys marked *env only* must come from there.",
         "",
