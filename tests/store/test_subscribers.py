@@ -122,7 +122,7 @@ def test_migration_renames_suppressed_to_bounced(tmp_path) -> None:  # type: ign
     """A store written before subscribers had bounced/complained keeps its suppressions."""
     from alembic import command
 
-    from digest.store.db import _alembic_config
+    from digest.store.base import _alembic_config
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
