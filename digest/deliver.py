@@ -64,9 +64,8 @@ from digest.models import (
 )
 from digest.render.email import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message
-from digest.store import Store
+from digest.store import Claimed, Store, lock_owner
 from digest.store import journal as journals
-from digest.store.db import Claimed, lock_owner
 
 Clock = Callable[[], datetime]
 

@@ -46,6 +46,18 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ("digest", ("prefect", "flows"), "Prefect lives only in flows/"),
     ("digest.models", ("digest",), "the models stand alone"),
     ("digest.errors", ("digest",), "the errors stand alone"),
+    (
+        "digest.store",
+        (
+            "digest.compose",
+            "digest.render",
+            "digest.gather",
+            "digest.delivery",
+            "digest.web",
+            "digest.cli",
+        ),
+        "the store knows rows, not stages or entry points",
+    ),
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from digest.models import SendResult, SendStatus
-from digest.store.journal import Journal, discard, edition_dir, replay
+from digest.store import Journal, discard, edition_dir, replay
 
 EDITION = "weekly-2026-W48"
 OTHER = "weekly-2026-W49"

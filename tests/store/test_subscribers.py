@@ -3,7 +3,6 @@ webhook events seen once; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,13 +12,6 @@ from digest.models import NewSubscriber, SubscriberStatus
 from digest.store import Store
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def test_add_is_idempotent_and_audited(store: Store) -> None:
@@ -118,30 +110,22 @@ def test_webhook_events_are_seen_once(store: Store) -> None:
     assert store.record_webhook_event("mailgun", "ev-1", now=NOW)  # per provider
 
 
-def test_migration_renames_suppressed_to_bounced(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A store written before subscribers had bounced/complained keeps its suppressions."""
-    from alembic import command
-
-    from digest.store.db import _alembic_config
-
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = sa.create_engine(url)
-    cfg = _alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-        conn.execute(
-            sa.text(
-                "INSERT INTO subscribers (email, name, status, created_at, updated_at) "
-                "VALUES ('x@example.org', '', 'suppressed', :t, :t)"
-            ),
-            {"t": "2026-11-01 00:00:00.000000"},
-        )
-    engine.dispose()
-    store = Store.open(url)
-    (s,) = store.subscribers()
-    assert s.status is SubscriberStatus.BOUNCED and s.digests is None and s.source == ""
-    store.close()
+def test_import_never_resubscribes(store: Store) -> None:
+    people = [NewSubscriber(email="a@example.org", name="A"), NewSubscriber(email="b@example.org")]
+    counts = store.import_subscribers(people, now=NOW)
+    assert (counts.added, counts.updated) == (2, 0)
+    a = store.active_subscribers()[0]
+    store.set_subscriber_status(a.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    counts = store.import_subscribers(
+        [
+            NewSubscriber(email="A@example.org", name="A"),
+            NewSubscriber(email="b@example.org", name="Bee", sections=frozenset({"qiosk"})),
+        ],
+        now=NOW,
+    )
+    assert (counts.added, counts.updated, counts.kept_unsubscribed) == (0, 1, 1)
+    (b,) = store.active_subscribers()
+    assert b.email == "b@example.org" and b.name == "Bee" and b.sections == {"qiosk"}
 
 
 def test_addresses_differing_in_case_are_one_even_beyond_ascii(store: Store) -> None:

@@ -1,0 +1,125 @@
+"""The delivery ledger: rows unique, claims exclusive (also between threads), answers recorded,
+re-runs and retries by the rules, rows of people who left skipped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from digest.models import NewSubscriber, SendResult, SendStatus, SubscriberStatus
+from digest.store import Store
+from tests.conftest import article
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _edition_with_subscribers(make_settings, store: Store, n: int) -> str:  # type: ignore[no-untyped-def]
+    from digest.compose.editions import compose_edition
+
+    items = [article(1)]
+    store.save_articles(items, now=NOW)
+    ed = compose_edition(
+        {"qiosk": items}, history=set(), settings=make_settings(), digest_key="weekly", now=NOW
+    )
+    store.save_edition(ed, now=NOW)
+    store.import_subscribers([NewSubscriber(email=f"s{i}@example.org") for i in range(n)], now=NOW)
+    return ed.id
+
+
+def test_ledger_rows_are_unique_and_claims_exclusive(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    eid = _edition_with_subscribers(make_settings, store, 5)
+    ids = [s.id for s in store.active_subscribers()]
+    assert store.create_deliveries(eid, ids, now=NOW) == 5
+    assert store.create_deliveries(eid, ids + ids, now=NOW) == 0
+    first = store.claim_batch(eid, 3, now=NOW)
+    second = store.claim_batch(eid, 3, now=NOW)
+    assert len(first) == 3 and len(second) == 2
+    assert not {c.delivery_id for c in first} & {c.delivery_id for c in second}
+    assert store.claim_batch(eid, 3, now=NOW) == []
+    assert store.delivery_counts(eid)["sending"] == 5
+
+
+def test_results_and_rerun_rules(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    eid = _edition_with_subscribers(make_settings, store, 4)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    rows = store.claim_batch(eid, 10, now=NOW)
+    later = NOW + timedelta(minutes=1)
+    retry_at = later + timedelta(minutes=5)
+    suppressed = store.mark_results(
+        {
+            rows[0].delivery_id: SendResult("k0", SendStatus.SUBMITTED, provider_id="p0"),
+            rows[1].delivery_id: SendResult("k1", SendStatus.TRANSIENT, reason="451 later"),
+            rows[2].delivery_id: SendResult(
+                "k2", SendStatus.PERMANENT, reason="550 5.1.1 no user", bounce=True
+            ),
+        },
+        now=later,
+        retry_at={rows[1].delivery_id: retry_at},
+    )
+    # rows[3] stays in `sending`, as after a crash.
+    counts = store.delivery_counts(eid)
+    assert counts == {
+        "pending": 0,
+        "sending": 1,
+        "submitted": 1,
+        "failed": 2,
+        "skipped": 0,
+        "transient": 1,
+        "permanent": 1,
+        "exhausted": 0,
+    }
+    # The hard bounce suppressed its subscriber, with the reason in the audit trail.
+    bounced = rows[2].subscriber.id
+    assert suppressed == [bounced]
+    assert bounced not in {s.id for s in store.active_subscribers()}
+    added, event = store.subscriber_events(bounced)
+    assert (added["old_status"], added["new_status"]) == (None, "active")  # the import
+    assert (event["old_status"], event["new_status"]) == ("active", "bounced")
+    assert "550 5.1.1 no user" in event["cause"]
+    # A late answer for a row no longer `sending` changes nothing.
+    store.mark_results({rows[0].delivery_id: SendResult("k0", SendStatus.TRANSIENT)}, now=later)
+    assert store.delivery_counts(eid)["submitted"] == 1
+
+    assert store.release_stale(eid, now=later) == 1
+    assert store.next_retry_at(eid) == retry_at
+    assert store.requeue_due(eid, now=later) == 0  # not due yet
+    assert store.requeue_due(eid, now=retry_at) == 1  # the transient one, not the permanent one
+    again = store.claim_batch(eid, 10, now=retry_at)
+    assert {c.delivery_id for c in again} == {rows[1].delivery_id, rows[3].delivery_id}
+    assert {c.attempts for c in again} == {2}
+    assert store.submitted_subscriber_ids(eid) == {rows[0].subscriber.id}
+
+
+def test_concurrent_claimers_never_share_a_row(make_settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    url = db_url
+    setup = Store.open(url)
+    eid = _edition_with_subscribers(make_settings, setup, 120)
+    setup.create_deliveries(eid, [s.id for s in setup.active_subscribers()], now=NOW)
+    claimed: list[list[int]] = [[] for _ in range(4)]
+
+    def worker(i: int) -> None:
+        store = Store.open(url, migrate=False)
+        while rows := store.claim_batch(eid, 3, now=NOW):
+            claimed[i].extend(r.delivery_id for r in rows)
+        store.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    every = [d for part in claimed for d in part]
+    assert len(every) == len(set(every)) == 120
+    setup.close()
+
+
+def test_unsent_rows_of_people_who_left_are_skipped(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    eid = _edition_with_subscribers(make_settings, store, 3)
+    a, b, c = store.active_subscribers()
+    store.create_deliveries(eid, [a.id, b.id, c.id], now=NOW)
+    store.set_subscriber_status(b.id, SubscriberStatus.UNSUBSCRIBED, now=NOW)
+    # Even before the ledger is tidied, a claim never picks an inactive subscriber.
+    assert {r.subscriber.id for r in store.claim_batch(eid, 10, now=NOW)} == {a.id, c.id}
+    assert store.skip_inactive(eid, now=NOW) == 1
+    assert store.delivery_counts(eid)["skipped"] == 1
