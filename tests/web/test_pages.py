@@ -29,7 +29,7 @@ from digest.config import Settings
 from digest.delivery.memory import MemoryProvider
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store
-from digest.web.app import RedactTokens
+from digest.web.hardening import RedactTokens
 from tests.web.conftest import (
     BASE,
     KEY,
