@@ -58,6 +58,7 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         ),
         "the store knows rows, not stages or entry points",
     ),
+    ("digest.web", ("digest.cli", "flows"), "entry points never import each other"),
 ]
 
 
@@ -164,3 +165,34 @@ def test_adapters_never_import_a_sibling_adapter(module: str) -> None:
     own = next(a for a in ADAPTERS if _under(module, a))
     others = tuple(a for a in ADAPTERS if a != own)
     assert not {i for i in MODULES[module] if _under(i, others)}
+
+
+# The web app's route modules (each defines an APIRouter). They meet only in WEB_APP, which
+# includes them; what several of them need lives in the other, non-route modules of digest.web.
+WEB_ROUTERS = (
+    "digest.web.editor",
+    "digest.web.public",
+    "digest.web.signup",
+    "digest.web.subscribers",
+    "digest.web.webhooks",
+)
+WEB_APP = "digest.web.app"
+
+
+def test_the_web_routers_are_all_listed() -> None:
+    defining = {
+        _module(p)
+        for p in (ROOT / "digest" / "web").rglob("*.py")
+        if "APIRouter(" in p.read_text(encoding="utf-8")
+    }
+    assert defining == set(WEB_ROUTERS)
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if _under(m, "digest.web") and m != WEB_APP)
+)
+def test_web_routers_meet_only_in_the_app(module: str) -> None:
+    """A route module never imports another (nor the app); a shared helper imports none."""
+    others = tuple(r for r in (*WEB_ROUTERS, WEB_APP) if r != module)
+    reached = {i for i in MODULES[module] if _under(i, others)}
+    assert not reached, f"{module} imports {sorted(reached)}: routers meet only in {WEB_APP}"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -26,7 +25,7 @@ from markupsafe import Markup
 from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Edition, Image, RenderedVariant, Teaser
-from digest.render import personalise
+from digest.render import personalise, templates
 from digest.render.intro import intro_html, intro_text
 from digest.render.links import add_utm, is_web_url, with_width
 from digest.render.mjml_spec import FREE_DEFAULTS, MJML_ATTRIBUTES, MJML_TAGS
@@ -57,29 +56,14 @@ _SPACE = re.compile(r"\s+")
 
 
 # Template loading -----------------------------------------------------------------------------
-def templates_dir(required: str = MJML_TEMPLATE) -> Path:
-    """``templates/`` of a checkout or editable install, else the copy inside the wheel: the
-    first that holds ``required`` (the web app asks for its stylesheet)."""
-    here = Path(__file__).resolve()
-    candidates = (here.parents[2] / "templates", here.parents[1] / "_templates")
-    for path in candidates:
-        if (path / required).is_file():
-            return path
-    raise RenderError(f"no {required} found in {' or '.join(map(str, candidates))}")
-
-
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    """The one Jinja2 environment (created on first use, then shared)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()),
+    """The one Jinja2 environment of the email (created on first use, then shared)."""
+    env = templates.environment(
+        MJML_TEMPLATE,
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("mjml.j2", "html.j2"), default_for_string=True, default=False
         ),
-        # A misspelt variable must fail the render, not print an empty string into an email.
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap

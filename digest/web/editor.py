@@ -56,6 +56,7 @@ from digest.factory import make_provider
 from digest.models import Edition, EditionStatus, SendStatus, Subscriber
 from digest.render.email import render_variant
 from digest.store import Store
+from digest.web.forms import form_text
 
 log = logging.getLogger(__name__)
 
@@ -301,11 +302,6 @@ async def _form(request: Request) -> FormData:
 Form = Annotated[FormData, Depends(_form)]
 
 
-def _text(fields: FormData, name: str) -> str:
-    value = fields.get(name)
-    return value if isinstance(value, str) else ""
-
-
 def _choices(store: Store, edition: Edition) -> list[Choice]:
     """The edition's articles and those an editor excluded, each with its title."""
     excluded = store.overrides(edition.id).excluded
@@ -422,7 +418,7 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
             error="Only the edition of the current period can be edited.",
             status_code=409,
         )
-    intro = _text(fields, "intro").replace("\r\n", "\n").strip()
+    intro = form_text(fields, "intro").replace("\r\n", "\n").strip()
     if len(intro) > MAX_INTRO:
         return _edition_page(
             request,
@@ -447,7 +443,7 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
     settings: Settings = request.app.state.settings
     access: EditorAccess = request.app.state.editor_access
     edition = _edition(request, edition_id)
-    address = _text(fields, "address").strip()
+    address = form_text(fields, "address").strip()
     if not access.allows(address):
         return _edition_page(
             request,
@@ -482,7 +478,7 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
 def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Response:
     store: Store = request.app.state.store
     edition = _edition(request, edition_id)
-    decision = _text(fields, "decision")
+    decision = form_text(fields, "decision")
     if decision not in ("approve", "reject"):
         return _edition_page(request, edition, error="Approve or reject?", status_code=400)
     if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):

@@ -33,6 +33,7 @@ from digest.audience.webhooks import (
     handle_sendgrid,
 )
 from digest.errors import TransientError
+from digest.web.hardening import TooLarge
 
 if TYPE_CHECKING:
     pass
@@ -44,21 +45,17 @@ MAX_BODY = 5_000_000  # bytes; SendGrid batches events, but never near this
 router = APIRouter(tags=["webhooks"])
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _body(request: Request) -> bytes:
-    """The raw body, refused (``_TooLarge``) as soon as it passes MAX_BODY."""
+    """The raw body, refused (``TooLarge``) as soon as it passes MAX_BODY."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
-        raise _TooLarge
+        raise TooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise _TooLarge
+            raise TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -66,7 +63,7 @@ async def _body(request: Request) -> bytes:
 async def _run(request: Request, handler: Handler) -> JSONResponse:
     try:
         body = await _body(request)
-    except _TooLarge:
+    except TooLarge:
         return JSONResponse({"error": f"body over {MAX_BODY:,} bytes"}, status_code=413)
     state = request.app.state
     now: datetime = state.clock()

@@ -3,6 +3,7 @@ store, a clock the test moves, and the in-memory provider for confirmation messa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from digest.audience.tokens import Purpose, make_token
+from digest.audience.tokens import SALTS, Purpose, make_token
 from digest.config import Settings
 from digest.delivery.memory import MemoryProvider
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
@@ -24,6 +26,10 @@ OLD_KEY = "web-test-old-key"
 BASE = "https://news.meridian.example.org"
 SIGNUPS_PER_HOUR = 3
 START = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+DAY = 86_400
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+Add = Callable[..., Subscriber]
 
 
 def web_overrides() -> dict[str, Any]:
@@ -117,3 +123,25 @@ def link(subscriber: Subscriber | int, purpose: Purpose, key: str = KEY) -> str:
     """The app-relative path of a subscriber's link."""
     prefix = {"unsubscribe": "/u/", "preferences": "/p/", "confirm": "/confirm/"}[purpose]
     return prefix + token(subscriber, purpose, key)
+
+
+def signed_days_ago(ident: object, purpose: Purpose, days: int, key: str = KEY) -> str:
+    """A link token for ``ident`` as it was signed ``days`` ago."""
+
+    class Old(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - days * DAY
+
+    return URLSafeTimedSerializer(key, salt=SALTS[purpose], signer=Old).dumps(ident)
+
+
+def status_of(store: Store, sub: Subscriber) -> SubscriberStatus:
+    """The subscriber's status in the store now."""
+    current = store.subscriber(sub.id)
+    assert current is not None
+    return current.status
+
+
+def causes_of(store: Store, sub: Subscriber) -> list[str]:
+    """The causes of the subscriber's recorded status changes, oldest first."""
+    return [e["cause"] for e in store.subscriber_events(sub.id)]

@@ -165,17 +165,17 @@ def test_every_section_is_the_full_edition(
 def test_variants_are_rendered_once(
     app: FastAPI, client: TestClient, save: Callable[..., Edition], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import digest.web.app as web_app
+    import digest.web.public as web_public
 
     save(EditionStatus.SENT)
     calls: list[frozenset[str] | None] = []
-    render = web_app.render_variant
+    render = web_public.render_variant
 
     def counting(*args: Any, **kw: Any) -> Any:
         calls.append(kw.get("sections"))
         return render(*args, **kw)
 
-    monkeypatch.setattr(web_app, "render_variant", counting)
+    monkeypatch.setattr(web_public, "render_variant", counting)
     first = client.get(f"/v/{EDITION}?s=qiosk,analysis").text
     # The same variant however its keys are ordered or repeated.
     assert client.get(f"/v/{EDITION}?s=analysis,qiosk,qiosk").text == first

@@ -1,0 +1,96 @@
+"""What every response of the web app gets (``digest.web.hardening``): the security headers, the
+policy that allows exactly the pages' stylesheet, the cap on form bodies, and link tokens kept
+out of the access log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+
+from fastapi.testclient import TestClient
+
+from digest.models import SubscriberStatus
+from digest.store import Store
+from digest.web.hardening import RedactTokens
+from tests.web.conftest import ONE_CLICK, Add, link, status_of
+
+S = SubscriberStatus
+
+
+def test_security_headers_on_every_response(client: TestClient, add: Add):
+    sub = add()
+    responses = [
+        client.get(link(sub, "unsubscribe")),
+        client.get(link(sub, "preferences")),
+        client.get("/subscribe"),
+        client.get("/u/garbage"),
+        client.get("/healthz"),
+        client.get("/no-such-page", headers={"Accept": "text/html"}),
+        client.post(link(sub, "unsubscribe"), data=ONE_CLICK),
+    ]
+    for r in responses:
+        h = r.headers
+        assert h["Referrer-Policy"] == "no-referrer"
+        assert h["X-Content-Type-Options"] == "nosniff"
+        assert h["X-Frame-Options"] == "DENY"
+        assert h["Cache-Control"] == "no-store"
+        csp = h["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp and "script-src" not in csp
+        assert "set-cookie" not in h
+
+
+def test_the_policy_allows_exactly_the_pages_stylesheet(client: TestClient):
+    r = client.get("/subscribe")
+    style = re.search(r"<style>(.*?)</style>", r.text, re.S)
+    assert style
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in r.headers["Content-Security-Policy"]
+    assert "<script" not in r.text and " style=" not in r.text
+    assert '<html lang="en" dir="ltr">' in r.text
+    assert 'name="viewport"' in r.text and "prefers-color-scheme: dark" in r.text
+
+
+def test_a_body_too_large_is_refused(client: TestClient, store: Store, add: Add):
+    sub = add()
+    declared = client.post(link(sub, "unsubscribe"), content=b"x" * 100_000)
+    assert declared.status_code == 413
+    assert declared.headers["Referrer-Policy"] == "no-referrer"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b"List-Unsubscribe=One-Click&x="
+        for _ in range(20):
+            yield b"x" * 8192
+
+    streamed = client.post(
+        link(sub, "unsubscribe"),
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert streamed.status_code == 413
+    assert status_of(store, sub) is S.ACTIVE
+    # The webhooks take bigger bodies (event batches) and cap them themselves.
+    big = client.post("/webhooks/sendgrid", content=b"[" + b" " * 100_000 + b"]")
+    assert big.status_code != 413
+
+
+def test_tokens_stay_out_of_the_access_log():
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/u/MTI.aBc.dEf-_x?x=1", "1.1", 200),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5000 - "POST /u/…?x=1 HTTP/1.1" 200'
+    for path, shown in [("/confirm/abc", "/confirm/…"), ("/subscribe", "/subscribe")]:
+        record.args = ("c", "GET", path, "1.1", 200)
+        RedactTokens().filter(record)
+        assert shown in record.getMessage()
