@@ -46,6 +46,16 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ("digest", ("prefect", "flows"), "Prefect lives only in flows/"),
     ("digest.models", ("digest",), "the models stand alone"),
     ("digest.errors", ("digest",), "the errors stand alone"),
+    (
+        "digest.delivery",
+        ("digest.render", "digest.compose", "digest.gather", "digest.audience", "digest.web"),
+        "providers take a finished message; tokens come as data",
+    ),
+    (
+        "digest.render",
+        ("digest.delivery", "digest.audience", "digest.web", "digest.gather"),
+        "render turns an edition into messages; it knows no provider, audience or route",
+    ),
 ]
 
 
