@@ -437,11 +437,11 @@ def _subscriber_times(
 
 def _lookup_address(email: str) -> str:
     """The address as the store keeps it, when it is a valid one; else as typed."""
-    from digest.audience.csv_import import InvalidSubscriber, normalise_email
+    from digest.audience.addresses import InvalidAddress, normalise_email
 
     try:
         return normalise_email(email)
-    except InvalidSubscriber:
+    except InvalidAddress:
         return email.strip()
 
 

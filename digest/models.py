@@ -210,11 +210,16 @@ class BodyTemplate:
 
     Messages of one variant share one instance, so an HTTP provider that substitutes per
     recipient (SendGrid, Mailgun) can send the body once per request: ``id`` tells variants apart.
+    ``html_parts`` and ``text_parts`` are the same bodies cut at their tokens by the render stage:
+    literal text at the even indexes, a token (a key of ``OutgoingMessage.tokens``) at the odd
+    ones; ``"".join(html_parts) == html``. A provider puts its own syntax in the tokens' places.
     """
 
     id: str
     html: str
     text: str
+    html_parts: tuple[str, ...]
+    text_parts: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

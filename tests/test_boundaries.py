@@ -59,6 +59,16 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         "the store knows rows, not stages or entry points",
     ),
     ("digest.web", ("digest.cli", "flows"), "entry points never import each other"),
+    (
+        "digest.delivery",
+        ("digest.render", "digest.compose", "digest.gather", "digest.audience", "digest.web"),
+        "providers take a finished message; tokens come as data",
+    ),
+    (
+        "digest.render",
+        ("digest.delivery", "digest.audience", "digest.web", "digest.gather"),
+        "render turns an edition into messages; it knows no provider, audience or route",
+    ),
 ]
 
 

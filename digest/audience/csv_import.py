@@ -15,8 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from email_validator import EmailNotValidError, validate_email
-
+from digest.audience.addresses import InvalidAddress, normalise_email
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
 
 EXPORT_COLUMNS = (
@@ -52,12 +51,12 @@ class InvalidSubscriber(ValueError):
     """Details of a subscriber that cannot be accepted; the message says which and why."""
 
 
-def normalise_email(raw: str) -> str:
-    """The address as the store keeps it (syntax checked, domain normalised; no DNS look-up)."""
+def _address(raw: str) -> str:
+    """``normalise_email``, its refusal as an InvalidSubscriber (``'raw': reason``)."""
     try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as e:
-        raise InvalidSubscriber(f"{raw.strip()!r}: {e}") from None
+        return normalise_email(raw)
+    except InvalidAddress as e:
+        raise InvalidSubscriber(f"{e.address!r}: {e.reason}") from None
 
 
 def split_keys(text: str) -> frozenset[str] | None:
@@ -96,7 +95,7 @@ def new_subscriber(
     """A subscriber checked as an import checks each row: a valid address, section and digest
     keys the configuration knows (no keys: every one). ``known_digests`` None: not checked.
     Raises InvalidSubscriber."""
-    address = normalise_email(email)
+    address = _address(email)
     chosen_sections, chosen_digests = _keys(sections), _keys(digests)
     _check(address, "section", chosen_sections, known_sections)
     if known_digests is not None:
@@ -161,7 +160,7 @@ def _read_row(
 ) -> None:
     raw = row.get("email", "")
     try:
-        email = normalise_email(raw)
+        email = _address(raw)
     except InvalidSubscriber as e:
         result.problems.append(RowProblem(line, str(e)))
         return

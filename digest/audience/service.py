@@ -27,8 +27,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from email_validator import EmailNotValidError, validate_email
-
+from digest.audience.addresses import InvalidAddress, normalise_email
 from digest.audience.tokens import confirm_url
 from digest.config import Settings
 from digest.errors import PermanentError
@@ -191,13 +190,12 @@ def update_preferences(
 
 
 # Sign-up ----------------------------------------------------------------------------------------
-def normalise_email(raw: str) -> str:
-    """The address in its normal form (domain lower-cased, Unicode NFC); AudienceError with
-    the reason when it is not a valid address. The domain is not looked up."""
+def _signup_address(raw: str) -> str:
+    """``normalise_email``, its refusal as an AudienceError the visitor reads."""
     try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as e:
-        raise AudienceError(f"That email address is not valid: {e}") from None
+        return normalise_email(raw)
+    except InvalidAddress as e:
+        raise AudienceError(f"That email address is not valid: {e.reason}") from None
 
 
 def signup(
@@ -218,7 +216,7 @@ def signup(
     subscriber gets a confirmation to send: confirming is how a pending address starts and how
     one that left, paused or was suppressed comes back.
     """
-    address = normalise_email(email)
+    address = _signup_address(email)
     chosen_sections, chosen_digests = resolve_choices(settings, digests=digests, sections=sections)
     person = NewSubscriber(
         email=address,

@@ -4,9 +4,10 @@ A variant's body goes to Mailgun once per request, not once per recipient. Messa
 a :class:`~digest.models.BodyTemplate` (and the same sender, subject and header names) are sent
 together, up to 1,000 recipients a request, each address at most once per request. In the
 shared html and text every personal token becomes a recipient variable reference:
-``%recipient.html_unsubscribe_url%`` in the HTML part (its value HTML-escaped, as
-:func:`digest.render.personalise.personalise` escapes it) and ``%recipient.text_unsubscribe_url%``
-in the text part, so what each recipient gets equals their ``message.html``/``message.text``.
+``%recipient.html_unsubscribe_url%`` in the HTML part (its value HTML-escaped, as the render
+stage escapes it) and ``%recipient.text_unsubscribe_url%`` in the text part, so what each
+recipient gets equals their ``message.html``/``message.text``. The template comes with its bodies
+cut at their tokens, so no token is looked for here.
 A message without a template, or alone in its request, goes with its own finished bodies.
 
 Fields of a request (``multipart/form-data``, HTTP basic auth ``api:<key>``):
@@ -91,7 +92,7 @@ from digest.config import MailgunSettings, RetrySettings
 from digest.delivery.base import OnResult, ProviderBase, permanent, submitted, transient
 from digest.delivery.httpapi import ApiClient, RequestFailed
 from digest.errors import PermanentDeliveryError
-from digest.models import OutgoingMessage, SendResult
+from digest.models import BodyTemplate, OutgoingMessage, SendResult
 
 MAX_RECIPIENTS = 1000  # per request: Mailgun's batch sending limit
 # Headers Mailgun writes itself from the request's fields (or on its own): never sent as h:.
@@ -123,7 +124,13 @@ class _Group:
 _SINGLE = _Group("", "", batched=False)
 
 
-def _group_of(template_html: str, template_text: str, tokens: Sequence[str]) -> _Group:
+def _fill(parts: tuple[str, ...], refs: dict[str, str]) -> str:
+    """``parts`` as a :class:`BodyTemplate` carries them, each token (odd index) that has a
+    reference replaced by it; any other token stays as it is."""
+    return "".join(refs.get(p, p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def _group_of(template: BodyTemplate, tokens: Sequence[str]) -> _Group:
     """The shared bodies with each token replaced by a recipient variable reference."""
     refs: list[tuple[str, str, str]] = []
     used: set[str] = set()
@@ -136,14 +143,12 @@ def _group_of(template_html: str, template_text: str, tokens: Sequence[str]) -> 
         used.add(slug)
         refs.append((token, f"html_{slug}", f"text_{slug}"))
     if not refs:
-        return _Group(template_html, template_text, (), batched=True)
-    # Longest first, so a token that contains another is matched whole; one pass per body.
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True)))
+        return _Group(template.html, template.text, (), batched=True)
     html_ref = {token: f"%recipient.{h}%" for token, h, _ in refs}
     text_ref = {token: f"%recipient.{t}%" for token, _, t in refs}
     return _Group(
-        pattern.sub(lambda m: html_ref[m.group(0)], template_html),
-        pattern.sub(lambda m: text_ref[m.group(0)], template_text),
+        _fill(template.html_parts, html_ref),
+        _fill(template.text_parts, text_ref),
         tuple(refs),
         batched=True,
     )
@@ -256,7 +261,7 @@ class MailgunProvider(ProviderBase):
                 m.headers.get("From", ""),
             )
             if shape not in groups:
-                group = _group_of(m.template.html, m.template.text, sorted(m.tokens))
+                group = _group_of(m.template, sorted(m.tokens))
                 groups[shape] = (group, [])
             groups[shape][1].append(index)
         plan: list[tuple[_Group, list[int]]] = []

@@ -35,10 +35,11 @@ How a batch becomes requests:
   the HTML part, must give exactly ``message.html`` and ``message.text``) are grouped by
   ``template.id`` (and From and Reply-To), then cut into requests of at most 1,000
   personalizations with no address twice. The shared content goes once per request, each
-  token replaced by a substitution tag such as ``-greeting_html_1f0c9a2e-`` (one tag for the
-  HTML part, another for the text part, since only the HTML values are escaped); the tag's
-  suffix is chosen per request so that it occurs nowhere in the bodies, subjects, headers or
-  values, so SendGrid can replace nothing but the tags. Each personalization's
+  token (the template comes cut at its tokens) replaced by a substitution tag such as
+  ``-greeting_html_1f0c9a2e-`` (one tag for the HTML part, another for the text part, since
+  only the HTML values are escaped); the tag's suffix is chosen per request so that it occurs
+  nowhere in the bodies, subjects, headers or values, so SendGrid can replace nothing but the
+  tags. Each personalization's
   ``substitutions`` carry that recipient's values.
 - A message without a template, whose bodies do not match it, or whose substitutions would
   pass 10,000 bytes, goes alone in a request with its own bodies and no substitutions.
@@ -100,7 +101,6 @@ from digest.delivery.base import OnResult, ProviderBase, permanent, submitted, t
 from digest.delivery.httpapi import ApiClient, RequestFailed
 from digest.errors import PermanentDeliveryError
 from digest.models import BodyTemplate, OutgoingMessage, SendResult
-from digest.render.personalise import TOKENS
 
 SEND_PATH = "/v3/mail/send"
 MAX_PERSONALIZATIONS = 1000
@@ -137,7 +137,6 @@ TRACKING_OFF: dict[str, dict[str, bool]] = {
     "ganalytics": {"enable": False},
 }
 _JSON = {"Content-Type": "application/json"}
-_TOKEN_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in TOKENS) + ")")
 _NAME_SEPARATORS = re.compile(r"[;,]")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 _UNFOLD = re.compile(r"\r?\n(?=[ \t])")
@@ -168,43 +167,27 @@ def _substitution_bytes(values: dict[Part, str]) -> int:
 
 
 def _fill(parts: tuple[str, ...], values: dict[str, str]) -> str:
-    """``parts`` as ``_TOKEN_SPLIT`` split them, each token (odd index) replaced."""
+    """``parts`` as a :class:`BodyTemplate` carries them, each token (odd index) replaced."""
     return "".join(values[p] if i % 2 else p for i, p in enumerate(parts))
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """A variant's bodies split at their tokens, once per batch."""
-
-    template: BodyTemplate
-    html_parts: tuple[str, ...]
-    text_parts: tuple[str, ...]
-
-    @classmethod
-    def of(cls, template: BodyTemplate) -> _Compiled:
-        return cls(
-            template,
-            tuple(_TOKEN_SPLIT.split(template.html)),
-            tuple(_TOKEN_SPLIT.split(template.text)),
-        )
-
-    def values(self, message: OutgoingMessage) -> dict[Part, str] | None:
-        """This recipient's substitution values, or None when the template and tokens do not
-        give exactly the message's own bodies (then it must go with its own content)."""
-        tokens = message.tokens
-        escaped: dict[str, str] = {}
-        try:
-            for token in self.html_parts[1::2]:
-                escaped[token] = html.escape(tokens[token], quote=True)
-            if _fill(self.html_parts, escaped) != message.html:
-                return None
-            if _fill(self.text_parts, tokens) != message.text:
-                return None
-        except KeyError:
+def _values(template: BodyTemplate, message: OutgoingMessage) -> dict[Part, str] | None:
+    """This recipient's substitution values, or None when the template and tokens do not give
+    exactly the message's own bodies (then it must go with its own content)."""
+    tokens = message.tokens
+    escaped: dict[str, str] = {}
+    try:
+        for token in template.html_parts[1::2]:
+            escaped[token] = html.escape(tokens[token], quote=True)
+        if _fill(template.html_parts, escaped) != message.html:
             return None
-        out: dict[Part, str] = {(t, "html"): escaped[t] for t in self.html_parts[1::2]}
-        out.update({(t, "text"): tokens[t] for t in self.text_parts[1::2]})
-        return out
+        if _fill(template.text_parts, tokens) != message.text:
+            return None
+    except KeyError:
+        return None
+    out: dict[Part, str] = {(t, "html"): escaped[t] for t in template.html_parts[1::2]}
+    out.update({(t, "text"): tokens[t] for t in template.text_parts[1::2]})
+    return out
 
 
 @dataclass(slots=True)
@@ -219,17 +202,17 @@ class _Entry:
 
 @dataclass(slots=True)
 class _Request:
-    """What one POST carries: personalization ``n`` is ``entries[n]``. ``compiled`` is the
+    """What one POST carries: personalization ``n`` is ``entries[n]``. ``template`` is the
     shared variant, or None for a single message sent with its own bodies."""
 
     entries: list[_Entry]
-    compiled: _Compiled | None
+    template: BodyTemplate | None
 
     def halves(self) -> list[_Request]:
         half = len(self.entries) // 2
         return [
-            _Request(self.entries[:half], self.compiled),
-            _Request(self.entries[half:], self.compiled),
+            _Request(self.entries[:half], self.template),
+            _Request(self.entries[half:], self.template),
         ]
 
 
@@ -372,17 +355,17 @@ class SendGridProvider(ProviderBase):
 
     # Planning -----------------------------------------------------------------------------
     def _plan(self, messages: Sequence[OutgoingMessage]) -> list[_Request]:
-        compiled: dict[str, _Compiled] = {}
+        templates: dict[str, BodyTemplate] = {}
         groups: dict[tuple[str, str, str], list[_Entry]] = {}
-        group_templates: dict[tuple[str, str, str], _Compiled] = {}
+        group_templates: dict[tuple[str, str, str], BodyTemplate] = {}
         planned: list[_Request] = []
         for index, message in enumerate(messages):
             values: dict[Part, str] | None = None
             template = message.template
             if template is not None:
-                if template.id not in compiled:
-                    compiled[template.id] = _Compiled.of(template)
-                values = compiled[template.id].values(message)
+                # One template per id: the first instance seen stands for the variant.
+                template = templates.setdefault(template.id, template)
+                values = _values(template, message)
                 if values is not None and _substitution_bytes(values) > MAX_SUBSTITUTION_BYTES:
                     values = None
             if template is None or values is None:
@@ -394,7 +377,7 @@ class SendGridProvider(ProviderBase):
                 message.headers.get("Reply-To", ""),
             )
             groups.setdefault(group, []).append(_Entry(index, message, values))
-            group_templates[group] = compiled[template.id]
+            group_templates[group] = template
         for group, entries in groups.items():
             planned += [_Request(c, group_templates[group]) for c in _chunks(entries)]
         # Requests in the batch's order (by their first message), so results come out close to
@@ -403,16 +386,16 @@ class SendGridProvider(ProviderBase):
         return planned
 
     @staticmethod
-    def _suffix(request: _Request, compiled: _Compiled) -> str:
+    def _suffix(request: _Request, template: BodyTemplate) -> str:
         """A tag suffix that occurs in nothing the request carries but the tags."""
-        haystacks = [compiled.template.html, compiled.template.text]
+        haystacks = [template.html, template.text]
         for entry in request.entries:
             message = entry.message
             haystacks.append(message.subject)
             haystacks += message.headers.values()
             haystacks += entry.values.values()
         for attempt in itertools.count():
-            candidate = nonce(compiled.template.id, attempt)
+            candidate = nonce(template.id, attempt)
             if not any(candidate in h for h in haystacks):
                 return candidate
         raise AssertionError("unreachable")
@@ -441,16 +424,16 @@ class SendGridProvider(ProviderBase):
     def _body(self, request: _Request) -> bytes:
         entries = request.entries
         first = entries[0].message
-        compiled = request.compiled
+        template = request.template
         tags: dict[Part, str] = {}
-        if compiled is None:
+        if template is None:
             html_body, text_body = first.html, first.text
         else:
-            suffix = self._suffix(request, compiled)
-            html_tags = {t: substitution_tag(t, "html", suffix) for t in compiled.html_parts[1::2]}
-            text_tags = {t: substitution_tag(t, "text", suffix) for t in compiled.text_parts[1::2]}
-            html_body = _fill(compiled.html_parts, html_tags)
-            text_body = _fill(compiled.text_parts, text_tags)
+            suffix = self._suffix(request, template)
+            html_tags = {t: substitution_tag(t, "html", suffix) for t in template.html_parts[1::2]}
+            text_tags = {t: substitution_tag(t, "text", suffix) for t in template.text_parts[1::2]}
+            html_body = _fill(template.html_parts, html_tags)
+            text_body = _fill(template.text_parts, text_tags)
             tags = {(t, "html"): tag for t, tag in html_tags.items()}
             tags.update({(t, "text"): tag for t, tag in text_tags.items()})
         content = []
@@ -585,4 +568,4 @@ class SendGridProvider(ProviderBase):
             else:
                 rest.append(entry)
         if rest:
-            queue.appendleft(_Request(rest, request.compiled))
+            queue.appendleft(_Request(rest, request.template))

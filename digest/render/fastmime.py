@@ -46,14 +46,20 @@ from digest.render.mime import (
     clean_header,
     shared_headers,
 )
-from digest.render.personalise import GREETING, PREFERENCES, TOKENS, UNSUBSCRIBE, greeting
+from digest.render.personalise import (
+    GREETING,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    body_template,
+    cut,
+    greeting,
+)
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
 # Content characters on a line that ends with a soft break (76 with the "=").
 _SOFT_ROOM = MAX_LINE - 1
 
-_TOKEN_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in TOKENS) + ")")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Bytes quoted-printable must escape, once "=" itself is escaped: all but printable ASCII,
 # space and tab (trailing space and tab are handled per line).
@@ -243,7 +249,7 @@ class _Pieces:
 
 def _split(body: str, slots: dict[str, int]) -> tuple[list[str], list[tuple[int, int]]]:
     """``body`` split at its tokens (odd indexes) and the holes the tokens leave."""
-    parts = _TOKEN_SPLIT.split(body)
+    parts = cut(body)
     return parts, [(i, slots[parts[i]]) for i in range(1, len(parts), 2)]
 
 
@@ -470,12 +476,12 @@ def compile_message(
         raw=_Pieces(tuple(head), tuple(raw_holes)),
         id_prefix=id_prefix,
         id_suffix=f"@{common.domain}>",
-        body=BodyTemplate(
-            id=edition.id
+        body=body_template(
+            edition.id
             + ":"
             + hashlib.sha256(f"{html_body}\0{text_body}".encode()).hexdigest()[:16],
-            html=html_body,
-            text=text_body,
+            html_body,
+            text_body,
         ),
         edition=edition,
         settings=settings,

@@ -21,7 +21,14 @@ from digest.config import MailgunSettings, RetrySettings
 from digest.delivery.mailgun import MailgunProvider
 from digest.errors import PermanentDeliveryError
 from digest.models import BodyTemplate, OutgoingMessage, RenderedVariant, SendResult, SendStatus
-from digest.render.personalise import GREETING, PREFERENCES, UNSUBSCRIBE, greeting, personalise
+from digest.render.personalise import (
+    GREETING,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    body_template,
+    greeting,
+    personalise,
+)
 from tests.apiserver import Answer, ApiServer, Request
 
 from . import EDITION, assert_one_per_message
@@ -46,10 +53,10 @@ TEXT = (
 
 
 def make_template(variant: str = "all") -> BodyTemplate:
-    return BodyTemplate(
-        id=f"{EDITION}/{variant}",
-        html=HTML.replace("<body>", f"<body><!-- {variant} -->"),
-        text=f"[{variant}]\n" + TEXT,
+    return body_template(
+        f"{EDITION}/{variant}",
+        HTML.replace("<body>", f"<body><!-- {variant} -->"),
+        f"[{variant}]\n" + TEXT,
     )
 
 

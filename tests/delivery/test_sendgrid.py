@@ -33,7 +33,14 @@ from digest.models import (
 )
 from digest.render import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message
-from digest.render.personalise import GREETING, PREFERENCES, UNSUBSCRIBE, greeting, personalise
+from digest.render.personalise import (
+    GREETING,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    body_template,
+    greeting,
+    personalise,
+)
 from tests.apiserver import ApiServer
 from tests.render import NOW, settings_dict, weekly_edition
 from tests.render import make_settings as render_settings
@@ -421,13 +428,13 @@ def _hand_built(template: BodyTemplate, n: int, name: str) -> OutgoingMessage:
 
 def test_substitution_tags_never_collide_with_body_text(fake: FakeSendGrid, api: ApiServer) -> None:
     taken = substitution_tag(GREETING, "html", nonce("t1", 0))  # the first suffix tried
-    template = BodyTemplate(
-        id="t1",
-        html=(
+    template = body_template(
+        "t1",
+        (
             f"<p>{GREETING}</p><p>-greeting_html- {taken} %%GREETING %% &amp; 100%%</p>"
             f'<a href="{UNSUBSCRIBE}">Unsubscribe</a> <a href="{PREFERENCES}">Preferences</a>'
         ),
-        text=f"{GREETING}\n-greeting_text- {taken}\nUnsubscribe: {UNSUBSCRIBE}\n",
+        f"{GREETING}\n-greeting_text- {taken}\nUnsubscribe: {UNSUBSCRIBE}\n",
     )
     messages = [
         _hand_built(template, 1, "-greeting_html- & -unsubscribe_url_text-"),

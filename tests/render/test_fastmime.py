@@ -210,6 +210,19 @@ def test_one_template_many_recipients(variant: RenderedVariant) -> None:
         assert_same(*both(variant, subscriber, template=template))
 
 
+def test_the_body_template_comes_cut_at_its_tokens() -> None:
+    # Providers substitute into these parts; they never look for tokens themselves.
+    variant = hostile()
+    body = compile_message(
+        variant.html, variant.text, edition=weekly_edition(), settings=make_settings(), now=NOW
+    ).body
+    for whole, parts in ((body.html, body.html_parts), (body.text, body.text_parts)):
+        assert "".join(parts) == whole
+        assert len(parts) % 2 == 1
+        assert set(parts[1::2]) == {GREETING, PREFERENCES, UNSUBSCRIBE}
+        assert not any(t in p for p in parts[::2] for t in (GREETING, PREFERENCES, UNSUBSCRIBE))
+
+
 def test_no_mailto_no_reply_to_non_ascii_publication(variant: RenderedVariant) -> None:
     data = settings_dict()
     data["publication"].update(
