@@ -43,10 +43,10 @@ from digest.render.mime import (
     _fold,
     _quoted,
     build_message,
-    clean_header,
     shared_headers,
 )
 from digest.render.personalise import GREETING, PREFERENCES, TOKENS, UNSUBSCRIBE, greeting
+from digest.text import clean_header
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
