@@ -92,7 +92,8 @@ def test_entry_without_link_or_title_is_skipped_with_a_warning() -> None:
 
 
 def test_feedparser_keeps_media_description_apart() -> None:
-    # Pins the behaviour feeds.py adds to feedparser; an upgrade that changes it shows here.
+    # Pins the behaviour feeds.feedparser_patch adds to feedparser; an upgrade that changes it
+    # shows here.
     parsed = feedparser.parse((DATA / "rss2_media.xml").read_bytes())
     entry = parsed.entries[1]
     assert entry["media_description"][0]["content"] == "The bridge <b>at night</b>"
