@@ -46,6 +46,23 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ("digest", ("prefect", "flows"), "Prefect lives only in flows/"),
     ("digest.models", ("digest",), "the models stand alone"),
     ("digest.errors", ("digest",), "the errors stand alone"),
+    (
+        "digest.gather",
+        (
+            "digest.compose",
+            "digest.render",
+            "digest.delivery",
+            "digest.audience",
+            "digest.web",
+            "digest.cli",
+        ),
+        "gather is the first stage: it never reaches later stages or entry points",
+    ),
+    (
+        "digest.text",
+        ("digest.gather", "digest.compose", "digest.render", "digest.store", "digest.delivery"),
+        "shared text helpers sit below every stage",
+    ),
 ]
 
 
