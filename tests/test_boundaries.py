@@ -69,6 +69,23 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         ("digest.delivery", "digest.audience", "digest.web", "digest.gather"),
         "render turns an edition into messages; it knows no provider, audience or route",
     ),
+    (
+        "digest.gather",
+        (
+            "digest.compose",
+            "digest.render",
+            "digest.delivery",
+            "digest.audience",
+            "digest.web",
+            "digest.cli",
+        ),
+        "gather is the first stage: it never reaches later stages or entry points",
+    ),
+    (
+        "digest.text",
+        ("digest.gather", "digest.compose", "digest.render", "digest.store", "digest.delivery"),
+        "shared text helpers sit below every stage",
+    ),
 ]
 
 

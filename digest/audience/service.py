@@ -32,8 +32,9 @@ from digest.audience.tokens import confirm_url
 from digest.config import Settings
 from digest.errors import PermanentError
 from digest.models import LEAVABLE, NewSubscriber, OutgoingMessage, Subscriber, SubscriberStatus
-from digest.render.mime import POLICY, clean_header
+from digest.render.mime import POLICY
 from digest.store import Store
+from digest.text import clean_header
 
 S = SubscriberStatus
 

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 from digest.compose.periods import edition_id, period_key
 from digest.compose.teasers import make_teaser
-from digest.compose.text import single_line
 from digest.config import Settings
 from digest.errors import NothingNew
 from digest.models import Article, Edition, EditionSection, Overrides, Teaser
+from digest.text import single_line
 
 SUBJECT_MAX = 120
 PREHEADER_MAX = 140

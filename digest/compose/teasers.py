@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from digest.compose.text import clean_line, graphemes, is_furniture, paragraphs, truncate
 from digest.config import SectionSettings
 from digest.models import Article, Image, Teaser
+from digest.text import clean_line, graphemes, is_furniture, paragraphs, truncate
 
 
 def kicker_for(article: Article, section: SectionSettings) -> str:

@@ -30,10 +30,10 @@ from urllib.parse import urljoin, urlsplit
 
 import trafilatura
 
-from digest.compose.text import clean_line, is_furniture
 from digest.errors import PermanentError
 from digest.gather.feeds import canonical_url, clean_title
 from digest.models import Image
+from digest.text import clean_line, is_furniture
 
 __all__ = ["MAX_PAGE_BYTES", "PageError", "PageExtract", "extract_page"]
 

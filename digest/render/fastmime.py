@@ -43,7 +43,6 @@ from digest.render.mime import (
     _fold,
     _quoted,
     build_message,
-    clean_header,
     shared_headers,
 )
 from digest.render.personalise import (
@@ -54,6 +53,7 @@ from digest.render.personalise import (
     cut,
     greeting,
 )
+from digest.text import clean_header
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"

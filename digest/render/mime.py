@@ -25,6 +25,7 @@ from functools import lru_cache
 from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Edition, OutgoingMessage, Subscriber
+from digest.text import clean_header
 
 # CRLF on the wire. Lines at most 76: the content manager takes the quoted-printable line length
 # from the policy, and RFC 2045 allows 76 (the SMTP policy's 78 would give 78-character body
@@ -33,16 +34,8 @@ from digest.models import Edition, OutgoingMessage, Subscriber
 MAX_LINE = 76
 POLICY = email.policy.SMTP.clone(refold_source="none", max_line_length=MAX_LINE)
 
-# C0 and C1 controls (CR, LF, NEL, TAB...), line/paragraph separators and bidi overrides.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_SPACE = re.compile(r"\s+")
 # Characters allowed in the left part of a Message-ID (RFC 5322 dot-atom-text).
 _NOT_ATEXT = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
-
-
-def clean_header(value: str) -> str:
-    """One line of text: unsafe characters become spaces, runs of spaces collapse."""
-    return _SPACE.sub(" ", _UNSAFE.sub(" ", value)).strip()
 
 
 def _domain(address: str) -> str:

@@ -26,8 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import FeedError
-from digest.gather import feeds
-from digest.gather.feeds import ParsedFeed, parse_feed
+from digest.gather.feeds import ParsedFeed, _xml_content_type, parse_feed
+from digest.gather.feeds.fastpath import _fast_parse
+from digest.gather.feeds.jsonfeed import _is_json
+from digest.gather.feeds.normalise import _is_http
 
 PROJECT = Path(__file__).resolve().parents[2]
 CORPUS = PROJECT.parent / "shared" / "corpora" / "feedparser-tests"
@@ -49,11 +51,11 @@ def both(
             return f"FeedError: {e}"
 
     applied = False
-    if not feeds._is_json(body, content_type):
-        headers = {"content-type": feeds._xml_content_type(content_type, body)}
-        if feeds._is_http(url):
+    if not _is_json(body, content_type):
+        headers = {"content-type": _xml_content_type(content_type, body)}
+        if _is_http(url):
             headers["content-location"] = url
-        applied = feeds._fast_parse(body, headers, url) is not None
+        applied = _fast_parse(body, headers, url) is not None
     return run(True), run(False), applied
 
 

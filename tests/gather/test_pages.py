@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.compose.teasers import lede
-from digest.compose.text import graphemes
 from digest.errors import PermanentError
 from digest.gather.pages import MAX_PAGE_BYTES, PageError, PageExtract, extract_page
 from digest.models import Article
+from digest.text import graphemes
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "pages"
 SEED_URL = "https://meridian.example/europe/baltic-ferry-deal"

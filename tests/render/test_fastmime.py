@@ -19,8 +19,9 @@ from digest.delivery.smtp import wire_data
 from digest.models import Edition, OutgoingMessage, RenderedVariant, Subscriber
 from digest.render import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message, qp_encode, qp_value
-from digest.render.mime import build_message, clean_header
+from digest.render.mime import build_message
 from digest.render.personalise import GREETING, PREFERENCES, UNSUBSCRIBE, personalise
+from digest.text import clean_header
 from tests.render import NOW, make_settings, settings_dict, weekly_edition
 from tests.render.test_mime import INJECTIONS, assert_lines_short
 

@@ -14,7 +14,7 @@ from digest.config import Settings, parse_settings
 from digest.errors import RenderError
 from digest.models import Edition, OutgoingMessage, RenderedVariant, Subscriber
 from digest.render import render_variant
-from digest.render.mime import build_message, clean_header
+from digest.render.mime import build_message
 from digest.render.personalise import personalise
 from tests.render import NOW, make_settings, settings_dict, weekly_edition
 
@@ -195,10 +195,6 @@ def test_injection_in_address_is_refused(variant: RenderedVariant) -> None:
     subscriber = Subscriber(id=2, email="a@example.com\r\nBcc: x@evil.example")
     with pytest.raises(RenderError, match="subscriber 2"):
         build(variant, subscriber=subscriber)
-
-
-def test_clean_header() -> None:
-    assert clean_header(" a\r\n\tb\u2028c\x85d\u202ee ") == "a b c d e"
 
 
 def test_naive_now_is_utc(variant: RenderedVariant) -> None:

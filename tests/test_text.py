@@ -1,4 +1,4 @@
-"""Cleaning and truncation: plain examples, then properties over arbitrary text."""
+"""Text cleaning (digest.text): plain examples, then properties over arbitrary text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.compose.text import (
+from digest.text import (
+    clean_header,
     clean_line,
     graphemes,
     is_furniture,
@@ -71,6 +72,10 @@ def test_right_to_left_text_survives() -> None:
     phrase = "وقف إطلاق نار دائم"
     assert clean_line(phrase) == phrase
     assert truncate(phrase, 100) == phrase
+
+
+def test_clean_header() -> None:
+    assert clean_header(" a\r\n\tb\u2028c\x85d\u202ee ") == "a b c d e"
 
 
 @given(st.text(), st.integers(min_value=2, max_value=200))

@@ -1,4 +1,8 @@
-"""Text cleaning shared by teasers and subjects: HTML to paragraphs, furniture, truncation.
+"""Text cleaning shared by the stages: HTML to paragraphs, furniture, truncation, safe lines.
+
+Below every stage: gather reads article pages with it, compose makes teasers and subjects with
+it, render and the audience clean email header values with ``clean_header``. It imports no
+stage.
 
 Grapheme-safe: truncation never splits an emoji, a ZWJ sequence or a letter from its accents.
 """
@@ -6,6 +10,7 @@ Grapheme-safe: truncation never splits an emoji, a ZWJ sequence or a letter from
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 from html.parser import HTMLParser
 
@@ -128,3 +133,13 @@ def truncate(text: str, budget: int, *, ellipsis: str = "…") -> str:
 def single_line(text: str, budget: int) -> str:
     """A clean one-line string of at most ``budget`` graphemes (subjects, preheaders)."""
     return truncate(clean_line(text), budget)
+
+
+# C0 and C1 controls (CR, LF, NEL, TAB...), line/paragraph separators and bidi overrides.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_HEADER_SPACE = re.compile(r"\s+")
+
+
+def clean_header(value: str) -> str:
+    """One line of text: unsafe characters become spaces, runs of spaces collapse."""
+    return _HEADER_SPACE.sub(" ", _HEADER_UNSAFE.sub(" ", value)).strip()
