@@ -143,3 +143,14 @@ _HEADER_SPACE = re.compile(r"\s+")
 def clean_header(value: str) -> str:
     """One line of text: unsafe characters become spaces, runs of spaces collapse."""
     return _HEADER_SPACE.sub(" ", _HEADER_UNSAFE.sub(" ", value)).strip()
+
+
+# Languages written right to left (ISO 639 codes), for the `dir` of emails and pages.
+_RTL_LANGUAGES = frozenset(
+    {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ps", "sd", "ug", "ur", "yi"}
+)
+
+
+def text_direction(lang: str) -> str:
+    """``"rtl"`` for a language written right to left (``"ar"``, ``"he-IL"``), else ``"ltr"``."""
+    return "rtl" if lang.split("-")[0].lower() in _RTL_LANGUAGES else "ltr"

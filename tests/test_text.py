@@ -15,6 +15,7 @@ from digest.text import (
     is_furniture,
     paragraphs,
     single_line,
+    text_direction,
     truncate,
 )
 
@@ -133,3 +134,12 @@ def test_no_tag_survives_and_budget_holds(fragment: str, budget: int) -> None:
     for para in paragraphs(fragment):
         assert "<" not in para and ">" not in para and "&amp;" not in para
         assert len(graphemes(truncate(para, budget))) <= budget
+
+
+def test_text_direction_follows_the_language_not_the_region() -> None:
+    assert text_direction("ar") == "rtl"
+    assert text_direction("he-IL") == "rtl"
+    assert text_direction("FA") == "rtl"
+    assert text_direction("en-US") == "ltr"
+    assert text_direction("ur-PK") == "rtl"
+    assert text_direction("fr") == "ltr"

@@ -30,6 +30,7 @@ from digest.render.intro import intro_html, intro_text
 from digest.render.links import add_utm, is_web_url, with_width
 from digest.render.mjml_spec import FREE_DEFAULTS, MJML_ATTRIBUTES, MJML_TAGS
 from digest.render.text import tidy, wrap
+from digest.text import text_direction
 
 MJML_TEMPLATE = "email/digest.mjml.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
@@ -45,9 +46,6 @@ PIXEL_DENSITY = 2
 # line from the start of the body, so without padding the greeting and header would follow it.
 PREHEADER_PADDING = Markup("&zwnj;&nbsp;" * 60)
 
-_RTL_LANGUAGES = frozenset(
-    {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ps", "sd", "ug", "ur", "yi"}
-)
 _MONTHS = (
     *("January", "February", "March", "April", "May", "June"),
     *("July", "August", "September", "October", "November", "December"),
@@ -208,7 +206,7 @@ def context(
     lang = pub.lang or "en"
     return {
         "lang": lang,
-        "dir": "rtl" if lang.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
+        "dir": text_direction(lang),
         "title": edition.title,
         "subject": edition.subject,
         "preheader": edition.preheader,

@@ -21,12 +21,10 @@ from markupsafe import Markup
 
 from digest.config import Settings
 from digest.render import templates
+from digest.text import text_direction
 
 TEMPLATES = "web"
 STYLESHEET = "web/style.css"
-_RTL_LANGUAGES = frozenset(
-    {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ps", "sd", "ug", "ur", "yi"}
-)
 
 
 @lru_cache(maxsize=1)
@@ -92,7 +90,7 @@ class Pages:
         self.shared = {
             "publication": pub,
             "lang": pub.lang,
-            "dir": "rtl" if pub.lang.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
+            "dir": text_direction(pub.lang),
             "stylesheet": self.stylesheet,
         }
 

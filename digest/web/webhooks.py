@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -34,9 +33,6 @@ from digest.audience.webhooks import (
 )
 from digest.errors import TransientError
 from digest.web.hardening import TooLarge
-
-if TYPE_CHECKING:
-    pass
 
 Handler = Callable[..., WebhookResult]
 
