@@ -230,32 +230,22 @@ def preview(
 ) -> None:
     """Render the next edition from stored articles to index.html, digest.txt and sample.eml.
     Records nothing."""
-    from digest import deliver, jobs
-    from digest.models import Subscriber
-    from digest.render.email import render_variant
+    from digest.steps.preview import preview_next
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
     when = _now(now) or datetime.now(UTC)
     with _store(settings) as store:
-        outcome = jobs.compose(settings, store, key, now=when, record=False)
-        if outcome.edition is None:
-            out.print(f"Nothing to preview: {outcome.message}")
-            if store.count_articles() == 0:
-                out.print("The store has no articles yet: run `digest gather` first.")
-            return
-        edition = outcome.edition
-        variant = render_variant(edition, settings)
-        html, text = jobs.preview_bodies(settings, variant)
-        sample = Subscriber(id=0, email="preview@example.org", name="Preview Reader")
-        msg = deliver.personal_message(settings, edition, variant, sample, now=when)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "index.html").write_text(html, encoding="utf-8")
-    (out_dir / "digest.txt").write_text(text, encoding="utf-8")
-    (out_dir / "sample.eml").write_bytes(msg.raw)
+        done = preview_next(settings, store, key, out_dir, now=when)
+    outcome, edition = done.outcome, done.outcome.edition
+    if edition is None:
+        out.print(f"Nothing to preview: {outcome.message}")
+        if done.store_empty:
+            out.print("The store has no articles yet: run `digest gather` first.")
+        return
     out.print(
         f"Edition {edition.id} ({outcome.status}): {len(edition.teasers)} items, "
-        f"HTML {len(html.encode()) / 1000:.1f} KB"
+        f"HTML {len(done.html.encode()) / 1000:.1f} KB"
     )
     out.print(f"Subject: {edition.subject}")
     out.print(f"Wrote {out_dir / 'index.html'}, digest.txt and sample.eml")
@@ -728,14 +718,14 @@ def edition_show(
     now: NowOpt = None,
 ) -> None:
     """Show the current period's edition as it stands (or would be composed now)."""
-    from digest import jobs
+    from digest.steps.compose import compose
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
     with _store(settings) as store:
         # Looking records nothing: the draft is composed as it would be, not stored.
         when = _now(now) or datetime.now(UTC)
-        outcome = jobs.compose(settings, store, key, now=when, record=False)
+        outcome = compose(settings, store, key, now=when, record=False)
         if outcome.edition is None:
             out.print(f"No edition: {outcome.message}")
             return
@@ -750,21 +740,16 @@ def edition_retry(
 ) -> None:
     """Queue again the current edition's messages that ran out of attempts; the next
     `digest run` sends them (nobody who already got the edition gets it twice)."""
-    from digest import jobs
-    from digest.models import EditionStatus
+    from digest.steps.compose import retry_exhausted
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
     when = _now(now) or datetime.now(UTC)
     with _store(settings) as store:
-        current = jobs.compose(settings, store, key, now=when, record=False)
-        edition = current.edition and store.edition(current.edition.id)
-        if edition is None:
-            raise _fail(f"No edition to retry: {current.message}", 1)
-        n = store.requeue_exhausted(edition.id, now=when)
-        if n and edition.status is EditionStatus.SENT:
-            store.set_edition_status(edition.id, EditionStatus.SENDING, now=when)
-    out.print(f"Edition {edition.id}: {n} message(s) queued again.")
+        done = retry_exhausted(settings, store, key, now=when)
+    if done.edition is None:
+        raise _fail(f"No edition to retry: {done.message}", 1)
+    out.print(f"Edition {done.edition.id}: {done.queued} message(s) queued again.")
 
 
 @edition_app.command("edit")
@@ -789,7 +774,7 @@ def edition_edit(
     ] = None,
 ) -> None:
     """Change the current edition: intro, subject, preheader, pins, exclusions, order."""
-    from digest import jobs
+    from digest.steps.compose import compose, edit_changes, edit_edition
 
     settings = _settings(config)
     key = _digest_key(settings, digest, config)
@@ -801,37 +786,29 @@ def edition_edit(
             intro = intro_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise _fail(f"{intro_file}: cannot read: {e}", 2) from None
+    order = None
+    if section_order is not None:
+        order = [k.strip() for k in section_order.split(",") if k.strip()]
     with _store(settings) as store:
-        current = jobs.compose(settings, store, key, now=when)
+        current = compose(settings, store, key, now=when)
         if current.edition is None:
             raise _fail(f"No edition to edit: {current.message}", 1)
-        have = store.overrides(current.edition.id)
-
-        def ids(refs: list[str] | None) -> list[str]:
-            return [jobs.resolve_article(store, key, settings, r) for r in refs or ()]
-
-        changes: dict[str, Any] = {}
-        if intro is not None:
-            changes["intro"] = intro
-        if subject is not None:
-            changes["subject"] = subject
-        if preheader is not None:
-            changes["preheader"] = preheader
-        pins, drops = ids(pin), ids(exclude)
-        if pins or unpin or drops:
-            # Pinning includes an article again; excluding unpins it.
-            gone = set(ids(unpin)) | set(drops)
-            changes["pinned"] = [i for i in dict.fromkeys([*have.pinned, *pins]) if i not in gone]
-        if drops or include or pins:
-            back = set(ids(include)) | set(pins)
-            changes["excluded"] = [
-                i for i in dict.fromkeys([*have.excluded, *drops]) if i not in back
-            ]
-        if section_order is not None:
-            changes["section_order"] = [k.strip() for k in section_order.split(",") if k.strip()]
+        changes = edit_changes(
+            settings,
+            store,
+            current.edition,
+            intro=intro,
+            subject=subject,
+            preheader=preheader,
+            pin=pin or (),
+            unpin=unpin or (),
+            exclude=exclude or (),
+            include=include or (),
+            section_order=order,
+        )
         if not changes:
             raise _fail("nothing to change: give at least one option (see --help)", 2)
-        outcome = jobs.edit_edition(settings, store, key, changes, now=when)
+        outcome = edit_edition(settings, store, key, changes, now=when)
         assert outcome.edition is not None
         _show_edition(outcome.edition, store.overrides(outcome.edition.id))
 

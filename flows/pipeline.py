@@ -1,6 +1,6 @@
 """The gather and edition flows, and the run flow that chains them.
 
-Tasks are thin: each calls one function of ``digest.jobs`` or ``digest.deliver`` and adds what
+Tasks are thin: each calls one step of ``digest.steps`` and adds what
 Prefect is good at (retries of transient errors only, logs, artifacts, a UI). Delivery is one
 task per edition: the deliver stage claims, sends and records in batches of hundreds (in
 worker processes when ``delivery.sessions`` > 1), never a task per recipient.
@@ -18,13 +18,16 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from digest import deliver, jobs
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings, load_settings
 from digest.errors import DeliveryLocked, DigestError
-from digest.factory import make_fetcher, make_provider, open_store
-from digest.gather.sections import articles_for_section
+from digest.factory import make_provider, open_store
 from digest.models import Article, Edition, EditionStatus
+from digest.render.variants import Variants, render_variants
+from digest.steps import compose as composing
+from digest.steps import deliver as delivering
+from digest.steps import gather, ledger
+from digest.steps.preview import write_preview
 from digest.store import Store
 from flows.approval import wait_for_decision
 
@@ -41,15 +44,6 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
-
-
-@dataclass
-class SectionGathered:
-    section: str
-    articles: int = 0
-    new: int = 0
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -152,11 +146,8 @@ def _digest_run_name() -> str:
 )
 def fetch_source(
     settings: Settings, store: Store | None, key: str, now: datetime
-) -> jobs.SourceReport:
-    # A fetcher per task: sources are fetched in parallel threads and a session is not
-    # thread-safe.
-    with make_fetcher(settings) as fetcher:
-        report = jobs.gather_source(settings, store, fetcher, key, now=now)
+) -> gather.SourceReport:
+    report = gather.fetch_source(settings, store, key, now=now)
     get_run_logger().info(
         "source %r: %s, %d entries, %d new", key, report.status, report.entries, report.new
     )
@@ -173,15 +164,15 @@ def compose_task(
     now: datetime,
     record: bool,
     extra: list[Article],
-) -> jobs.ComposeOutcome:
-    outcome = jobs.compose(settings, store, digest, now=now, record=record, extra=extra)
+) -> composing.ComposeOutcome:
+    outcome = composing.compose(settings, store, digest, now=now, record=record, extra=extra)
     get_run_logger().info("compose %r: %s (%s)", digest, outcome.status, outcome.message)
     return outcome
 
 
 @task(name="render-variants", cache_policy=NO_CACHE)
-def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.Variants:
-    variants = deliver.render_variants(settings, edition, store.section_choices(edition.digest))
+def render_task(settings: Settings, store: Store, edition: Edition) -> Variants:
+    variants = render_variants(settings, edition, store.section_choices(edition.digest))
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
         edition.id,
@@ -194,9 +185,9 @@ def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.V
 @task(name="prepare-delivery", cache_policy=NO_CACHE)
 def prepare_task(
     settings: Settings, store: Store, edition: Edition, now: datetime
-) -> deliver.DeliveryReport:
+) -> ledger.DeliveryReport:
     people = store.active_subscribers(edition.digest)
-    report = deliver.prepare_delivery(settings, store, edition, people, now=now)
+    report = ledger.prepare_delivery(settings, store, edition, people, now=now)
     get_run_logger().info(
         "edition %s: %d recipient(s) in the ledger", edition.id, report.recipients
     )
@@ -215,12 +206,12 @@ def deliver_task(
     settings: Settings,
     store: Store,
     edition: Edition,
-    variants: deliver.Variants,
+    variants: Variants,
     now: datetime,
     owner: str,
-) -> deliver.DeliveryReport:
+) -> ledger.DeliveryReport:
     log = get_run_logger().info
-    return deliver.deliver(settings, store, edition, variants, now=now, owner=owner, log=log)
+    return delivering.deliver(settings, store, edition, variants, now=now, owner=owner, log=log)
 
 
 # Flows --------------------------------------------------------------------------------------
@@ -228,40 +219,19 @@ def deliver_task(
 
 def _gather(
     settings: Settings, store: Store | None, section: str, now: datetime
-) -> tuple[SectionGathered, list[Article]]:
-    out = SectionGathered(section)
-    found: list[Article] = []
-    sec = settings.sections[section]
-    futures = {
-        key: fetch_source.with_options(retries=settings.http.retries).submit(
-            settings, store, key, now
-        )
-        for key in sec.sources
-    }
-    for key, fut in futures.items():
-        try:
-            report = fut.result()
-        except Exception as e:  # every failure is reported, none stops the others
-            report = jobs.record_source_failure(settings, store, key, e, now=now)
-            get_run_logger().error("source %r failed: %s", key, report.error)
-            out.failed.append(f"{key}: {report.error}")
-        mine = articles_for_section(report.articles, section, sec, key)
-        found.extend(mine)
-        out.articles += len(mine)
-        out.new += sum(a.id in report.new_ids for a in mine)
-        out.sources.append(
-            {
-                "source": key,
-                "status": report.status,
-                "entries": report.entries,
-                "new": report.new,
-                "error": report.error,
-            }
-        )
-    return out, found
+) -> tuple[gather.SectionGathered, list[Article]]:
+    fetch = fetch_source.with_options(retries=settings.http.retries)
+    return gather.gather_section(
+        settings,
+        store,
+        section,
+        now=now,
+        submit=lambda key: fetch.submit(settings, store, key, now),
+        logger=get_run_logger(),
+    )
 
 
-def _gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
+def _gather_artifact(gathered: gather.SectionGathered, *, dry_run: bool) -> None:
     rows = [
         {
             "source": s["source"],
@@ -331,7 +301,7 @@ def _edition(
         return summary
     if dry_run:
         with closing(make_provider(settings, dry_run=True)) as provider:
-            dry = deliver.deliver_dry(
+            dry = delivering.deliver_dry(
                 settings,
                 provider,
                 edition,
@@ -354,14 +324,14 @@ def _edition(
                 return summary
             edition = decided
         else:
-            edition = jobs.approve(store, edition, now=now)
+            edition = composing.approve(store, edition, now=now)
 
     variants = render_task(settings, store, edition)
-    preview = jobs.write_preview(settings, edition, variants[None])
+    preview = write_preview(settings, edition, variants[None])
     summary.preview = str(preview) if preview else None
-    total = deliver.DeliveryReport(edition.id)
+    total = ledger.DeliveryReport(edition.id)
     failure: DigestError | None = None
-    with deliver.delivery_lock(store, edition) as owner:
+    with ledger.delivery_lock(store, edition) as owner:
         total.add(prepare_task(settings, store, edition, now))
         try:
             total.add(deliver_task(settings, store, edition, variants, now, owner))
@@ -369,9 +339,9 @@ def _edition(
             # Still count and report what the ledger holds, then fail the run (below).
             failure = e
             total.failures.append(f"delivery stopped: {e}")
-        counts = deliver.finish_delivery(store, edition, now=now)
+        counts = ledger.finish_delivery(store, edition, now=now)
     summary.edition_status = (store.edition(edition.id) or edition).status.value
-    summary.recipients = deliver.recipients(counts)
+    summary.recipients = ledger.recipients(counts)
     summary.submitted = counts["submitted"]
     summary.submitted_now = total.submitted
     summary.transient = counts["transient"]
@@ -441,7 +411,7 @@ def _await_approval(
         summary.message = "approval timed out; sent"
         logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
         summary.items = len(edition.teasers)
-        return jobs.approve(store, edition, now=now)
+        return composing.approve(store, edition, now=now)
     who = decision.editor or "an editor"
     if decision.decision == "reject":
         store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
@@ -456,10 +426,10 @@ def _await_approval(
         changes["intro"] = decision.intro
     if decision.excluded:
         have = store.overrides(edition.id).excluded
-        new = [jobs.resolve_article(store, digest, settings, ref) for ref in decision.excluded]
+        new = [composing.resolve_article(store, digest, settings, ref) for ref in decision.excluded]
         changes["excluded"] = tuple(dict.fromkeys([*have, *new]))
     if changes:
-        outcome = jobs.edit_edition(settings, store, digest, changes, now=now)
+        outcome = composing.edit_edition(settings, store, digest, changes, now=now)
         if outcome.edition is not None:
             edition = outcome.edition
         logger.info("edition %s: %s changed by %s", edition.id, ", ".join(changes), who)
@@ -469,7 +439,7 @@ def _await_approval(
     summary.items = len(edition.teasers)
     summary.message = f"approved by {who}"
     logger.info("edition %s was approved by %s", edition.id, who)
-    return jobs.approve(store, edition, now=now)
+    return composing.approve(store, edition, now=now)
 
 
 def _approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> None:
