@@ -90,8 +90,9 @@ class DeliveryReport:
 LOCK_TTL = timedelta(minutes=15)
 
 
-def lease_name(edition: Edition) -> str:
-    return f"deliver:{edition.id}"
+def lease_name(edition_id: str) -> str:
+    """The name of an edition's delivery lease in the store's locks."""
+    return f"deliver:{edition_id}"
 
 
 @contextmanager
@@ -103,7 +104,7 @@ def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
     server, a low rate limit) never lets it lapse while this run lives; each claim renews it
     too, and stops the run if it was lost.
     """
-    name, owner = lease_name(edition), lock_owner()
+    name, owner = lease_name(edition.id), lock_owner()
     store.acquire_lock(name, owner, ttl=LOCK_TTL)
     stop = threading.Event()
 
@@ -126,7 +127,7 @@ def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
 
 def renew_lease(store: Store, edition: Edition, owner: str) -> None:
     """Renew ``owner``'s lease on the edition (at each claim); raises if it was lost."""
-    store.renew_lock(lease_name(edition), owner, ttl=LOCK_TTL)
+    store.renew_lock(lease_name(edition.id), owner, ttl=LOCK_TTL)
 
 
 def journal_root(settings: Settings) -> Path:
