@@ -36,7 +36,6 @@ IO_MODULES = (
     "digest.delivery",
     "digest.gather.http",
     "digest.factory",
-    "digest.jobs",
     "digest.steps",
 )
 ADAPTERS = ("digest.gather.http", "digest.delivery", "digest.store")
@@ -46,6 +45,24 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
     ("digest", ("prefect", "flows"), "Prefect lives only in flows/"),
     ("digest.models", ("digest",), "the models stand alone"),
     ("digest.errors", ("digest",), "the errors stand alone"),
+    (
+        "digest.compose",
+        ("digest.steps", "digest.cli", "digest.web"),
+        "stages never import steps or entry points",
+    ),
+    (
+        "digest.render",
+        ("digest.steps", "digest.cli", "digest.web"),
+        "stages never import steps or entry points",
+    ),
+    ("digest.gather", ("digest.steps",), "stages never import steps"),
+    ("digest.steps", ("digest.cli", "digest.web", "flows"), "steps never import entry points"),
+    ("flows", ("digest.cli", "digest.web"), "entry points never import each other"),
+    (
+        "digest.cli",
+        ("digest.web", "flows"),
+        "the CLI imports the web app and flows only inside commands (top-level imports are read)",
+    ),
 ]
 
 
