@@ -209,7 +209,7 @@ def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[st
 class Recorder:
     """Writes a claimed batch's answers to the ledger and counts them into ``report``.
 
-    One per run (its random source jitters the backoff). For each row answered: submitted
+    Its random source jitters the backoff. For each row answered: submitted
     (with the provider's id); failed transient, with the next attempt's time (exponential
     backoff with jitter, the provider's Retry-After as a floor) while attempts are left;
     failed permanent (a hard bounce also suppresses the address); or exhausted (transient but
