@@ -159,10 +159,13 @@ class TreeRss:
 def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int], float]:
     """Our delivery's messages per second, the ledger's counts, and the edition's HTML size."""
     from bench.render import edition_and_settings
-    from digest import deliver, jobs
     from digest.config import parse_settings
     from digest.gather.feeds import parse_feed
     from digest.models import NewSubscriber
+    from digest.render.variants import render_variants
+    from digest.steps.compose import approve
+    from digest.steps.deliver import deliver
+    from digest.steps.ledger import delivery_lock, finish_delivery, prepare_delivery
     from digest.store import Store
 
     edition, example = edition_and_settings()
@@ -189,15 +192,15 @@ def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int
         store.save_edition(edition, now=NOW)
         people = [NewSubscriber(email=f"reader{i}@example.org") for i in range(recipients)]
         store.import_subscribers(people, now=NOW)
-        edition = jobs.approve(store, edition, now=NOW)
-        variants = deliver.render_variants(settings, edition, store.section_choices())
+        edition = approve(store, edition, now=NOW)
+        variants = render_variants(settings, edition, store.section_choices())
         html = len(variants[None].html.encode())
         now = NOW + timedelta(minutes=1)
-        with rss, deliver.delivery_lock(store, edition) as owner:
+        with rss, delivery_lock(store, edition) as owner:
             started = time.perf_counter()
-            deliver.prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
-            deliver.deliver(settings, store, edition, variants, now=now, owner=owner)
-            counts = deliver.finish_delivery(store, edition, now=now)
+            prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+            deliver(settings, store, edition, variants, now=now, owner=owner)
+            counts = finish_delivery(store, edition, now=now)
             elapsed = time.perf_counter() - started
         store.close()
     return counts["submitted"] / elapsed, counts, html

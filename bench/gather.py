@@ -6,9 +6,9 @@ images) are served from 127.0.0.1 with ETags. We gather them into a fresh SQLite
 then again (warm: every source answers 304). The baseline, measured in the same run, is the
 time to parse the same 200 bodies serially with plain ``feedparser.parse(bytes)``.
 
-What runs is ``jobs.gather_sources``: the same per-source step (``jobs.gather_source``) that the
-gather flow's tasks run, with the same fetch limits and parse workers, minus Prefect's task
-bookkeeping.
+What runs is ``digest.steps.gather.gather_sources``: the same per-source step
+(``fetch_source``) that the gather flow's tasks run, with the same fetch limits and parse
+workers, minus Prefect's task bookkeeping.
 
 Targets: cold ≤ 0.6× the baseline, warm ≤ 0.05×. Prints medians of the runs; the last line is
 one JSON object. BENCH_RUNS sets the number of runs (3); BENCH_PARSE_WORKERS overrides
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import feedparser
 
-from digest import jobs
 from digest.config import parse_settings
+from digest.steps import gather
 from digest.store import Store
 
 FEEDS = 200
@@ -252,10 +252,10 @@ def main() -> None:
             store = Store.open(settings.database_url)
             keys = list(settings.sources)
             start = time.perf_counter()
-            cold = jobs.gather_sources(settings, store, keys, now=now)
+            cold = gather.gather_sources(settings, store, keys, now=now)
             colds.append(time.perf_counter() - start)
             start = time.perf_counter()
-            warm = jobs.gather_sources(settings, store, keys, now=now)
+            warm = gather.gather_sources(settings, store, keys, now=now)
             warms.append(time.perf_counter() - start)
             failed = [r for r in cold + warm if r.status == "failed"]
             assert not failed, failed[:3]
@@ -264,7 +264,7 @@ def main() -> None:
             store.close()
     httpd.shutdown()
     # Children count in RUSAGE_CHILDREN only once they have exited: stop the parse workers.
-    jobs.shutdown_parse_pool()
+    gather.shutdown_parse_pool()
 
     serial = statistics.median(baselines)
     cold_s, warm_s = statistics.median(colds), statistics.median(warms)

@@ -1,1 +1,1 @@
-"""Prefect flows: thin orchestration over ``digest.jobs``. The only package importing Prefect."""
+"""Prefect flows: thin orchestration over ``digest.steps``. The only package importing Prefect."""

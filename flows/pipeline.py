@@ -1,32 +1,42 @@
 """The gather and edition flows, and the run flow that chains them.
 
-Tasks are thin: each calls one function of ``digest.jobs`` or ``digest.deliver`` and adds what
-Prefect is good at (retries of transient errors only, logs, artifacts, a UI). Delivery is one
-task per edition: the deliver stage claims, sends and records in batches of hundreds (in
-worker processes when ``delivery.sessions`` > 1), never a task per recipient.
+Tasks are thin: each calls one step of ``digest.steps`` and adds what Prefect is good at
+(retries of transient errors only, logs, a UI). The edition's sequence (dry run, approval,
+lease, delivery) is ``digest.steps.edition``; the edition flow passes it these tasks and its
+approval gate (a paused run), and leaves artifacts (``flows/artifacts.py``). Delivery is one
+task per edition: the deliver step claims, sends and records in batches of hundreds (in worker
+processes when ``delivery.sessions`` > 1), never a task per recipient.
 """
 
 from __future__ import annotations
 
-import re
-from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from digest import deliver, jobs
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings, load_settings
 from digest.errors import DeliveryLocked, DigestError
-from digest.factory import make_fetcher, make_provider, open_store
-from digest.gather.sections import articles_for_section
-from digest.models import Article, Edition, EditionStatus
+from digest.factory import open_store
+from digest.models import Article, Edition
+from digest.render.variants import Variants
+from digest.steps import edition as editions
+from digest.steps import gather, ledger
+from digest.steps.compose import ComposeOutcome, Decision
+from digest.steps.deliver import deliver
+from digest.steps.edition import EditionStages
 from digest.store import Store
 from flows.approval import wait_for_decision
+from flows.artifacts import (
+    approval_artifact,
+    delivery_artifact,
+    edition_artifact,
+    gather_artifact,
+    note_artifact,
+)
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -43,55 +53,13 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@dataclass
-class SectionGathered:
-    section: str
-    articles: int = 0
-    new: int = 0
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunSummary:
-    """What the edition flow did; the run flow adds what each section's gather did."""
-
-    digest: str
-    edition_id: str | None = None
-    edition_status: str = ""
-    message: str = ""
-    items: int = 0
-    recipients: int = 0
-    submitted: int = 0
-    submitted_now: int = 0
-    transient: int = 0
-    permanent: int = 0
-    exhausted: int = 0
-    skipped: int = 0
-    suppressed: int = 0
-    elapsed: float = 0.0
-    messages_per_s: float = 0.0
-    preview: str | None = None
-    dry_run: bool = False
-    failures: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
-# Names and keys an operator reads in the UI ---------------------------------------------------
-
-
-def artifact_key(*parts: str) -> str:
-    """A valid artifact key (lowercase letters, digits, dashes) made of ``parts``."""
-    key = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
-    return key[:100].rstrip("-") or "digest"
+# Run names an operator reads in the UI ------------------------------------------------------
 
 
 def _run_parameters() -> dict[str, Any]:
@@ -152,11 +120,8 @@ def _digest_run_name() -> str:
 )
 def fetch_source(
     settings: Settings, store: Store | None, key: str, now: datetime
-) -> jobs.SourceReport:
-    # A fetcher per task: sources are fetched in parallel threads and a session is not
-    # thread-safe.
-    with make_fetcher(settings) as fetcher:
-        report = jobs.gather_source(settings, store, fetcher, key, now=now)
+) -> gather.SourceReport:
+    report = gather.fetch_source(settings, store, key, now=now)
     get_run_logger().info(
         "source %r: %s, %d entries, %d new", key, report.status, report.entries, report.new
     )
@@ -173,15 +138,15 @@ def compose_task(
     now: datetime,
     record: bool,
     extra: list[Article],
-) -> jobs.ComposeOutcome:
-    outcome = jobs.compose(settings, store, digest, now=now, record=record, extra=extra)
+) -> ComposeOutcome:
+    outcome = editions.compose_stage(settings, store, digest, now, record, extra)
     get_run_logger().info("compose %r: %s (%s)", digest, outcome.status, outcome.message)
     return outcome
 
 
 @task(name="render-variants", cache_policy=NO_CACHE)
-def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.Variants:
-    variants = deliver.render_variants(settings, edition, store.section_choices(edition.digest))
+def render_task(settings: Settings, store: Store, edition: Edition) -> Variants:
+    variants = editions.render_stage(settings, store, edition)
     get_run_logger().info(
         "edition %s: %d variant(s), HTML %d bytes (all sections)",
         edition.id,
@@ -194,9 +159,8 @@ def render_task(settings: Settings, store: Store, edition: Edition) -> deliver.V
 @task(name="prepare-delivery", cache_policy=NO_CACHE)
 def prepare_task(
     settings: Settings, store: Store, edition: Edition, now: datetime
-) -> deliver.DeliveryReport:
-    people = store.active_subscribers(edition.digest)
-    report = deliver.prepare_delivery(settings, store, edition, people, now=now)
+) -> ledger.DeliveryReport:
+    report = editions.prepare_stage(settings, store, edition, now)
     get_run_logger().info(
         "edition %s: %d recipient(s) in the ledger", edition.id, report.recipients
     )
@@ -215,12 +179,12 @@ def deliver_task(
     settings: Settings,
     store: Store,
     edition: Edition,
-    variants: deliver.Variants,
+    variants: Variants,
     now: datetime,
     owner: str,
-) -> deliver.DeliveryReport:
+) -> ledger.DeliveryReport:
     log = get_run_logger().info
-    return deliver.deliver(settings, store, edition, variants, now=now, owner=owner, log=log)
+    return deliver(settings, store, edition, variants, now=now, owner=owner, log=log)
 
 
 # Flows --------------------------------------------------------------------------------------
@@ -228,57 +192,15 @@ def deliver_task(
 
 def _gather(
     settings: Settings, store: Store | None, section: str, now: datetime
-) -> tuple[SectionGathered, list[Article]]:
-    out = SectionGathered(section)
-    found: list[Article] = []
-    sec = settings.sections[section]
-    futures = {
-        key: fetch_source.with_options(retries=settings.http.retries).submit(
-            settings, store, key, now
-        )
-        for key in sec.sources
-    }
-    for key, fut in futures.items():
-        try:
-            report = fut.result()
-        except Exception as e:  # every failure is reported, none stops the others
-            report = jobs.record_source_failure(settings, store, key, e, now=now)
-            get_run_logger().error("source %r failed: %s", key, report.error)
-            out.failed.append(f"{key}: {report.error}")
-        mine = articles_for_section(report.articles, section, sec, key)
-        found.extend(mine)
-        out.articles += len(mine)
-        out.new += sum(a.id in report.new_ids for a in mine)
-        out.sources.append(
-            {
-                "source": key,
-                "status": report.status,
-                "entries": report.entries,
-                "new": report.new,
-                "error": report.error,
-            }
-        )
-    return out, found
-
-
-def _gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
-    rows = [
-        {
-            "source": s["source"],
-            "new": s["new"],
-            "entries": s["entries"],
-            "status": "failed" if s["status"] == "failed" else "ok",
-            "fetch": s["status"],
-            "error": s["error"] or "",
-        }
-        for s in gathered.sources
-    ]
-    failed = sum(r["status"] == "failed" for r in rows)
-    create_table_artifact(
-        table=rows,
-        key=artifact_key("gather", gathered.section),
-        description=f"Section {gathered.section}: {len(rows)} source(s), {failed} failed, "
-        f"{gathered.new} new article(s)" + (" (dry run: nothing recorded)" if dry_run else ""),
+) -> tuple[gather.SectionGathered, list[Article]]:
+    fetch = fetch_source.with_options(retries=settings.http.retries)
+    return gather.gather_section(
+        settings,
+        store,
+        section,
+        now=now,
+        submit=lambda key: fetch.submit(settings, store, key, now),
+        logger=get_run_logger(),
     )
 
 
@@ -297,11 +219,32 @@ def gather_section_flow(
     finally:
         if store:
             store.close()
-    _gather_artifact(gathered, dry_run=dry_run)
+    gather_artifact(gathered, dry_run=dry_run)
     result = asdict(gathered)
     if dry_run:
         result["found"] = [a.model_dump(mode="json") for a in found]
     return result
+
+
+def _approval_gate(settings: Settings) -> editions.AwaitDecision:
+    """Show the draft (an artifact) and pause the run until an editor decides or the time is
+    up (flows/approval.py)."""
+
+    def wait(edition: Edition, html_bytes: int) -> Decision | None:
+        approval_artifact(settings, edition, html_bytes)
+        hours = settings.digests[edition.digest].approval_timeout_hours
+        answer = wait_for_decision(edition.id, hours)
+        if answer is None:
+            return None
+        return Decision(
+            answer.decision,
+            subject=answer.subject,
+            intro=answer.intro,
+            excluded=tuple(answer.excluded),
+            editor=answer.editor,
+        )
+
+    return wait
 
 
 def _edition(
@@ -312,272 +255,33 @@ def _edition(
     *,
     dry_run: bool,
     extra: list[Article],
-    summary: RunSummary,
-) -> RunSummary:
-    logger = get_run_logger()
-    outcome = compose_task(settings, store, digest, now, not dry_run, extra)
-    summary.message = outcome.message
-    edition = outcome.edition
+) -> editions.RunSummary:
+    stages = EditionStages(
+        compose=compose_task,
+        render=render_task,
+        prepare=prepare_task,
+        deliver=deliver_task,
+        await_decision=_approval_gate(settings),
+    )
+    done = editions.run_edition(
+        settings,
+        store,
+        digest,
+        now,
+        dry_run=dry_run,
+        extra=extra,
+        stages=stages,
+        logger=get_run_logger(),
+    )
+    summary, edition = done.summary, done.delivered
     if edition is None:
-        logger.info("digest %r: %s", digest, outcome.message)
-        _note_artifact(summary)
+        note_artifact(summary)
         return summary
-    summary.edition_id = edition.id
-    summary.items = len(edition.teasers)
-    summary.edition_status = edition.status.value
-    if edition.status is EditionStatus.REJECTED:
-        logger.warning("edition %s was rejected; nothing is sent", edition.id)
-        _note_artifact(summary)
-        return summary
-    if dry_run:
-        with closing(make_provider(settings, dry_run=True)) as provider:
-            dry = deliver.deliver_dry(
-                settings,
-                provider,
-                edition,
-                store.active_subscribers(edition.digest),
-                store.submitted_subscriber_ids(edition.id),
-                now=now,
-            )
-        summary.edition_status = "dry run: nothing recorded"
-        summary.recipients = dry.recipients
-        summary.submitted_now = dry.submitted
-        summary.skipped = dry.skipped
-        summary.elapsed = dry.elapsed
-        _note_artifact(summary)
-        return summary
-    if edition.status is EditionStatus.DRAFT:
-        if settings.digests[digest].approval == "required":
-            decided = _await_approval(settings, store, digest, edition, now, summary)
-            if decided is None:
-                _note_artifact(summary)
-                return summary
-            edition = decided
-        else:
-            edition = jobs.approve(store, edition, now=now)
-
-    variants = render_task(settings, store, edition)
-    preview = jobs.write_preview(settings, edition, variants[None])
-    summary.preview = str(preview) if preview else None
-    total = deliver.DeliveryReport(edition.id)
-    failure: DigestError | None = None
-    with deliver.delivery_lock(store, edition) as owner:
-        total.add(prepare_task(settings, store, edition, now))
-        try:
-            total.add(deliver_task(settings, store, edition, variants, now, owner))
-        except DigestError as e:
-            # Still count and report what the ledger holds, then fail the run (below).
-            failure = e
-            total.failures.append(f"delivery stopped: {e}")
-        counts = deliver.finish_delivery(store, edition, now=now)
-    summary.edition_status = (store.edition(edition.id) or edition).status.value
-    summary.recipients = deliver.recipients(counts)
-    summary.submitted = counts["submitted"]
-    summary.submitted_now = total.submitted
-    summary.transient = counts["transient"]
-    summary.permanent = counts["permanent"]
-    summary.exhausted = counts["exhausted"]
-    summary.skipped = total.skipped
-    summary.suppressed = total.suppressed
-    summary.elapsed = total.elapsed
-    summary.messages_per_s = round(total.rate, 1)
-    summary.failures = total.failures[:50]
-    if summary.transient:
-        logger.warning(
-            "edition %s: %d transient failure(s) left; the next run retries them when due",
-            edition.id,
-            summary.transient,
-        )
-    if summary.exhausted:
-        logger.warning(
-            "edition %s: %d message(s) ran out of attempts; `digest edition retry` queues them "
-            "again",
-            edition.id,
-            summary.exhausted,
-        )
-    logger.info(total.summary())
-    _artifact(settings, edition, summary, len(variants[None].html.encode()))
-    _delivery_artifact(edition, summary)
-    if failure is not None:
-        raise failure
+    edition_artifact(settings, edition, summary, done.html_bytes)
+    delivery_artifact(edition, summary)
+    if done.failure is not None:
+        raise done.failure
     return summary
-
-
-def _await_approval(
-    settings: Settings,
-    store: Store,
-    digest: str,
-    edition: Edition,
-    now: datetime,
-    summary: RunSummary,
-) -> Edition | None:
-    """Show the draft, pause until an editor decides (or the time is up) and apply the
-    decision: the approved edition to deliver, or None when nothing is to be sent."""
-    logger = get_run_logger()
-    d = settings.digests[digest]
-    variants = render_task(settings, store, edition)
-    _approval_artifact(settings, edition, len(variants[None].html.encode()))
-    logger.warning(
-        "edition %s awaits an editor's approval (up to %.4g hour(s))",
-        edition.id,
-        d.approval_timeout_hours,
-    )
-    decision = wait_for_decision(edition.id, d.approval_timeout_hours)
-    # What the store says now wins over what this run saw before pausing: an editor may have
-    # rejected the edition (without a run to resume) or changed it while the run waited.
-    stored = store.edition(edition.id) or edition
-    if stored.status is not EditionStatus.DRAFT and stored.status is not EditionStatus.APPROVED:
-        summary.edition_status = stored.status.value
-        summary.message = f"the edition was {stored.status.value} meanwhile; nothing sent here"
-        logger.warning("edition %s is %s; this run sends nothing", edition.id, stored.status.value)
-        return None
-    edition = stored
-    if decision is None:
-        if d.approval_timeout_action == "skip":
-            summary.edition_status = EditionStatus.DRAFT.value
-            summary.message = "approval timed out; skipped"
-            logger.warning("edition %s: approval timed out; nothing sent", edition.id)
-            return None
-        summary.message = "approval timed out; sent"
-        logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
-        summary.items = len(edition.teasers)
-        return jobs.approve(store, edition, now=now)
-    who = decision.editor or "an editor"
-    if decision.decision == "reject":
-        store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
-        summary.edition_status = EditionStatus.REJECTED.value
-        summary.message = f"rejected by {who}"
-        logger.warning("edition %s was rejected by %s; nothing is sent", edition.id, who)
-        return None
-    changes: dict[str, Any] = {}
-    if decision.subject is not None:
-        changes["subject"] = decision.subject
-    if decision.intro is not None:
-        changes["intro"] = decision.intro
-    if decision.excluded:
-        have = store.overrides(edition.id).excluded
-        new = [jobs.resolve_article(store, digest, settings, ref) for ref in decision.excluded]
-        changes["excluded"] = tuple(dict.fromkeys([*have, *new]))
-    if changes:
-        outcome = jobs.edit_edition(settings, store, digest, changes, now=now)
-        if outcome.edition is not None:
-            edition = outcome.edition
-        logger.info("edition %s: %s changed by %s", edition.id, ", ".join(changes), who)
-    else:
-        # The editor may have changed the draft in the meantime: send what is stored.
-        edition = store.edition(edition.id) or edition
-    summary.items = len(edition.teasers)
-    summary.message = f"approved by {who}"
-    logger.info("edition %s was approved by %s", edition.id, who)
-    return jobs.approve(store, edition, now=now)
-
-
-def _approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> None:
-    """The draft an editor decides on: subject, preheader, teasers, size and a link."""
-    link = preview_url(settings, edition.id)
-    lines = [
-        f"# Awaiting approval: {edition.subject}",
-        "",
-        f"Preheader: {edition.preheader}",
-        "",
-        f"Edition `{edition.id}` · {len(edition.teasers)} items · HTML {html_bytes / 1000:.1f} "
-        f"KB ({html_bytes} bytes, all sections)",
-        "",
-    ]
-    if link:
-        lines += [f"Review: [{link}]({link})", ""]
-    lines += _teaser_lines(edition)
-    create_markdown_artifact(
-        markdown="\n".join(lines),
-        key=artifact_key("approval", edition.id),
-        description=f"Edition {edition.id}: awaiting approval",
-    )
-
-
-def _teaser_lines(edition: Edition) -> list[str]:
-    """Markdown: each section's heading and its teasers as links."""
-    lines: list[str] = []
-    for section in edition.sections:
-        lines.append(f"## {section.title}")
-        lines.extend(f"- [{t.title}]({t.url})" for t in section.teasers)
-        lines.append("")
-    return lines
-
-
-def preview_url(settings: Settings, edition_id: str) -> str | None:
-    """The web app's page for an edition, when ``web.base_url`` is set."""
-    base = settings.web.base_url.rstrip("/")
-    return f"{base}/editions/{edition_id}" if base else None
-
-
-def _artifact(settings: Settings, edition: Edition, summary: RunSummary, html_bytes: int) -> None:
-    """The edition summary: what went out and to how many."""
-    link = preview_url(settings, edition.id)
-    lines = [
-        f"# {edition.subject}",
-        "",
-        f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB "
-        f"({html_bytes} bytes, all sections)",
-        "",
-    ]
-    if link:
-        lines += [f"Preview: [{link}]({link})", ""]
-    lines += [
-        f"Recipients {summary.recipients} · submitted {summary.submitted} "
-        f"(this run {summary.submitted_now}, {summary.messages_per_s:.0f}/s) · failed "
-        f"{summary.transient + summary.permanent + summary.exhausted} (transient "
-        f"{summary.transient}, permanent {summary.permanent}, out of attempts "
-        f"{summary.exhausted}) · suppressed {summary.suppressed}",
-        "",
-    ]
-    lines += _teaser_lines(edition)
-    create_markdown_artifact(
-        markdown="\n".join(lines),
-        key=artifact_key("edition", edition.id),
-        description=f"Edition {edition.id}",
-    )
-
-
-def _delivery_artifact(edition: Edition, summary: RunSummary) -> None:
-    """One row: the ledger's counts for the edition and what this run sent, how fast."""
-    row = {
-        "edition": edition.id,
-        "status": summary.edition_status,
-        "recipients": summary.recipients,
-        "submitted": summary.submitted,
-        "submitted_this_run": summary.submitted_now,
-        "failed_transient": summary.transient,
-        "failed_permanent": summary.permanent,
-        "failed_exhausted": summary.exhausted,
-        "skipped": summary.skipped,
-        "suppressed": summary.suppressed,
-        "elapsed_s": round(summary.elapsed, 2),
-        "messages_per_s": summary.messages_per_s,
-    }
-    create_table_artifact(
-        table=[row],
-        key=artifact_key("delivery", edition.id),
-        description=f"Delivery of edition {edition.id}",
-    )
-
-
-def _note_artifact(summary: RunSummary) -> None:
-    """A short summary for a run that delivered nothing (no edition, rejected, awaiting
-    approval, dry run), so that every edition run leaves one."""
-    title = summary.edition_id or f"digest {summary.digest}: no edition"
-    lines = [f"# {title}", "", f"Status: {summary.edition_status or '-'}"]
-    if summary.message:
-        lines += ["", summary.message]
-    if summary.dry_run:
-        lines += ["", f"Would send to {summary.recipients} recipient(s); nothing recorded."]
-    create_markdown_artifact(
-        markdown="\n".join(lines),
-        # A dry run keeps its own key: the edition's summary stays what was really sent.
-        key=artifact_key(
-            "edition", summary.edition_id or summary.digest, "dry-run" if summary.dry_run else ""
-        ),
-        description=f"Edition run of {summary.digest}: {summary.edition_status or 'no edition'}",
-    )
 
 
 @flow(name="edition", log_prints=True, flow_run_name=_edition_run_name)
@@ -602,7 +306,6 @@ def edition_flow(
             _now(now),
             dry_run=dry_run,
             extra=[Article.model_validate(a) for a in extra or ()],
-            summary=RunSummary(digest=digest, dry_run=dry_run),
         )
     finally:
         store.close()

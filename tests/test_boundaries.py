@@ -36,7 +36,6 @@ IO_MODULES = (
     "digest.delivery",
     "digest.gather.http",
     "digest.factory",
-    "digest.jobs",
     "digest.steps",
 )
 ADAPTERS = ("digest.gather.http", "digest.delivery", "digest.store")
@@ -85,6 +84,24 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         "digest.text",
         ("digest.gather", "digest.compose", "digest.render", "digest.store", "digest.delivery"),
         "shared text helpers sit below every stage",
+    ),
+    (
+        "digest.compose",
+        ("digest.steps", "digest.cli", "digest.web"),
+        "stages never import steps or entry points",
+    ),
+    (
+        "digest.render",
+        ("digest.steps", "digest.cli", "digest.web"),
+        "stages never import steps or entry points",
+    ),
+    ("digest.gather", ("digest.steps",), "stages never import steps"),
+    ("digest.steps", ("digest.cli", "digest.web", "flows"), "steps never import entry points"),
+    ("flows", ("digest.cli", "digest.web"), "entry points never import each other"),
+    (
+        "digest.cli",
+        ("digest.web", "flows"),
+        "the CLI imports the web app and flows only inside commands (top-level imports are read)",
     ),
 ]
 

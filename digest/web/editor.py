@@ -23,7 +23,7 @@ a note; one that did not shows the page again with the reason.
 Approving: with an ``approver`` passed to ``create_app`` (it resumes the run waiting for an
 editor's decision), Approve and Reject call it with the edition id and
 ``{"decision": "approve" | "reject", "editor": <who>}``; without one, Approve marks the edition
-approved (``jobs.approve``) and Reject marks it rejected, in the store.
+approved (``steps.compose.approve``) and Reject marks it rejected, in the store.
 """
 
 from __future__ import annotations
@@ -46,15 +46,15 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.datastructures import FormData
 
-from digest import jobs
 from digest.compose.periods import edition_id as period_edition_id
 from digest.compose.periods import period_key
 from digest.config import Settings
-from digest.deliver import personal_message
 from digest.errors import DigestError
 from digest.factory import make_provider
-from digest.models import Edition, EditionStatus, SendStatus, Subscriber
-from digest.render.email import render_variant
+from digest.models import Edition, EditionStatus, SendStatus
+from digest.steps.compose import approve, edit_edition
+from digest.steps.messages import message_for_test
+from digest.steps.preview import preview
 from digest.store import Store
 from digest.web.forms import form_text
 
@@ -316,10 +316,6 @@ def _choices(store: Store, edition: Edition) -> list[Choice]:
     return out
 
 
-def _preview(settings: Settings, edition: Edition) -> tuple[str, str]:
-    return jobs.preview_bodies(settings, render_variant(edition, settings))
-
-
 def _edition_page(
     request: Request,
     edition: Edition,
@@ -332,7 +328,7 @@ def _edition_page(
     store: Store = request.app.state.store
     access: EditorAccess = request.app.state.editor_access
     try:
-        _, text = _preview(settings, edition)
+        _, text = preview(settings, edition)
     except DigestError as e:
         text = ""
         error = error or f"The email does not render: {e}"
@@ -386,7 +382,7 @@ def edition_html(request: Request, edition_id: str) -> Response:
     """The full email as a subscriber sees it, links pointing at a harmless preview token."""
     edition = _edition(request, edition_id)
     try:
-        html, _ = _preview(request.app.state.settings, edition)
+        html, _ = preview(request.app.state.settings, edition)
     except DigestError as e:
         raise HTTPException(500, f"The email does not render: {e}") from None
     return HTMLResponse(html, headers=PREVIEW_HEADERS)
@@ -429,7 +425,7 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
     known = {c.id for c in _choices(store, edition)}
     excluded = sorted({i for i in fields.getlist("exclude") if isinstance(i, str)} & known)
     try:
-        jobs.edit_edition(
+        edit_edition(
             settings, store, edition.digest, {"intro": intro, "excluded": excluded}, now=now
         )
     except DigestError as e:
@@ -452,11 +448,8 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
             status_code=400,
         )
     now: datetime = request.app.state.clock()
-    test = edition.model_copy(update={"subject": TEST_PREFIX + edition.subject})
-    reader = Subscriber(id=0, email=address, name="")
     try:
-        variant = render_variant(test, settings)
-        message = personal_message(settings, test, variant, reader, now=now)
+        message = message_for_test(settings, edition, address, now=now, prefix=TEST_PREFIX)
     except DigestError as e:
         return _edition_page(request, edition, error=f"Not sent: {e}", status_code=500)
     factory = getattr(request.app.state, "provider_factory", None)
@@ -506,7 +499,7 @@ def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Resp
             return _see(edition.id, "decided")
     now: datetime = request.app.state.clock()
     if decision == "approve":
-        jobs.approve(store, edition, now=now)
+        approve(store, edition, now=now)
     else:
         store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
     log.info("edition %s: %s by %s", edition.id, decision, who)

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest import jobs
 from digest.cli import app
 from digest.config import load_settings
 from digest.factory import make_fetcher, open_store
+from digest.steps.compose import compose
+from digest.steps.gather import gather_source
 
 runner = CliRunner()
 NOW = "2026-11-30T14:00:00Z"
@@ -24,7 +25,7 @@ def gathered(example_config: Path) -> Path:
     store = open_store(settings)
     with make_fetcher(settings) as fetcher:
         for key in settings.sources:
-            jobs.gather_source(settings, store, fetcher, key, now=datetime.now(UTC))
+            gather_source(settings, store, fetcher, key, now=datetime.now(UTC))
     store.close()
     return cfg
 
@@ -95,7 +96,7 @@ def test_retry_queues_exhausted_messages_again(gathered: Path) -> None:
     settings = load_settings(gathered)
     store = open_store(settings)
     when = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
-    edition = jobs.compose(settings, store, "weekly", now=when).edition
+    edition = compose(settings, store, "weekly", now=when).edition
     assert edition is not None
     store.import_subscribers([NewSubscriber(email=f"r{i}@example.org") for i in range(3)], now=when)
     store.create_deliveries(edition.id, [s.id for s in store.active_subscribers()], now=when)

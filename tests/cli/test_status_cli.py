@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest import jobs
 from digest.cli import app
 from digest.config import load_settings
 from digest.factory import make_fetcher, open_store
 from digest.models import EditionStatus, SendResult, SendStatus
+from digest.steps.compose import approve, compose
+from digest.steps.gather import gather_source
 from tests.conftest import SAMPLE
 
 runner = CliRunner()
@@ -34,10 +35,10 @@ def delivered(example_config: Path) -> Path:
     try:
         with make_fetcher(settings) as fetcher:
             for key in settings.sources:
-                jobs.gather_source(settings, store, fetcher, key, now=NOW)
-        edition = jobs.compose(settings, store, "weekly", now=NOW).edition
+                gather_source(settings, store, fetcher, key, now=NOW)
+        edition = compose(settings, store, "weekly", now=NOW).edition
         assert edition is not None
-        edition = jobs.approve(store, edition, now=NOW)
+        edition = approve(store, edition, now=NOW)
         people = store.active_subscribers("weekly")
         assert len(people) == 12
         store.create_deliveries(edition.id, [p.id for p in people], now=NOW)

@@ -194,7 +194,7 @@ def test_a_rejection_recorded_meanwhile_wins_over_a_timeout_that_sends(tmp_path:
 
 def test_a_timeout_that_sends_sends_what_is_stored(tmp_path: Path) -> None:
     """Articles an editor left out while the run waited stay out of what the timeout sends."""
-    from digest import jobs
+    from digest.steps.compose import edit_edition
 
     cfg, settings = setup(tmp_path, approval_timeout_hours=3 / 3600, approval_timeout_action="send")
     run = Run(cfg)
@@ -203,7 +203,7 @@ def test_a_timeout_that_sends_sends_what_is_stored(tmp_path: Path) -> None:
         before = store.edition(EDITION)
         assert before is not None
         dropped = before.teasers[0]
-        jobs.edit_edition(settings, store, "weekly", {"excluded": [dropped.article_id]}, now=NOW)
+        edit_edition(settings, store, "weekly", {"excluded": [dropped.article_id]}, now=NOW)
     result = run.outcome()
     assert result["submitted"] > 0
     import email

@@ -242,7 +242,8 @@ def test_prefect_yaml_matches_what_serve_builds() -> None:
 
 
 def test_run_names_fall_back_to_the_date_without_a_readable_config() -> None:
-    from flows.pipeline import artifact_key, run_edition_id
+    from flows.artifacts import artifact_key
+    from flows.pipeline import run_edition_id
 
     assert run_edition_id("/nonexistent/pub.toml", "weekly", NOW) == "weekly-2026-11-30"
     assert artifact_key("gather", "Foreign_Affairs") == "gather-foreign-affairs"

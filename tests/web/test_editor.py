@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from digest import jobs
 from digest.config import Settings
 from digest.delivery.memory import MemoryProvider
 from digest.models import Edition, EditionStatus
+from digest.steps.compose import approve, compose
 from digest.store import Store
 from digest.web.app import create_app
 from tests.conftest import article
@@ -40,7 +40,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def edition(settings: Settings, store: Store, clock: Clock) -> Edition:
     store.save_articles(ARTICLES, now=clock())
-    outcome = jobs.compose(settings, store, "weekly", now=clock())
+    outcome = compose(settings, store, "weekly", now=clock())
     assert outcome.edition is not None
     return outcome.edition
 
@@ -151,7 +151,7 @@ def test_list_shows_editions_with_state_and_counts(
     assert edition.id in r.text
     assert "awaiting approval" in r.text
     assert f'href="/editions/{edition.id}"' in r.text
-    jobs.approve(store, edition, now=clock())
+    approve(store, edition, now=clock())
     assert "awaiting approval" not in editor.get("/editions").text
     assert ">approved<" in editor.get("/editions").text
 

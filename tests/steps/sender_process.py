@@ -1,6 +1,6 @@
 """A delivery run in a process of its own, for tests that kill it or run two at once.
 
-``python -m tests.delivery.sender_process CONFIG EDITION_ID`` does what the edition flow does
+``python -m tests.steps.sender_process CONFIG EDITION_ID`` does what the edition flow does
 once an edition is approved (render, lock, prepare the ledger, deliver, finish), without
 Prefect, and prints the report as JSON. Exit 3: another run holds the edition.
 """
@@ -11,9 +11,11 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from digest import deliver
 from digest.config import load_settings
 from digest.errors import DeliveryLocked
+from digest.render.variants import render_variants
+from digest.steps.deliver import deliver
+from digest.steps.ledger import delivery_lock, finish_delivery, prepare_delivery
 from digest.store import Store
 
 
@@ -25,13 +27,13 @@ def main(config: str, edition_id: str) -> int:
         print(f"no edition {edition_id}", file=sys.stderr)
         return 2
     now = datetime.now(UTC)
-    variants = deliver.render_variants(settings, edition, store.section_choices())
+    variants = render_variants(settings, edition, store.section_choices())
     try:
-        with deliver.delivery_lock(store, edition) as owner:
+        with delivery_lock(store, edition) as owner:
             print("locked", flush=True)
-            deliver.prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
-            report = deliver.deliver(settings, store, edition, variants, now=now, owner=owner)
-            counts = deliver.finish_delivery(store, edition, now=now)
+            prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+            report = deliver(settings, store, edition, variants, now=now, owner=owner)
+            counts = finish_delivery(store, edition, now=now)
     except DeliveryLocked as e:
         print(str(e), file=sys.stderr)
         return 3

@@ -1,51 +1,40 @@
-"""The pipeline's steps as plain functions over the store and the adapters.
+"""The gather step: fetch a source (conditionally, within the fetch slots), parse it (big feeds in
+worker processes), complete its thin items from their pages, and store its articles.
 
-Each function is one step an operator can name (gather a source, compose an edition, deliver a
-batch) and returns a small report. Prefect flows in ``flows/`` wrap these as tasks; the CLI's
-preview and dry-run use them directly. Pure work is delegated to ``compose`` and ``render``.
+Each source is reported, never raised past a section: a failing source is recorded (for health
+reports) and the others go on.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import ValidationError
-
-from digest.audience.tokens import preferences_url, unsubscribe_url
-from digest.compose.editions import compose_edition
-from digest.compose.periods import edition_id, period_key
 from digest.compose.teasers import lede
 from digest.config import Settings
-from digest.errors import DigestError, NothingNew, PermanentError
+from digest.errors import DigestError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
 from digest.gather.http import Fetcher, FetchResult, read_file
 from digest.gather.pages import extract_page
-from digest.gather.sections import in_section
-from digest.models import (
-    Article,
-    Edition,
-    EditionStatus,
-    Overrides,
-    RenderedVariant,
-)
-from digest.render.personalise import personalise
+from digest.gather.sections import articles_for_section
+from digest.models import Article
 from digest.store import Store
 
-# Gather -------------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,14 +56,6 @@ class SourceReport:
 def source_location(settings: Settings, key: str) -> str:
     src = settings.sources[key]
     return src.url or str(settings.resolve(src.path))
-
-
-def sources_of(settings: Settings, section_keys: Iterable[str]) -> list[str]:
-    """Source keys feeding ``section_keys``, each once, in order of first use."""
-    keys: dict[str, None] = {}
-    for s in section_keys:
-        keys.update(dict.fromkeys(settings.sections[s].sources))
-    return list(keys)
 
 
 class FetchSlots:
@@ -168,13 +149,21 @@ def gather_sources(
 
     def one(key: str) -> SourceReport:
         try:
-            with make_fetcher(settings) as fetcher:
-                return gather_source(settings, store, fetcher, key, now=now)
+            return fetch_source(settings, store, key, now=now)
         except Exception as e:  # every failure is reported, none stops the others
             return record_source_failure(settings, store, key, e, now=now)
 
     with ThreadPoolExecutor(max_workers=settings.http.concurrency) as threads:
         return list(threads.map(one, keys))
+
+
+def fetch_source(
+    settings: Settings, store: Store | None, key: str, *, now: datetime
+) -> SourceReport:
+    """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
+    and a fetcher's session is not thread-safe."""
+    with make_fetcher(settings) as fetcher:
+        return gather_source(settings, store, fetcher, key, now=now)
 
 
 def gather_source(
@@ -376,180 +365,62 @@ def record_source_failure(
     return SourceReport(key, location, "failed", error=message)
 
 
-# Compose ------------------------------------------------------------------------------------
+# A section -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ComposeOutcome:
-    edition: Edition | None
-    status: str  # "new", "updated", "unchanged", "existing", "nothing-new"
-    message: str
+@dataclass
+class SectionGathered:
+    """What gathering one section did: its articles, how many are new, each source's report."""
+
+    section: str
+    articles: int = 0
+    new: int = 0
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
-def candidates(
+class PendingReport(Protocol):
+    """A source's report on its way (a future: a thread's, or a Prefect task's)."""
+
+    def result(self) -> SourceReport: ...
+
+
+def gather_section(
     settings: Settings,
-    store: Store,
-    digest_key: str,
-    extra: Sequence[Article] = (),
+    store: Store | None,
+    section: str,
     *,
     now: datetime,
-    pinned: Sequence[str] = (),
-) -> dict[str, list[Article]]:
-    """For each section of the digest, the stored (plus ``extra``) articles that belong to it.
+    submit: Callable[[str], PendingReport],
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+) -> tuple[SectionGathered, list[Article]]:
+    """Gather every source of ``section`` and keep the articles that belong to it.
 
-    Only articles young enough for the digest's ``max_age_days`` are read (composition would
-    drop older ones), except pinned ones: the store keeps every article ever gathered.
+    ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
+    any result is read); a source that fails is recorded and reported, never raised.
     """
-    digest = settings.digests[digest_key]
-    since = now - timedelta(days=digest.max_age_days) if digest.max_age_days else None
-    stored = store.articles_from_sources(
-        sources_of(settings, digest.sections), since=since, also=pinned
-    )
-    pool: dict[str, tuple[Article, set[str]]] = {a.id: (a, set(srcs)) for a, srcs in stored}
-    for a in extra:
-        pool.setdefault(a.id, (a, set()))[1].add(a.source)
-    out: dict[str, list[Article]] = {}
-    for key in digest.sections:
-        section = settings.sections[key]
-        out[key] = [
-            a
-            for a, srcs in pool.values()
-            if srcs.intersection(section.sources) and in_section(a, section)
-        ]
-    return out
-
-
-def compose(
-    settings: Settings,
-    store: Store,
-    digest_key: str,
-    *,
-    now: datetime,
-    record: bool = True,
-    extra: Sequence[Article] = (),
-) -> ComposeOutcome:
-    """Compose (or find) the edition of the current period.
-
-    An edition that was approved or sent is returned as it is: re-running a period never
-    makes a second edition. A draft is recomposed, so articles that arrived since join it.
-    """
-    digest = settings.digests[digest_key]
-    period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
-    eid = edition_id(digest_key, period)
-    existing = store.edition(eid)
-    if existing is not None and existing.status is not EditionStatus.DRAFT:
-        return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
-    overrides = store.overrides(eid) if existing else Overrides()
-    try:
-        edition = compose_edition(
-            candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned),
-            history=store.carried_article_ids(digest_key, except_edition=eid),
-            settings=settings,
-            digest_key=digest_key,
-            now=now,
-            overrides=overrides,
-            created_at=existing.created_at if existing else None,
-            last_edition_at=store.last_edition_time(digest_key),
+    out = SectionGathered(section)
+    found: list[Article] = []
+    sec = settings.sections[section]
+    futures = {key: submit(key) for key in sec.sources}
+    for key, fut in futures.items():
+        try:
+            report = fut.result()
+        except Exception as e:  # every failure is reported, none stops the others
+            report = record_source_failure(settings, store, key, e, now=now)
+            logger.error("source %r failed: %s", key, report.error)
+            out.failed.append(f"{key}: {report.error}")
+        mine = articles_for_section(report.articles, section, sec, key)
+        found.extend(mine)
+        out.articles += len(mine)
+        out.new += sum(a.id in report.new_ids for a in mine)
+        out.sources.append(
+            {
+                "source": key,
+                "status": report.status,
+                "entries": report.entries,
+                "new": report.new,
+                "error": report.error,
+            }
         )
-    except NothingNew as e:
-        if existing is not None:
-            return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
-        return ComposeOutcome(None, "nothing-new", e.message)
-    if existing is not None and existing == edition:
-        return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
-    if record:
-        store.save_edition(edition, now=now)
-    status = "updated" if existing else "new"
-    return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
-
-
-def resolve_article(store: Store, digest_key: str, settings: Settings, ref: str) -> str:
-    """An article id from an editor's reference: the id, or a unique prefix of it (6+ chars)."""
-    ids = {
-        a.id
-        for a, _ in store.articles_from_sources(
-            sources_of(settings, settings.digests[digest_key].sections)
-        )
-    }
-    if ref in ids:
-        return ref
-    matches = [i for i in ids if len(ref) >= 6 and i.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    what = "matches several articles" if matches else "is no article of this digest's sections"
-    raise PermanentError(f"article {ref!r} {what}; `digest edition show` lists the ids")
-
-
-def edit_edition(
-    settings: Settings,
-    store: Store,
-    digest_key: str,
-    changes: Mapping[str, Any],
-    *,
-    now: datetime,
-) -> ComposeOutcome:
-    """Apply an editor's changes to the current period's edition and recompose it.
-
-    ``changes`` holds Overrides fields to replace. Allowed until the edition starts going out;
-    an approved (or rejected) edition goes back to draft and needs approving again.
-    """
-    outcome = compose(settings, store, digest_key, now=now)
-    edition = outcome.edition
-    if edition is None:
-        raise PermanentError(f"digest {digest_key!r}: no edition to edit ({outcome.message})")
-    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
-        raise PermanentError(
-            f"edition {edition.id} is {edition.status.value}; it can no longer be changed"
-        )
-    unknown = set(changes) - set(Overrides.model_fields)
-    if unknown:
-        raise PermanentError(f"edition {edition.id}: unknown change(s) {sorted(unknown)}")
-    try:
-        overrides = Overrides.model_validate(
-            {**store.overrides(edition.id).model_dump(), **changes}
-        )
-    except ValidationError as e:
-        raise PermanentError(f"edition {edition.id}: invalid change: {e}") from None
-    bad = [k for k in overrides.section_order if k not in settings.digests[digest_key].sections]
-    if bad:
-        raise PermanentError(f"edition {edition.id}: section_order names unknown {bad}")
-    # Compose first and store nothing unless it works: a failed edit leaves the edition as it was.
-    try:
-        updated = compose_edition(
-            candidates(settings, store, digest_key, now=now, pinned=overrides.pinned),
-            history=store.carried_article_ids(digest_key, except_edition=edition.id),
-            settings=settings,
-            digest_key=digest_key,
-            now=now,
-            overrides=overrides,
-            created_at=edition.created_at,
-        )
-    except NothingNew as e:
-        raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
-    store.save_edition(updated, now=now, overrides=overrides)
-    return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
-
-
-def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
-    store.set_edition_status(edition.id, EditionStatus.APPROVED, now=now)
-    return edition.model_copy(update={"status": EditionStatus.APPROVED})
-
-
-def preview_bodies(settings: Settings, variant: RenderedVariant) -> tuple[str, str]:
-    """The variant as an editor previews it: links point at a harmless preview token."""
-    return personalise(
-        variant,
-        unsubscribe_url=unsubscribe_url(settings, "preview"),
-        preferences_url=preferences_url(settings, "preview"),
-        name="",
-    )
-
-
-def write_preview(settings: Settings, edition: Edition, variant: RenderedVariant) -> Path | None:
-    """With the outbox provider, put ``index.html`` and ``digest.txt`` beside the messages."""
-    if settings.delivery.provider != "outbox":
-        return None
-    from digest.delivery.outbox import write_previews
-
-    html, text = preview_bodies(settings, variant)
-    return write_previews(settings.outbox_path, edition.id, html, text) / "index.html"
+    return out, found

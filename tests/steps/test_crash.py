@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from digest import jobs
 from digest.config import load_settings
 from digest.models import NewSubscriber
+from digest.steps.compose import approve, compose
 from digest.store import Store
 from tests.conftest import ROOT, article, base_config, write_toml
 from tests.delivery.test_smtp import Running, smtp_server
@@ -54,9 +54,9 @@ def _setup(tmp_path: Path, server: Running, recipients: int, sessions: int) -> t
     store.save_articles([article(n) for n in range(1, 4)], now=NOW)
     people = [NewSubscriber(email=f"r{i:05d}@example.org") for i in range(recipients)]
     store.import_subscribers(people, now=NOW)
-    outcome = jobs.compose(settings, store, "weekly", now=NOW)
+    outcome = compose(settings, store, "weekly", now=NOW)
     assert outcome.edition is not None
-    jobs.approve(store, outcome.edition, now=NOW)
+    approve(store, outcome.edition, now=NOW)
     store.close()
     return config, outcome.edition.id
 
@@ -97,7 +97,7 @@ def _assert_nothing_left() -> None:
 
 def _start(config: Path, edition_id: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.delivery.sender_process", str(config), edition_id],
+        [sys.executable, "-m", "tests.steps.sender_process", str(config), edition_id],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,

@@ -1,19 +1,129 @@
-"""Thin feeds: an item with only a title and a link is completed from its page, once."""
+"""The gather step: bounded fetching (at most `concurrency` at once, at most `per_host` to one
+host), big feeds parsed in worker processes, and thin items completed from their pages, once."""
 
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from digest import jobs
 from digest.factory import make_fetcher
+from digest.steps import gather
 from digest.store import Store
 from tests.conftest import ROOT
 from tests.servers import FeedServer
+
+FEED = b'<rss version="2.0"><channel><title>T</title><item><title>x</title><link>https://example.org/x</link></item></channel></rss>'
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Counting]]:
+    counting = Counting()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            with counting.lock:
+                counting.now += 1
+                counting.peak = max(counting.peak, counting.now)
+            time.sleep(0.15)
+            with counting.lock:
+                counting.now -= 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/rss+xml")
+            self.send_header("Content-Length", str(len(FEED)))
+            self.end_headers()
+            self.wfile.write(FEED)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", counting
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(("concurrency", "per_host", "peak"), [(4, 1, 1), (4, 2, 2), (2, 4, 2)])
+def test_limits_hold(make_settings, server, concurrency: int, per_host: int, peak: int) -> None:  # type: ignore[no-untyped-def]
+    base, counting = server
+    sources = {
+        f"s{i}": {"url": f"{base}/feed{i}.xml", "local": True, "fetch_pages": False}
+        for i in range(6)
+    }
+    settings = make_settings(
+        {
+            "http": {"concurrency": concurrency, "per_host": per_host},
+            "sources": sources,
+            "sections": {"qiosk": {"sources": list(sources)}},
+            "digests": {"weekly": {"sections": ["qiosk"]}},
+        }
+    )
+    now = datetime.now(UTC)
+
+    def one(key: str) -> int:
+        with make_fetcher(settings) as fetcher:
+            return gather.gather_source(settings, None, fetcher, key, now=now).entries
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(one, sources)) == [1] * 6
+    assert counting.peak == peak
+
+
+def test_big_feeds_parse_in_worker_processes(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from digest.gather.feeds import parse_feed
+
+    item = (
+        "<item><title>Item {n}</title><link>https://example.org/{n}</link><guid>g{n}</guid>"
+        "<description>&lt;p&gt;" + "Words of the lede. " * 20 + "&lt;/p&gt;</description></item>"
+    )
+    body = (
+        '<rss version="2.0"><channel><title>Big</title>'
+        + "".join(item.format(n=n) for n in range(300))
+        + "</channel></rss>"
+    ).encode()
+    assert len(body) > gather.POOL_MIN_BYTES
+    settings = make_settings({"http": {"parse_workers": 2}})
+    now = datetime.now(UTC)
+    here = parse_feed(body, source="qiosk", url="https://example.org/feed", now=now)
+    there = gather.parse(
+        settings,
+        body,
+        source="qiosk",
+        url="https://example.org/feed",
+        now=now,
+        content_type=None,
+    )
+    assert gather._POOL is not None  # it really went to the pool
+    assert there == here and len(there.articles) == 300
+    from digest.errors import FeedError
+
+    with pytest.raises(FeedError, match="qiosk"):
+        gather.parse(
+            settings,
+            b"<html>" + b"<p>not a feed</p>" * 5000,
+            source="qiosk",
+            url="https://example.org/feed",
+            now=now,
+            content_type=None,
+        )
+
+
+# Thin feeds ----------------------------------------------------------------------------------
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
@@ -45,11 +155,11 @@ def test_thin_items_get_their_lede_from_the_page_once(make_settings, site: FeedS
     )
     store = Store.open(settings.database_url)
     with make_fetcher(settings) as fetcher:
-        report = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        report = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
     one, two = sorted(report.articles, key=lambda a: a.title)
-    assert not jobs.is_thin(one) and one.image is not None
+    assert not gather.is_thin(one) and one.image is not None
     assert one.content_html.startswith("<p>") and "Follow us" not in one.content_html
-    assert jobs.is_thin(two)
+    assert gather.is_thin(two)
     assert any("missing.html" in w and "404" in w for w in report.warnings)
     pages = [p for p, _ in site.requests if p.startswith("/pages/")]
     assert sorted(pages) == [
@@ -64,7 +174,7 @@ def test_thin_items_get_their_lede_from_the_page_once(make_settings, site: FeedS
     feed = site.root / "thin.xml"
     feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin!</title>"))
     with make_fetcher(settings) as fetcher:
-        again = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        again = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
     assert [p for p, _ in site.requests if p == "/pages/moved.html"] == ["/pages/moved.html"]
     stored = store.articles_by_id([one.id])[one.id]
     assert stored.content_html == one.content_html
@@ -86,8 +196,8 @@ def test_page_fetching_can_be_turned_off(make_settings, site: FeedServer) -> Non
         }
     )
     with make_fetcher(settings) as fetcher:
-        report = jobs.gather_source(settings, None, fetcher, "qiosk", now=NOW)
-    assert all(jobs.is_thin(a) for a in report.articles)
+        report = gather.gather_source(settings, None, fetcher, "qiosk", now=NOW)
+    assert all(gather.is_thin(a) for a in report.articles)
     assert not [p for p, _ in site.requests if p.startswith("/pages/")]
 
 
@@ -148,13 +258,13 @@ def test_backfill_reads_older_pages_on_the_first_gather_only(make_settings, tmp_
     )
     store = Store.open(settings.database_url)
     with make_fetcher(settings) as fetcher:
-        first = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        first = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
         # Pages 2 and 3 exist; page 4 is a 404 that ends the backfill with a warning.
         assert first.entries == 9 and len(first.new_ids) == 9
         assert [p for p in seen] == ["/feed?x=1", "/feed?x=1&p=2", "/feed?x=1&p=3", "/feed?x=1&p=4"]
         assert any("page 4" in w and "404" in w for w in first.warnings)
         seen.clear()
-        jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
         assert seen == ["/feed?x=1"]
     store.close()
     httpd.shutdown()
@@ -181,10 +291,10 @@ def test_pages_are_tried_once_and_links_get_no_private_licence(
     )
     store = Store.open(settings.database_url)
     with make_fetcher(settings) as fetcher:
-        first = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        first = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
         assert any("localhost" in w and "refused" in w.lower() for w in first.warnings)
         feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin 2</title>"))
-        second = jobs.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+        second = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
     pages = [p for p, _ in site.requests if p.startswith("/pages/")]
     # Each page at most once, the failing one included; none for the refused name.
     assert sorted(pages) == [

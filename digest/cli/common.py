@@ -1,0 +1,123 @@
+"""What every command shares: the ``digest`` app and its command groups, the consoles, the
+common options, and reading them (settings, digest key, clock, store).
+
+User errors (a bad config, a bad argument) exit with code 2 and a message naming the file and
+key; failures of the outside world exit with 1 and say whether a retry helps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from digest.config import Settings, load_settings
+from digest.errors import ConfigError, DigestError
+
+if TYPE_CHECKING:
+    from digest.store import Store
+
+app = typer.Typer(
+    help="Gather a publication's feeds, compose digest editions, render and deliver them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check and describe the configuration.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
+edition_app = typer.Typer(
+    help="Look at and change the current edition before it goes out.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(edition_app, name="edition")
+
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="DIGEST_CONFIG",
+        help="The publication's TOML file.",
+        dir_okay=False,
+    ),
+]
+DigestOpt = Annotated[
+    str | None, typer.Option("--digest", "-d", help="Digest key; optional with one digest.")
+]
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now", help="A fixed clock, ISO 8601 (e.g. 2026-11-30T12:00:00Z); UTC if naive."
+    ),
+]
+DEFAULT_CONFIG = Path("config/example.toml")
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def settings_from(path: Path) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as e:
+        raise fail(str(e), 2) from None
+
+
+def digest_key(settings: Settings, key: str | None, path: Path) -> str:
+    if key is None:
+        if len(settings.digests) == 1:
+            return next(iter(settings.digests))
+        raise fail(
+            f"{path}: several digests ({', '.join(settings.digests)}); choose one with --digest", 2
+        )
+    if key not in settings.digests:
+        raise fail(f"{path}: no digest {key!r} (digests: {', '.join(settings.digests)})", 2)
+    return key
+
+
+@contextmanager
+def store_for(settings: Settings) -> Iterator[Store]:
+    """The store for one command; a failure of the outside world exits 1 with its message."""
+    from digest.factory import open_store
+
+    try:
+        store = open_store(settings)
+    except DigestError as e:
+        raise fail(str(e), 1) from None
+    try:
+        yield store
+    except DigestError as e:
+        raise fail(str(e), 1) from None
+    finally:
+        store.close()
+
+
+def parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"--now: {value!r} is not an ISO 8601 date and time", 2) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def quiet_prefect() -> None:
+    # No telemetry from a command-line run unless the operator asks for it.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def when_text(value: datetime | None) -> str:
+    return "-" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

@@ -1,0 +1,63 @@
+"""The long-running commands: ``web`` (the web app) and ``serve`` (the scheduled deployments)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from digest.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    app,
+    fail,
+    out,
+    settings_from,
+)
+from digest.errors import DigestError
+
+
+@app.command()
+def web(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (web.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (web.port).")] = None,
+) -> None:
+    """Run the web app: unsubscribe and preference pages, sign-up with double opt-in, and the
+    providers' bounce and complaint webhooks. Put it behind HTTPS at `web.base_url`."""
+    from digest.web.app import serve as serve_web
+
+    settings = settings_from(config)
+    approver = None
+    if os.environ.get("PREFECT_API_URL"):
+        # Editors' decisions resume the edition run paused for them (flows/approval.py).
+        from digest.web.editor import NoRunWaiting
+        from flows.approval import ApprovalInput, NoPausedRun, resume_edition
+
+        def approver(edition_id: str, decision: dict[str, Any]) -> str:
+            try:
+                return resume_edition(edition_id, ApprovalInput(**decision))
+            except NoPausedRun as e:
+                raise NoRunWaiting(str(e)) from None
+
+    try:
+        serve_web(
+            settings,
+            host=host or settings.web.host,
+            port=port or settings.web.port,
+            approver=approver,
+        )
+    except DigestError as e:
+        raise fail(str(e), 2) from None
+
+
+@app.command()
+def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Serve the gather and edition deployments on the schedules from the config."""
+    settings = settings_from(config)
+    from flows.deployments import serve_config
+
+    if settings.alerts.webhook_url:
+        out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
+    serve_config(settings, str(config))

@@ -1,0 +1,129 @@
+"""What operators watch: ``sources`` (each source's health) and ``status`` (the last editions,
+the sources, the last flow runs)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from digest.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    app,
+    out,
+    quiet_prefect,
+    settings_from,
+    store_for,
+    when_text,
+)
+
+
+@app.command()
+def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Each source's health: last success, failures in a row, last error."""
+    settings = settings_from(config)
+    with store_for(settings) as store:
+        states = {s.key: s for s in store.source_states()}
+    table = Table(title="Sources", title_justify="left")
+    for col in ("source", "sections", "last success", "failures", "last error"):
+        table.add_column(col, overflow="fold")
+    unhealthy = False
+    for key in settings.sources:
+        state = states.get(key)
+        sections = ", ".join(k for k, sec in settings.sections.items() if key in sec.sources)
+        if state is None:
+            table.add_row(key, sections, "never fetched", "-", "-")
+            continue
+        unhealthy |= state.consecutive_failures > 0
+        when = f"{state.last_success_at:%Y-%m-%d %H:%M} UTC" if state.last_success_at else "never"
+        error = state.last_error or "-"
+        if state.last_error and state.last_error_at:
+            error = f"{state.last_error_at:%Y-%m-%d %H:%M} UTC: {state.last_error}"
+        table.add_row(key, sections, when, str(state.consecutive_failures), error)
+    out.print(table)
+    if unhealthy:
+        raise typer.Exit(1)
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return (
+        f"{minutes} min {secs:02d} s"
+        if minutes < 60
+        else f"{minutes // 60} h {minutes % 60:02d} min"
+    )
+
+
+def _print_flow_runs(limit: int) -> None:
+    """The last runs of this project's flows on the Prefect server at PREFECT_API_URL."""
+    url = os.environ.get("PREFECT_API_URL", "")
+    if not url:
+        out.print("Flow runs: not shown (PREFECT_API_URL is not set).")
+        return
+    quiet_prefect()
+    from flows.monitoring import recent_runs
+
+    try:
+        runs = recent_runs(url, limit)
+    except Exception as e:  # an unreachable server is a note, not a failure of the command
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        out.print(f"Flow runs: the Prefect API at {url} did not answer ({reason}).", soft_wrap=True)
+        return
+    if not runs:
+        out.print(f"Flow runs: none yet on {url}.", soft_wrap=True)
+        return
+    out.print(f"Flow runs ({url})", soft_wrap=True)
+    for r in runs:
+        out.print(
+            f"  {when_text(r.started)}  {r.name}  [{r.state}]  {_duration_text(r.seconds)}"
+            f"  ({r.flow})",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def status(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="How many editions and flow runs.")
+    ] = 5,
+) -> None:
+    """What operators watch: the last editions with their delivery counts, each source's
+    health, and (with PREFECT_API_URL set) the last flow runs with state and duration."""
+    settings = settings_from(config)
+    with store_for(settings) as store:
+        editions = store.last_editions(limit)
+        counts = {e["id"]: store.delivery_counts(e["id"]) for e in editions}
+        states = {s.key: s for s in store.source_states()}
+    out.print("Editions" if editions else "Editions: none yet.")
+    for e in editions:
+        c = counts[e["id"]]
+        # Recipients: every ledger row meant to be sent (all but the skipped ones).
+        meant = c["pending"] + c["sending"] + c["submitted"] + c["failed"]
+        out.print(
+            f"  {e['id']}  [{e['status']}]  {when_text(e['created_at'])}: {meant} recipients, "
+            f"{c['submitted']} submitted, {c['failed']} failed, "
+            f"{c['pending'] + c['sending']} pending",
+            soft_wrap=True,
+        )
+    out.print("Sources")
+    for key in settings.sources:
+        state = states.get(key)
+        if state is None:
+            line = "never fetched"
+        elif state.consecutive_failures:
+            line = (
+                f"FAILING ({state.consecutive_failures} in a row) since "
+                f"{when_text(state.last_error_at)}: {state.last_error}"
+            )
+        else:
+            line = f"ok, last success {when_text(state.last_success_at)}"
+        out.print(f"  {key}: {line}", soft_wrap=True)
+    _print_flow_runs(limit)

@@ -1,0 +1,325 @@
+"""The compose step and an editor's hand on the edition: compose (or find) the current period's
+edition, edit it, approve, reject or decide on it, and queue its exhausted messages again.
+
+Composition itself is pure (:mod:`digest.compose`); this reads the candidates and the history
+from the store and records the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from digest.compose.editions import compose_edition
+from digest.compose.periods import edition_id, period_key
+from digest.config import Settings
+from digest.errors import NothingNew, PermanentError
+from digest.gather.sections import in_section
+from digest.models import Article, Edition, EditionStatus, Overrides
+from digest.store import Store
+
+
+def sources_of(settings: Settings, section_keys: Iterable[str]) -> list[str]:
+    """Source keys feeding ``section_keys``, each once, in order of first use."""
+    keys: dict[str, None] = {}
+    for s in section_keys:
+        keys.update(dict.fromkeys(settings.sections[s].sources))
+    return list(keys)
+
+
+@dataclass(frozen=True)
+class ComposeOutcome:
+    edition: Edition | None
+    status: str  # "new", "updated", "unchanged", "existing", "nothing-new"
+    message: str
+
+
+def candidates(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    extra: Sequence[Article] = (),
+    *,
+    now: datetime,
+    pinned: Sequence[str] = (),
+) -> dict[str, list[Article]]:
+    """For each section of the digest, the stored (plus ``extra``) articles that belong to it.
+
+    Only articles young enough for the digest's ``max_age_days`` are read (composition would
+    drop older ones), except pinned ones: the store keeps every article ever gathered.
+    """
+    digest = settings.digests[digest_key]
+    since = now - timedelta(days=digest.max_age_days) if digest.max_age_days else None
+    stored = store.articles_from_sources(
+        sources_of(settings, digest.sections), since=since, also=pinned
+    )
+    pool: dict[str, tuple[Article, set[str]]] = {a.id: (a, set(srcs)) for a, srcs in stored}
+    for a in extra:
+        pool.setdefault(a.id, (a, set()))[1].add(a.source)
+    out: dict[str, list[Article]] = {}
+    for key in digest.sections:
+        section = settings.sections[key]
+        out[key] = [
+            a
+            for a, srcs in pool.values()
+            if srcs.intersection(section.sources) and in_section(a, section)
+        ]
+    return out
+
+
+def compose(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    *,
+    now: datetime,
+    record: bool = True,
+    extra: Sequence[Article] = (),
+) -> ComposeOutcome:
+    """Compose (or find) the edition of the current period.
+
+    An edition that was approved or sent is returned as it is: re-running a period never
+    makes a second edition. A draft is recomposed, so articles that arrived since join it.
+    """
+    digest = settings.digests[digest_key]
+    period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
+    eid = edition_id(digest_key, period)
+    existing = store.edition(eid)
+    if existing is not None and existing.status is not EditionStatus.DRAFT:
+        return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
+    overrides = store.overrides(eid) if existing else Overrides()
+    try:
+        edition = compose_edition(
+            candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned),
+            history=store.carried_article_ids(digest_key, except_edition=eid),
+            settings=settings,
+            digest_key=digest_key,
+            now=now,
+            overrides=overrides,
+            created_at=existing.created_at if existing else None,
+            last_edition_at=store.last_edition_time(digest_key),
+        )
+    except NothingNew as e:
+        if existing is not None:
+            return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
+        return ComposeOutcome(None, "nothing-new", e.message)
+    if existing is not None and existing == edition:
+        return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
+    if record:
+        store.save_edition(edition, now=now)
+    status = "updated" if existing else "new"
+    return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
+
+
+def resolve_article(store: Store, digest_key: str, settings: Settings, ref: str) -> str:
+    """An article id from an editor's reference: the id, or a unique prefix of it (6+ chars)."""
+    ids = {
+        a.id
+        for a, _ in store.articles_from_sources(
+            sources_of(settings, settings.digests[digest_key].sections)
+        )
+    }
+    if ref in ids:
+        return ref
+    matches = [i for i in ids if len(ref) >= 6 and i.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    what = "matches several articles" if matches else "is no article of this digest's sections"
+    raise PermanentError(f"article {ref!r} {what}; `digest edition show` lists the ids")
+
+
+def edit_edition(
+    settings: Settings,
+    store: Store,
+    digest_key: str,
+    changes: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> ComposeOutcome:
+    """Apply an editor's changes to the current period's edition and recompose it.
+
+    ``changes`` holds Overrides fields to replace. Allowed until the edition starts going out;
+    an approved (or rejected) edition goes back to draft and needs approving again.
+    """
+    outcome = compose(settings, store, digest_key, now=now)
+    edition = outcome.edition
+    if edition is None:
+        raise PermanentError(f"digest {digest_key!r}: no edition to edit ({outcome.message})")
+    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
+        raise PermanentError(
+            f"edition {edition.id} is {edition.status.value}; it can no longer be changed"
+        )
+    unknown = set(changes) - set(Overrides.model_fields)
+    if unknown:
+        raise PermanentError(f"edition {edition.id}: unknown change(s) {sorted(unknown)}")
+    try:
+        overrides = Overrides.model_validate(
+            {**store.overrides(edition.id).model_dump(), **changes}
+        )
+    except ValidationError as e:
+        raise PermanentError(f"edition {edition.id}: invalid change: {e}") from None
+    bad = [k for k in overrides.section_order if k not in settings.digests[digest_key].sections]
+    if bad:
+        raise PermanentError(f"edition {edition.id}: section_order names unknown {bad}")
+    # Compose first and store nothing unless it works: a failed edit leaves the edition as it was.
+    try:
+        updated = compose_edition(
+            candidates(settings, store, digest_key, now=now, pinned=overrides.pinned),
+            history=store.carried_article_ids(digest_key, except_edition=edition.id),
+            settings=settings,
+            digest_key=digest_key,
+            now=now,
+            overrides=overrides,
+            created_at=edition.created_at,
+        )
+    except NothingNew as e:
+        raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
+    store.save_edition(updated, now=now, overrides=overrides)
+    return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
+
+
+def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
+    store.set_edition_status(edition.id, EditionStatus.APPROVED, now=now)
+    return edition.model_copy(update={"status": EditionStatus.APPROVED})
+
+
+def reject(store: Store, edition: Edition, *, now: datetime) -> Edition:
+    store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
+    return edition.model_copy(update={"status": EditionStatus.REJECTED})
+
+
+def edit_changes(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    *,
+    intro: str | None = None,
+    subject: str | None = None,
+    preheader: str | None = None,
+    pin: Sequence[str] = (),
+    unpin: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    include: Sequence[str] = (),
+    section_order: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The Overrides changes an editor asks for, article references resolved (see
+    :func:`resolve_article`): pinning includes an article again, excluding unpins it. Empty
+    when nothing is asked."""
+    have = store.overrides(edition.id)
+
+    def ids(refs: Iterable[str]) -> list[str]:
+        return [resolve_article(store, edition.digest, settings, r) for r in refs]
+
+    changes: dict[str, Any] = {}
+    if intro is not None:
+        changes["intro"] = intro
+    if subject is not None:
+        changes["subject"] = subject
+    if preheader is not None:
+        changes["preheader"] = preheader
+    pins, drops = ids(pin), ids(exclude)
+    if pins or unpin or drops:
+        # Pinning includes an article again; excluding unpins it.
+        gone = set(ids(unpin)) | set(drops)
+        changes["pinned"] = [i for i in dict.fromkeys([*have.pinned, *pins]) if i not in gone]
+    if drops or include or pins:
+        back = set(ids(include)) | set(pins)
+        changes["excluded"] = [i for i in dict.fromkeys([*have.excluded, *drops]) if i not in back]
+    if section_order is not None:
+        changes["section_order"] = list(section_order)
+    return changes
+
+
+# Deciding at the approval gate ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An editor's decision on an edition awaiting approval.
+
+    ``excluded``: article ids (or unique prefixes of 6+ characters) to leave out, added to
+    those already excluded. ``subject``/``intro``: replace the edition's, when given.
+    """
+
+    decision: Literal["approve", "reject"]
+    subject: str | None = None
+    intro: str | None = None
+    excluded: Sequence[str] = ()
+    editor: str = ""
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The edition after a decision (approved or rejected) and the overrides it changed."""
+
+    edition: Edition
+    changed: tuple[str, ...] = ()
+
+
+def decision_changes(
+    settings: Settings, store: Store, edition: Edition, decision: Decision
+) -> dict[str, Any]:
+    """The Overrides changes that come with an approval."""
+    changes: dict[str, Any] = {}
+    if decision.subject is not None:
+        changes["subject"] = decision.subject
+    if decision.intro is not None:
+        changes["intro"] = decision.intro
+    if decision.excluded:
+        have = store.overrides(edition.id).excluded
+        new = [resolve_article(store, edition.digest, settings, r) for r in decision.excluded]
+        changes["excluded"] = tuple(dict.fromkeys([*have, *new]))
+    return changes
+
+
+def decide(
+    settings: Settings, store: Store, edition: Edition, decision: Decision, *, now: datetime
+) -> Decided:
+    """Apply an editor's decision: reject the edition, or apply its changes and approve it.
+
+    Without changes the edition approved is the one stored (an editor may have changed the
+    draft meanwhile).
+    """
+    if decision.decision == "reject":
+        return Decided(reject(store, edition, now=now))
+    changes = decision_changes(settings, store, edition, decision)
+    if changes:
+        outcome = edit_edition(settings, store, edition.digest, changes, now=now)
+        if outcome.edition is not None:
+            edition = outcome.edition
+    else:
+        edition = store.edition(edition.id) or edition
+    return Decided(approve(store, edition, now=now), tuple(changes))
+
+
+# Retrying what ran out of attempts -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """The current edition (None: there is none, ``message`` says why) and how many of its
+    messages were queued again."""
+
+    edition: Edition | None
+    queued: int = 0
+    message: str = ""
+
+
+def retry_exhausted(
+    settings: Settings, store: Store, digest_key: str, *, now: datetime
+) -> Requeued:
+    """Queue again the current edition's messages that ran out of attempts; the next run sends
+    them (nobody who already got the edition gets it twice). A sent edition goes back to
+    sending while they are queued."""
+    current = compose(settings, store, digest_key, now=now, record=False)
+    edition = current.edition and store.edition(current.edition.id)
+    if edition is None:
+        return Requeued(None, message=current.message)
+    n = store.requeue_exhausted(edition.id, now=now)
+    if n and edition.status is EditionStatus.SENT:
+        store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
+    return Requeued(edition, n)

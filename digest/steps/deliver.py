@@ -1,0 +1,117 @@
+"""Deliver an edition: every subscriber's copy, exactly once, as fast as allowed.
+
+Call :func:`deliver` holding the edition's lease, once
+:func:`~digest.steps.ledger.prepare_delivery` wrote the ledger: it works through the ledger in
+batches (claim, build, send, record), in this process or in ``delivery.sessions`` worker
+processes. Transient failures come back into the
+queue when due; a run waits for them up to ``delivery.retry.wait`` seconds, and leaves later
+ones to the next run. :func:`deliver_dry` builds every message and records nothing.
+
+Crash rule: rows a crashed run left ``sending`` are settled by the next run from the journals
+first; only the rest go back to the queue. What can go out twice is what was in flight at the
+crash: one message per SMTP session, one request per API session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from digest.config import Settings
+from digest.delivery.base import Provider
+from digest.models import Edition, SendStatus, Subscriber
+from digest.render.variants import Variants, render_variants, variant_key
+from digest.steps.ledger import Clock, DeliveryReport, Recorder, journal_root
+from digest.steps.messages import Builder
+from digest.steps.sending import LocalRunner
+from digest.steps.workers import PoolRunner
+from digest.store import Store
+from digest.store import journal as journals
+
+
+def run_clock(start: datetime) -> Clock:
+    """A clock that starts at ``start`` (the run's "now", fixed in tests) and runs in real time."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def deliver(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    variants: Variants,
+    *,
+    now: datetime,
+    owner: str,
+    clock: Clock | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    provider: Provider | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DeliveryReport:
+    """Send every due row of ``edition``'s ledger; call it holding
+    :func:`~digest.steps.ledger.delivery_lock`.
+
+    ``now`` is the run's time (the messages' Date); ``clock`` the time as it goes on (default:
+    ``now`` plus the real time elapsed), by which retries come due. ``provider`` replaces the
+    configured one in this process (tests, dry runs); with ``delivery.sessions`` above 1 each
+    worker process builds its own from settings. Raises when the provider cannot be used at
+    all (after giving unsent rows back), as the port says.
+    """
+    clock = clock or run_clock(now)
+    report = DeliveryReport(edition.id)
+    recorder = Recorder(settings, store, report, clock)
+    retry = settings.delivery.retry
+    deadline = clock() + timedelta(seconds=retry.wait)
+    started = time.perf_counter()
+    real_wait = 0.0
+    sessions = settings.delivery.sessions if provider is None else 1
+    runner = (
+        PoolRunner(settings, store, edition, variants, now=now, owner=owner, clock=clock)
+        if sessions > 1
+        else LocalRunner(
+            settings, store, edition, variants, now=now, owner=owner, clock=clock, provider=provider
+        )
+    )
+    try:
+        while True:
+            store.requeue_due(edition.id, now=clock())
+            runner.drain(recorder)
+            due = store.next_retry_at(edition.id)
+            if due is None or due > deadline:
+                break
+            pause = max(0.0, (due - clock()).total_seconds())
+            if log:
+                log(f"edition {edition.id}: retrying transient failures in {pause:.0f} s")
+            slept = time.perf_counter()
+            sleep(pause)
+            real_wait += time.perf_counter() - slept
+            report.waited += pause
+    finally:
+        runner.close()
+        report.elapsed = time.perf_counter() - started - real_wait
+    # Every answer is in the ledger now; the journals have served their purpose.
+    journals.discard(journal_root(settings), edition.id)
+    return report
+
+
+def deliver_dry(
+    settings: Settings,
+    provider: Provider,
+    edition: Edition,
+    subscribers: Sequence[Subscriber],
+    already: set[int],
+    *,
+    now: datetime,
+) -> DeliveryReport:
+    """Build every message a real run would send and hand them to ``provider``; record nothing."""
+    started = time.perf_counter()
+    keys = {s.id: variant_key(edition, s.sections) for s in subscribers if s.id not in already}
+    todo = [s for s in subscribers if keys.get(s.id, frozenset()) != frozenset()]
+    variants = render_variants(settings, edition, [s.sections for s in todo])
+    built = Builder(settings, edition, variants, now=now).build((s.id, s) for s in todo)
+    results = provider.send(built.messages) if built.messages else []
+    report = DeliveryReport(edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo))
+    report.submitted = sum(r.status is SendStatus.SUBMITTED for r in results)
+    report.elapsed = time.perf_counter() - started
+    return report

@@ -1,0 +1,339 @@
+"""An edition run: the current period's edition from composition to the last send.
+
+The sequence (:class:`EditionRun`): compose (or find) the edition; stop if there is none or it
+was rejected; a dry run builds every message and records nothing; a draft is approved, at once
+or, when the digest requires it, by an editor's decision (the approval gate); then the variants
+are rendered, the outbox preview written, and the edition delivered under its lease (prepare
+the ledger, send, finish). A lease held by another run raises ``DeliveryLocked``; a delivery
+that stops on an error still counts what the ledger holds and hands the error back.
+
+Each stage is a replaceable callable (:class:`EditionStages`): the Prefect flow passes its tasks
+(retries, a UI) and its approval gate (a paused run); without Prefect the plain steps run, and
+an edition that needs approval stops as a draft awaiting it (an editor approves it in the web
+app; the next run sends it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from digest.config import Settings
+from digest.errors import DigestError
+from digest.factory import make_provider
+from digest.models import Article, Edition, EditionStatus
+from digest.render.variants import Variants, render_variants
+from digest.steps.compose import ComposeOutcome, Decision, approve, compose, decide
+from digest.steps.deliver import deliver, deliver_dry
+from digest.steps.ledger import (
+    DeliveryReport,
+    delivery_lock,
+    finish_delivery,
+    prepare_delivery,
+    recipients,
+)
+from digest.steps.preview import write_preview
+from digest.store import Store
+
+log = logging.getLogger(__name__)
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass
+class RunSummary:
+    """What the edition run did; the run flow adds what each section's gather did."""
+
+    digest: str
+    edition_id: str | None = None
+    edition_status: str = ""
+    message: str = ""
+    items: int = 0
+    recipients: int = 0
+    submitted: int = 0
+    submitted_now: int = 0
+    transient: int = 0
+    permanent: int = 0
+    exhausted: int = 0
+    skipped: int = 0
+    suppressed: int = 0
+    elapsed: float = 0.0
+    messages_per_s: float = 0.0
+    preview: str | None = None
+    dry_run: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The stages ---------------------------------------------------------------------------------
+
+
+def compose_stage(
+    settings: Settings,
+    store: Store,
+    digest: str,
+    now: datetime,
+    record: bool,
+    extra: list[Article],
+) -> ComposeOutcome:
+    """Compose (or find) the current period's edition (``record=False``: store nothing)."""
+    return compose(settings, store, digest, now=now, record=record, extra=extra)
+
+
+def render_stage(settings: Settings, store: Store, edition: Edition) -> Variants:
+    """Every variant the edition's subscribers chose, each compiled once."""
+    return render_variants(settings, edition, store.section_choices(edition.digest))
+
+
+def prepare_stage(
+    settings: Settings, store: Store, edition: Edition, now: datetime
+) -> DeliveryReport:
+    """The ledger, for the digest's active subscribers (hold the lease)."""
+    people = store.active_subscribers(edition.digest)
+    return prepare_delivery(settings, store, edition, people, now=now)
+
+
+def deliver_stage(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    variants: Variants,
+    now: datetime,
+    owner: str,
+) -> DeliveryReport:
+    """Send every due row of the ledger (hold the lease as ``owner``)."""
+    return deliver(settings, store, edition, variants, now=now, owner=owner, log=log.info)
+
+
+# Waits for an editor's decision on the draft (given its HTML size, to show); None when none
+# came in time.
+AwaitDecision = Callable[[Edition, int], Decision | None]
+
+
+@dataclass(frozen=True)
+class EditionStages:
+    """The stages an edition run calls, each replaceable with a callable of the same signature
+    (the flow passes its Prefect tasks). ``await_decision``: the approval gate; None (no one to
+    ask) leaves an edition that needs approval as a draft awaiting it."""
+
+    compose: Callable[[Settings, Store, str, datetime, bool, list[Article]], ComposeOutcome] = (
+        compose_stage
+    )
+    render: Callable[[Settings, Store, Edition], Variants] = render_stage
+    prepare: Callable[[Settings, Store, Edition, datetime], DeliveryReport] = prepare_stage
+    deliver: Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport] = (
+        deliver_stage
+    )
+    await_decision: AwaitDecision | None = None
+
+
+# The run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EditionOutcome:
+    """How an edition run ended.
+
+    ``delivered``: the edition whose delivery ran (None: the run stopped before, and
+    ``summary`` says why), with ``html_bytes`` its full variant's size. ``failure``: the error
+    that stopped its delivery; the counts are in ``summary`` all the same, and the caller
+    raises it to fail the run.
+    """
+
+    summary: RunSummary
+    delivered: Edition | None = None
+    html_bytes: int = 0
+    failure: DigestError | None = None
+
+
+@dataclass
+class EditionRun:
+    """One run of the current period's edition of ``digest`` (see the module docstring).
+
+    ``extra``: articles gathered by a dry run, which are not in the store.
+    """
+
+    settings: Settings
+    store: Store
+    digest: str
+    now: datetime
+    dry_run: bool = False
+    extra: Sequence[Article] = ()
+    stages: EditionStages = field(default_factory=EditionStages)
+    logger: Logger = log
+
+    def run(self) -> EditionOutcome:
+        settings, store, now, logger = self.settings, self.store, self.now, self.logger
+        summary = RunSummary(digest=self.digest, dry_run=self.dry_run)
+        outcome = self.stages.compose(
+            settings, store, self.digest, now, not self.dry_run, list(self.extra)
+        )
+        summary.message = outcome.message
+        edition = outcome.edition
+        if edition is None:
+            logger.info("digest %r: %s", self.digest, outcome.message)
+            return EditionOutcome(summary)
+        summary.edition_id = edition.id
+        summary.items = len(edition.teasers)
+        summary.edition_status = edition.status.value
+        if edition.status is EditionStatus.REJECTED:
+            logger.warning("edition %s was rejected; nothing is sent", edition.id)
+            return EditionOutcome(summary)
+        if self.dry_run:
+            return self._dry_run(edition, summary)
+        if edition.status is EditionStatus.DRAFT:
+            if settings.digests[self.digest].approval == "required":
+                decided = self._await_approval(edition, summary)
+                if decided is None:
+                    return EditionOutcome(summary)
+                edition = decided
+            else:
+                edition = approve(store, edition, now=now)
+        return self._deliver(edition, summary)
+
+    def _dry_run(self, edition: Edition, summary: RunSummary) -> EditionOutcome:
+        """Build every message a real run would send, to the in-memory provider; record nothing."""
+        settings, store = self.settings, self.store
+        with closing(make_provider(settings, dry_run=True)) as provider:
+            dry = deliver_dry(
+                settings,
+                provider,
+                edition,
+                store.active_subscribers(edition.digest),
+                store.submitted_subscriber_ids(edition.id),
+                now=self.now,
+            )
+        summary.edition_status = "dry run: nothing recorded"
+        summary.recipients = dry.recipients
+        summary.submitted_now = dry.submitted
+        summary.skipped = dry.skipped
+        summary.elapsed = dry.elapsed
+        return EditionOutcome(summary)
+
+    def _await_approval(self, edition: Edition, summary: RunSummary) -> Edition | None:
+        """Show the draft, wait until an editor decides (or the time is up) and apply the
+        decision: the approved edition to deliver, or None when nothing is to be sent."""
+        settings, store, now, logger = self.settings, self.store, self.now, self.logger
+        d = settings.digests[self.digest]
+        if self.stages.await_decision is None:
+            summary.message = "awaiting an editor's approval; nothing sent"
+            logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
+            return None
+        variants = self.stages.render(settings, store, edition)
+        logger.warning(
+            "edition %s awaits an editor's approval (up to %.4g hour(s))",
+            edition.id,
+            d.approval_timeout_hours,
+        )
+        decision = self.stages.await_decision(edition, len(variants[None].html.encode()))
+        # What the store says now wins over what this run saw before waiting: an editor may
+        # have rejected the edition (without a run to resume) or changed it meanwhile.
+        stored = store.edition(edition.id) or edition
+        if stored.status not in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+            summary.edition_status = stored.status.value
+            summary.message = f"the edition was {stored.status.value} meanwhile; nothing sent here"
+            logger.warning(
+                "edition %s is %s; this run sends nothing", edition.id, stored.status.value
+            )
+            return None
+        edition = stored
+        if decision is None:
+            if d.approval_timeout_action == "skip":
+                summary.edition_status = EditionStatus.DRAFT.value
+                summary.message = "approval timed out; skipped"
+                logger.warning("edition %s: approval timed out; nothing sent", edition.id)
+                return None
+            summary.message = "approval timed out; sent"
+            logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
+            summary.items = len(edition.teasers)
+            return approve(store, edition, now=now)
+        who = decision.editor or "an editor"
+        decided = decide(settings, store, edition, decision, now=now)
+        edition = decided.edition
+        if edition.status is EditionStatus.REJECTED:
+            summary.edition_status = EditionStatus.REJECTED.value
+            summary.message = f"rejected by {who}"
+            logger.warning("edition %s was rejected by %s; nothing is sent", edition.id, who)
+            return None
+        if decided.changed:
+            logger.info("edition %s: %s changed by %s", edition.id, ", ".join(decided.changed), who)
+        summary.items = len(edition.teasers)
+        summary.message = f"approved by {who}"
+        logger.info("edition %s was approved by %s", edition.id, who)
+        return edition
+
+    def _deliver(self, edition: Edition, summary: RunSummary) -> EditionOutcome:
+        """Render, write the preview, and deliver under the edition's lease."""
+        settings, store, now, logger = self.settings, self.store, self.now, self.logger
+        variants = self.stages.render(settings, store, edition)
+        preview = write_preview(settings, edition, variants[None])
+        summary.preview = str(preview) if preview else None
+        total = DeliveryReport(edition.id)
+        failure: DigestError | None = None
+        with delivery_lock(store, edition) as owner:
+            total.add(self.stages.prepare(settings, store, edition, now))
+            try:
+                total.add(self.stages.deliver(settings, store, edition, variants, now, owner))
+            except DigestError as e:
+                # Still count and report what the ledger holds, then fail the run.
+                failure = e
+                total.failures.append(f"delivery stopped: {e}")
+            counts = finish_delivery(store, edition, now=now)
+        summary.edition_status = (store.edition(edition.id) or edition).status.value
+        summary.recipients = recipients(counts)
+        summary.submitted = counts["submitted"]
+        summary.submitted_now = total.submitted
+        summary.transient = counts["transient"]
+        summary.permanent = counts["permanent"]
+        summary.exhausted = counts["exhausted"]
+        summary.skipped = total.skipped
+        summary.suppressed = total.suppressed
+        summary.elapsed = total.elapsed
+        summary.messages_per_s = round(total.rate, 1)
+        summary.failures = total.failures[:50]
+        if summary.transient:
+            logger.warning(
+                "edition %s: %d transient failure(s) left; the next run retries them when due",
+                edition.id,
+                summary.transient,
+            )
+        if summary.exhausted:
+            logger.warning(
+                "edition %s: %d message(s) ran out of attempts; `digest edition retry` queues "
+                "them again",
+                edition.id,
+                summary.exhausted,
+            )
+        logger.info(total.summary())
+        return EditionOutcome(summary, edition, len(variants[None].html.encode()), failure)
+
+
+def run_edition(
+    settings: Settings,
+    store: Store,
+    digest: str,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    extra: Sequence[Article] = (),
+    stages: EditionStages | None = None,
+    logger: Logger = log,
+) -> EditionOutcome:
+    """Run the current period's edition of ``digest``; see :class:`EditionRun`."""
+    run = EditionRun(
+        settings,
+        store,
+        digest,
+        now,
+        dry_run=dry_run,
+        extra=extra,
+        stages=stages or EditionStages(),
+        logger=logger,
+    )
+    return run.run()

@@ -1,0 +1,227 @@
+"""The sending processes: with ``delivery.sessions`` above 1, that many worker processes build
+and send (each with its own provider: its own SMTP connection) while the run claims and records;
+building and sending are CPU-bound, so threads would gain nothing.
+
+Workers fork from a fork server and die with their run: a *lifeline* pipe whose only writing end
+the run holds ends them the moment the run is gone, however it went.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.context
+import multiprocessing.util
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+
+from digest.config import Settings
+from digest.delivery.base import Provider
+from digest.errors import TransientDeliveryError
+from digest.models import Edition, Subscriber
+from digest.render.variants import Variants
+from digest.steps.ledger import Clock, Recorder, journal_root
+from digest.steps.messages import Builder
+from digest.steps.sending import Runner, Sent, send_rows, sender
+from digest.store import Claimed, Store
+from digest.store import journal as journals
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(run: int, lifeline: Connection) -> None:
+    """Have this worker die with the run that started it, so a killed run leaves no orphan
+    sending the rest of its batches.
+
+    ``lifeline`` is the reading end of a pipe whose only writing end the run holds: when the
+    run dies, however it dies, the read ends (EOF) and a watcher thread ends this process at
+    once. (A parent-death signal alone is not enough: under the fork server the parent is the
+    server, which stays up while workers hold its pipe.) A run already gone means exit now.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # nothing is ever sent: this returns only when the run is gone
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+    check_run(run)
+
+
+def check_run(run: int) -> None:
+    try:
+        os.kill(run, 0)
+    except ProcessLookupError:
+        os._exit(1)
+    except PermissionError:
+        pass  # alive, under another user (cannot happen for our own run, but harmless)
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """Fork server where there is one (POSIX): workers fork from a single-threaded server that
+    has this module imported already, so each starts in milliseconds, not the half second a
+    fresh interpreter takes; forking this process itself could deadlock (it runs threads)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+@dataclass
+class _Worker:
+    builder: Builder
+    provider: Provider
+    journal: journals.Journal
+    parent: int
+
+
+_WORKER: _Worker | None = None
+
+
+def _worker_init(
+    settings: Settings,
+    edition: Edition,
+    variants: Variants,
+    now: datetime,
+    rate: float,
+    parent: int,
+    lifeline: Connection,
+) -> None:
+    global _WORKER
+    die_with_parent(parent, lifeline)
+    provider, builder = sender(settings, edition, variants, now=now, rate=rate)
+    journal = journals.Journal(journal_root(settings), edition.id)
+    _WORKER = _Worker(builder, provider, journal, parent)
+
+    def _close() -> None:
+        provider.close()
+        journal.close(remove=False)
+
+    multiprocessing.util.Finalize(None, _close, exitpriority=10)
+
+
+def _worker_send(rows: list[tuple[int, Subscriber]]) -> Sent:
+    """One claimed batch in a worker. It never raises with answers in hand: an unexpected error
+    comes back in ``error`` with whatever was answered before it."""
+    assert _WORKER is not None, "worker not initialised"
+    check_run(_WORKER.parent)  # batches queued by a run that is gone are not sent
+    sent = Sent()
+    try:
+        return send_rows(_WORKER.builder, _WORKER.provider, _WORKER.journal, rows, sent)
+    except Exception as e:
+        sent.error = TransientDeliveryError(f"a sending process failed: {type(e).__name__}: {e}")
+        return sent
+
+
+class PoolRunner(Runner):
+    """``delivery.sessions`` worker processes build and send; this one claims and records.
+
+    Up to two batches per session are in flight, so a worker never waits for the ledger.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        edition: Edition,
+        variants: Variants,
+        *,
+        now: datetime,
+        owner: str,
+        clock: Clock,
+    ) -> None:
+        super().__init__(settings, store, edition, owner=owner, clock=clock)
+        sessions = settings.delivery.sessions
+        self.sessions = sessions
+        context = pool_context()
+        # The workers hold the reading end; only this process holds the writing end.
+        self.lifeline, lifeline_w = context.Pipe(duplex=False)
+        self._lifeline_w = lifeline_w
+        self.pool = ProcessPoolExecutor(
+            sessions,
+            mp_context=context,
+            initializer=_worker_init,
+            initargs=(
+                settings,
+                edition,
+                variants,
+                now,
+                settings.delivery.rate / sessions,
+                os.getpid(),
+                self.lifeline,
+            ),
+        )
+
+    def drain(self, recorder: Recorder) -> None:
+        inflight: dict[Future[Sent], list[Claimed]] = {}
+        broken: list[Claimed] = []  # batches of a pool that broke: settled once it is down
+        error: BaseException | None = None
+        stop = False
+        try:
+            while True:
+                while not stop and error is None and len(inflight) < 2 * self.sessions:
+                    claimed = self.claim()
+                    if not claimed:
+                        stop = True
+                        break
+                    rows = [(c.delivery_id, c.subscriber) for c in claimed]
+                    try:
+                        inflight[self.pool.submit(_worker_send, rows)] = claimed
+                    except BrokenProcessPool as e:
+                        broken += claimed
+                        error = self._died(e)
+                if not inflight:
+                    break
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    claimed = inflight.pop(future)
+                    try:
+                        sent = future.result()
+                    except BrokenProcessPool as e:
+                        broken += claimed
+                        error = error or self._died(e)
+                        continue
+                    attempts = {c.delivery_id: c.attempts for c in claimed}
+                    # Unanswered rows (the batch stopped early) are given back by the recorder.
+                    if recorder.record(attempts, sent.answers, sent.skipped):
+                        stop = True  # every answer transient: the provider is down
+                    if sent.error is not None:
+                        error = error or sent.error
+        except BaseException:
+            # Let the batches in flight finish (their workers are mid-send) before settling.
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.settle([c for b in inflight.values() for c in b] + broken, recorder.report)
+            raise
+        if broken:
+            # A dead worker breaks the whole pool: wait until every worker has stopped, so no
+            # journal is read while its worker may still be sending.
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.settle(broken, recorder.report)
+        if error is not None:
+            raise error
+
+    def _died(self, e: BaseException) -> TransientDeliveryError:
+        return TransientDeliveryError(
+            f"edition {self.edition.id}: a sending process died ({e}); the answers it had "
+            "are recorded, the rest go out on the next run"
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.lifeline.close()
+        self._lifeline_w.close()
