@@ -103,6 +103,11 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         ("digest.web", "flows"),
         "the CLI imports the web app and flows only inside commands (top-level imports are read)",
     ),
+    (
+        "digest.audience",
+        ("digest.render", "digest.steps", "digest.web", "digest.cli", "flows"),
+        "the audience's actions know subscribers and tokens, not messages or entry points",
+    ),
 ]
 
 
@@ -240,3 +245,16 @@ def test_web_routers_meet_only_in_the_app(module: str) -> None:
     others = tuple(r for r in (*WEB_ROUTERS, WEB_APP) if r != module)
     reached = {i for i in MODULES[module] if _under(i, others)}
     assert not reached, f"{module} imports {sorted(reached)}: routers meet only in {WEB_APP}"
+
+
+# A module past this many lines does several things; split it along its seams.
+MAX_LINES = 650
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_is_past_the_split_size(module: str) -> None:
+    parts = module.split(".")
+    path = ROOT.joinpath(*parts)
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{module} has {lines} lines"

@@ -1,5 +1,5 @@
-"""Where a message is built: one subscriber's copy of a variant, a claimed batch's messages, and
-the messages an editor looks at (a preview's sample, a test).
+"""Where a message is built: one subscriber's copy of a variant, a claimed batch's messages, the
+messages an editor looks at (a preview's sample, a test), and a sign-up's confirmation.
 
 Each variant's MIME message is compiled once (:mod:`digest.render.fastmime`); per subscriber
 only the personal parts (To, Message-ID, unsubscribe and preference links, greeting) change.
@@ -11,7 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from digest.audience.tokens import make_token, preferences_url, unsubscribe_url
+from digest.audience.service import digest_titles
+from digest.audience.tokens import (
+    confirm_url,
+    make_confirm_token,
+    make_token,
+    preferences_url,
+    unsubscribe_url,
+)
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import (
@@ -22,9 +29,11 @@ from digest.models import (
     SendStatus,
     Subscriber,
 )
+from digest.render.confirmation import render_confirmation
 from digest.render.email import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message
 from digest.render.variants import Variants, variant_for, variant_key
+from digest.store import Store
 
 
 def message_template(
@@ -142,3 +151,18 @@ def message_for_test(
     reader = Subscriber(id=0, email=address, name="")
     variant = render_variant(test, settings)
     return personal_message(settings, test, variant, reader, now=now)
+
+
+def confirmation_message(
+    settings: Settings, store: Store, subscriber: Subscriber, *, now: datetime
+) -> OutgoingMessage:
+    """The message asking ``subscriber`` to confirm a sign-up, with a confirmation link signed
+    for the subscriber's current status version (a link goes stale once the status changes)."""
+    token = make_confirm_token(settings, subscriber.link_id, store.status_version(subscriber.id))
+    return render_confirmation(
+        settings,
+        subscriber,
+        link=confirm_url(settings, token),
+        what=digest_titles(settings),
+        now=now,
+    )

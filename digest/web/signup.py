@@ -17,8 +17,9 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import HTMLResponse, Response
 
 from digest.audience import service
-from digest.audience.tokens import make_confirm_token, make_token, preferences_url
+from digest.audience.tokens import make_token, preferences_url
 from digest.models import SendStatus, Subscriber, SubscriberStatus
+from digest.steps import messages
 from digest.web.forms import Fields, form_text, form_texts
 from digest.web.links import invalid_link, read_token, subscriber_of
 from digest.web.site import Site, SiteDep
@@ -79,8 +80,7 @@ def send_confirmation(site: Site, subscriber_id: int) -> None:
         log.info("sign-up: subscriber %s asked too often; no confirmation sent", sub.id)
         return
     try:
-        token = make_confirm_token(settings, sub.link_id, store.status_version(sub.id))
-        message = service.confirmation_message(settings, sub, token, site.clock())
+        message = messages.confirmation_message(settings, store, sub, now=site.clock())
         provider = site.new_provider()
         try:
             results = provider.send([message])

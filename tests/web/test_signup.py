@@ -15,10 +15,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from digest.audience import service
+from digest.audience.tokens import make_confirm_token
 from digest.config import Settings
 from digest.delivery.memory import MemoryProvider
 from digest.models import SubscriberStatus
+from digest.render.confirmation import CONFIRMATION_EDITION
+from digest.steps import messages
 from digest.store import Store
 from tests.web.conftest import (
     BASE,
@@ -266,11 +268,15 @@ def test_a_provider_failure_does_not_change_the_answer(
     assert sub is not None and sub.status is S.PENDING
 
 
-# The service on its own --------------------------------------------------------------------------
-def test_confirmation_message_names_the_link_lifetime(settings: Settings, add: Add, clock: Clock):
+# The message on its own --------------------------------------------------------------------------
+def test_confirmation_message_names_the_link_lifetime(
+    settings: Settings, store: Store, add: Add, clock: Clock
+):
     sub = add("ana@example.org", name="Ana Lima")
-    message = service.confirmation_message(settings, sub, "TOKEN", clock())
-    assert f"{BASE}/confirm/TOKEN" in message.text
+    message = messages.confirmation_message(settings, store, sub, now=clock())
+    token = make_confirm_token(settings, sub.link_id, store.status_version(sub.id))
+    assert f"{BASE}/confirm/{token}" in message.text
+    assert message.edition_id == CONFIRMATION_EDITION
     assert "The link works for 7 days" in message.text
     # No name: whoever signed the address up typed it, and it may be a stranger's text.
     assert message.text.startswith("Hello,\n") and "Ana" not in message.text
