@@ -86,3 +86,35 @@ class NothingNew(DigestError):
     """Composition found too few new articles; no edition, no email. Not a failure."""
 
     retryable = False
+
+
+class EditionStateError(PermanentError):
+    """An action on an edition its status does not allow, or that lost a race to another
+    decision. ``status`` is the edition's status in the store now (``""``: there is none),
+    ``action`` what was refused, ``expected`` the status the caller had seen (if it said)."""
+
+    def __init__(
+        self, edition_id: str, status: str, action: str, *, expected: str = "", allowed: str = ""
+    ) -> None:
+        self.edition_id = edition_id
+        self.status = status
+        self.action = action
+        self.expected = expected
+        if not status:
+            message = f"edition {edition_id}: no such edition; {action} refused"
+        elif expected and expected != status:
+            message = (
+                f"edition {edition_id} is {status} now, no longer {expected}: "
+                f"{action} refused (another decision came first)"
+            )
+        elif status == "rejected":
+            message = (
+                f"edition {edition_id} is rejected, and a rejection is final: {action} refused"
+            )
+        elif status in ("sending", "sent"):
+            message = (
+                f"edition {edition_id} is {status}; it can no longer be changed: {action} refused"
+            )
+        else:
+            message = f"edition {edition_id} is {status}: {action} refused (allowed from {allowed})"
+        super().__init__(message)

@@ -6,8 +6,10 @@ Pure data. Nothing here imports another module of the project, does I/O or reads
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +99,57 @@ class EditionStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     REJECTED = "rejected"
+
+
+class EditionAction(enum.StrEnum):
+    """Everything that changes an edition's status (or a draft's content): each is one
+    compare-and-set on the status in the store, allowed only from the statuses
+    :data:`EDITION_TRANSITIONS` lists for it."""
+
+    RECOMPOSE = "recompose"  # a draft's content replaced by a newer composition
+    EDIT = "edit"  # an editor's change: the edition is a draft again, to approve again
+    APPROVE = "approve"
+    REJECT = "reject"
+    SKIP = "skip"  # no decision in time, `approval_timeout_action = "skip"`: stays a draft
+    APPROVE_ON_TIMEOUT = "approve on timeout"  # no decision in time, action "send"
+    START_SENDING = "start sending"  # the ledger is written (again, after a crash)
+    FINISH = "finish"  # nothing left to send or retry
+    REOPEN = "reopen"  # messages out of attempts queued again: sending again
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An action's rule: the statuses it may start from, the status it leaves."""
+
+    allowed_from: frozenset[EditionStatus]
+    to: EditionStatus
+
+
+def _rule(allowed_from: set[EditionStatus], to: EditionStatus) -> Transition:
+    return Transition(frozenset(allowed_from), to)
+
+
+_E = EditionStatus
+# The edition's life, in one place: draft → approved → sending → sent, or rejected. A rejection
+# is final (no action starts from it); so is sent, but for queueing exhausted messages again.
+EDITION_TRANSITIONS: Mapping[EditionAction, Transition] = MappingProxyType(
+    {
+        EditionAction.RECOMPOSE: _rule({_E.DRAFT}, _E.DRAFT),
+        EditionAction.EDIT: _rule({_E.DRAFT, _E.APPROVED}, _E.DRAFT),
+        EditionAction.APPROVE: _rule({_E.DRAFT}, _E.APPROVED),
+        EditionAction.REJECT: _rule({_E.DRAFT, _E.APPROVED}, _E.REJECTED),
+        EditionAction.SKIP: _rule({_E.DRAFT}, _E.DRAFT),
+        EditionAction.APPROVE_ON_TIMEOUT: _rule({_E.DRAFT}, _E.APPROVED),
+        EditionAction.START_SENDING: _rule({_E.APPROVED, _E.SENDING}, _E.SENDING),
+        EditionAction.FINISH: _rule({_E.SENDING}, _E.SENT),
+        EditionAction.REOPEN: _rule({_E.SENT}, _E.SENDING),
+    }
+)
+
+
+def allowed_actions(status: EditionStatus) -> frozenset[EditionAction]:
+    """The actions an edition in ``status`` allows."""
+    return frozenset(a for a, rule in EDITION_TRANSITIONS.items() if status in rule.allowed_from)
 
 
 class Edition(_Model):

@@ -31,11 +31,30 @@ for _name in [n for n in os.environ if n.startswith("DIGEST__") or n == "DIGEST_
     del os.environ[_name]
 
 from digest.config import Settings, parse_settings  # noqa: E402
-from digest.models import Article, Image  # noqa: E402
+from digest.models import Article, EditionAction, EditionStatus, Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "config" / "sample"
 CORPORA = ROOT.parent / "shared" / "corpora"
+# The actions that take a draft to each status (through the store's compare-and-set, as the
+# steps do), for tests that need an edition in one.
+ACTIONS_TO = {
+    EditionStatus.DRAFT: (),
+    EditionStatus.APPROVED: (EditionAction.APPROVE,),
+    EditionStatus.SENDING: (EditionAction.APPROVE, EditionAction.START_SENDING),
+    EditionStatus.SENT: (
+        EditionAction.APPROVE,
+        EditionAction.START_SENDING,
+        EditionAction.FINISH,
+    ),
+    EditionStatus.REJECTED: (EditionAction.REJECT,),
+}
+
+
+def draft_to(store: Any, edition_id: str, status: EditionStatus, *, now: datetime) -> None:
+    """Take the draft ``edition_id`` to ``status`` by the allowed actions."""
+    for action in ACTIONS_TO[status]:
+        store.change_edition_status(edition_id, action, now=now)
 
 
 def base_config(data_dir: Path) -> dict[str, Any]:

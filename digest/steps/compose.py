@@ -17,9 +17,16 @@ from pydantic import ValidationError
 from digest.compose.editions import compose_edition
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings
-from digest.errors import NothingNew, PermanentError
+from digest.errors import EditionStateError, NothingNew, PermanentError
 from digest.gather.sections import in_section
-from digest.models import Article, Edition, EditionStatus, Overrides
+from digest.models import (
+    EDITION_TRANSITIONS,
+    Article,
+    Edition,
+    EditionAction,
+    EditionStatus,
+    Overrides,
+)
 from digest.store import Store
 
 
@@ -110,7 +117,14 @@ def compose(
     if existing is not None and existing == edition:
         return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
     if record:
-        store.save_edition(edition, now=now)
+        try:
+            store.save_edition(edition, now=now, expected=EditionStatus.DRAFT if existing else None)
+        except EditionStateError as e:
+            # Approved or rejected while this composed: what was decided stands.
+            decided = store.edition(eid)
+            if decided is None:
+                raise
+            return ComposeOutcome(decided, "existing", e.message)
     status = "updated" if existing else "new"
     return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
 
@@ -149,10 +163,7 @@ def edit_edition(
     edition = outcome.edition
     if edition is None:
         raise PermanentError(f"digest {digest_key!r}: no edition to edit ({outcome.message})")
-    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
-        raise PermanentError(
-            f"edition {edition.id} is {edition.status.value}; it can no longer be changed"
-        )
+    check(edition, EditionAction.EDIT)
     unknown = set(changes) - set(Overrides.model_fields)
     if unknown:
         raise PermanentError(f"edition {edition.id}: unknown change(s) {sorted(unknown)}")
@@ -178,18 +189,36 @@ def edit_edition(
         )
     except NothingNew as e:
         raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
-    store.save_edition(updated, now=now, overrides=overrides)
+    store.save_edition(updated, now=now, overrides=overrides, expected=edition.status)
     return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
 
 
+def check(edition: Edition, action: EditionAction) -> None:
+    """Raise :class:`EditionStateError` unless ``edition``'s status (as read) allows ``action``."""
+    rule = EDITION_TRANSITIONS[action]
+    if edition.status not in rule.allowed_from:
+        raise EditionStateError(
+            edition.id,
+            edition.status.value,
+            action.value,
+            allowed=", ".join(sorted(s.value for s in rule.allowed_from)),
+        )
+
+
+def transition(store: Store, edition: Edition, action: EditionAction, *, now: datetime) -> Edition:
+    """Apply ``action`` to ``edition`` in the store, only from the status ``edition`` has (what
+    the caller saw): ``edition`` with its new status, or :class:`EditionStateError` when the
+    action is not allowed or another decision changed the status first."""
+    status = store.change_edition_status(edition.id, action, now=now, expected=edition.status)
+    return edition.model_copy(update={"status": status})
+
+
 def approve(store: Store, edition: Edition, *, now: datetime) -> Edition:
-    store.set_edition_status(edition.id, EditionStatus.APPROVED, now=now)
-    return edition.model_copy(update={"status": EditionStatus.APPROVED})
+    return transition(store, edition, EditionAction.APPROVE, now=now)
 
 
 def reject(store: Store, edition: Edition, *, now: datetime) -> Edition:
-    store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
-    return edition.model_copy(update={"status": EditionStatus.REJECTED})
+    return transition(store, edition, EditionAction.REJECT, now=now)
 
 
 def edit_changes(
@@ -282,10 +311,14 @@ def decide(
     """Apply an editor's decision: reject the edition, or apply its changes and approve it.
 
     Without changes the edition approved is the one stored (an editor may have changed the
-    draft meanwhile).
+    draft meanwhile). Each change is a compare-and-set on the status: raises
+    :class:`EditionStateError` when ``edition``'s status does not allow the decision (a
+    rejection is final) or another decision changed it first.
     """
     if decision.decision == "reject":
         return Decided(reject(store, edition, now=now))
+    if edition.status is not EditionStatus.APPROVED:
+        check(edition, EditionAction.APPROVE)
     changes = decision_changes(settings, store, edition, decision)
     if changes:
         outcome = edit_edition(settings, store, edition.digest, changes, now=now)
@@ -293,6 +326,8 @@ def decide(
             edition = outcome.edition
     else:
         edition = store.edition(edition.id) or edition
+        if edition.status is EditionStatus.APPROVED:
+            return Decided(edition)  # approved already (in the store, meanwhile)
     return Decided(approve(store, edition, now=now), tuple(changes))
 
 
@@ -321,5 +356,5 @@ def retry_exhausted(
         return Requeued(None, message=current.message)
     n = store.requeue_exhausted(edition.id, now=now)
     if n and edition.status is EditionStatus.SENT:
-        store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
+        edition = transition(store, edition, EditionAction.REOPEN, now=now)
     return Requeued(edition, n)

@@ -23,11 +23,18 @@ from datetime import datetime
 from typing import Any
 
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.errors import DigestError, EditionStateError
 from digest.factory import make_provider
-from digest.models import Article, Edition, EditionStatus
+from digest.models import Article, Edition, EditionAction, EditionStatus
 from digest.render.variants import Variants, render_variants
-from digest.steps.compose import ComposeOutcome, Decision, approve, compose, decide
+from digest.steps.compose import (
+    ComposeOutcome,
+    Decision,
+    approve,
+    compose,
+    decide,
+    transition,
+)
 from digest.steps.deliver import deliver, deliver_dry
 from digest.steps.ledger import (
     DeliveryReport,
@@ -187,15 +194,22 @@ class EditionRun:
             return EditionOutcome(summary)
         if self.dry_run:
             return self._dry_run(edition, summary)
-        if edition.status is EditionStatus.DRAFT:
-            if settings.digests[self.digest].approval == "required":
-                decided = self._await_approval(edition, summary)
-                if decided is None:
-                    return EditionOutcome(summary)
-                edition = decided
-            else:
-                edition = approve(store, edition, now=now)
-        return self._deliver(edition, summary)
+        try:
+            if edition.status is EditionStatus.DRAFT:
+                if settings.digests[self.digest].approval == "required":
+                    decided = self._await_approval(edition, summary)
+                    if decided is None:
+                        return EditionOutcome(summary)
+                    edition = decided
+                else:
+                    edition = approve(store, edition, now=now)
+            return self._deliver(edition, summary)
+        except EditionStateError as e:
+            # Another decision came first (an editor rejected it meanwhile, say): it stands.
+            summary.edition_status = e.status
+            summary.message = f"the edition was {e.status} meanwhile; nothing sent here"
+            logger.warning("%s; this run sends nothing", e.message)
+            return EditionOutcome(summary)
 
     def _dry_run(self, edition: Edition, summary: RunSummary) -> EditionOutcome:
         """Build every message a real run would send, to the in-memory provider; record nothing."""
@@ -244,15 +258,22 @@ class EditionRun:
             return None
         edition = stored
         if decision is None:
+            if edition.status is EditionStatus.APPROVED:
+                summary.message = "approved meanwhile"
+                summary.items = len(edition.teasers)
+                logger.info("edition %s was approved meanwhile", edition.id)
+                return edition
             if d.approval_timeout_action == "skip":
+                transition(store, edition, EditionAction.SKIP, now=now)
                 summary.edition_status = EditionStatus.DRAFT.value
                 summary.message = "approval timed out; skipped"
                 logger.warning("edition %s: approval timed out; nothing sent", edition.id)
                 return None
+            edition = transition(store, edition, EditionAction.APPROVE_ON_TIMEOUT, now=now)
             summary.message = "approval timed out; sent"
             logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
             summary.items = len(edition.teasers)
-            return approve(store, edition, now=now)
+            return edition
         who = decision.editor or "an editor"
         decided = decide(settings, store, edition, decision, now=now)
         edition = decided.edition

@@ -27,6 +27,7 @@ from digest.errors import DigestError
 from digest.models import (
     DeliveryStatus,
     Edition,
+    EditionAction,
     EditionStatus,
     SendResult,
     SendStatus,
@@ -147,12 +148,15 @@ def prepare_delivery(
     time get no row. Rows of subscribers who left since are closed as skipped. Rows a crashed
     run left in ``sending`` are settled from its journal where it recorded an answer, and go
     back to pending where it did not. A sent edition gets no new rows: someone who subscribed
-    after it went out does not get last period's email.
+    after it went out does not get last period's email. Only an approved (or sending) edition
+    starts sending: any other raises :class:`~digest.errors.EditionStateError`, rows unwritten.
     """
     wanted = [s for s in subscribers if variant_key(edition, s.sections) != frozenset()]
-    if edition.status is not EditionStatus.SENT:
+    if store.edition_status(edition.id) is not EditionStatus.SENT:
+        # Only an approved (or sending) edition starts sending: a rejected one never does,
+        # even when the rejection came after this run read it (EditionStateError).
+        store.change_edition_status(edition.id, EditionAction.START_SENDING, now=now)
         store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
-        store.set_edition_status(edition.id, EditionStatus.SENDING, now=now)
     report = DeliveryReport(edition.id, skipped=len(subscribers) - len(wanted))
     root = journal_root(settings)
     settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
@@ -197,8 +201,8 @@ def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[st
     store.skip_inactive(edition.id, now=now)  # who left during the run holds nothing open
     counts = store.delivery_counts(edition.id)
     done = counts["pending"] == counts["sending"] == counts["transient"] == 0
-    if done and edition.status is not EditionStatus.SENT:
-        store.set_edition_status(edition.id, EditionStatus.SENT, now=now)
+    if done and store.edition_status(edition.id) is EditionStatus.SENDING:
+        store.change_edition_status(edition.id, EditionAction.FINISH, now=now)
     return counts
 
 

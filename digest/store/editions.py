@@ -1,5 +1,6 @@
-"""Editions in the store: drafts saved and replaced, their status, the editor's overrides, and
-which articles editions already carried."""
+"""Editions in the store: drafts saved and replaced, their status (every change a compare-and-set
+allowed by ``digest.models.EDITION_TRANSITIONS``), the editor's overrides, and which articles
+editions already carried."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from digest.errors import PermanentError
-from digest.models import Edition, EditionStatus, Overrides
+from digest.errors import EditionStateError
+from digest.models import EDITION_TRANSITIONS, Edition, EditionAction, EditionStatus, Overrides
 from digest.store import schema as t
 from digest.store.base import StoreBase
 
@@ -66,22 +67,27 @@ class EditionStore(StoreBase):
             ).scalar_one()
 
     def save_edition(
-        self, edition: Edition, *, now: datetime, overrides: Overrides | None = None
+        self,
+        edition: Edition,
+        *,
+        now: datetime,
+        overrides: Overrides | None = None,
+        expected: EditionStatus | None = None,
     ) -> None:
-        """Insert a new edition or replace a draft's content (never a sent one's).
-
-        With ``overrides`` (an editor's edit) an approved or rejected edition is replaced too
-        and goes back to draft, overrides and content together in one transaction.
+        """Insert a new edition, or replace an existing one's content: a draft's as it is
+        recomposed (``RECOMPOSE``), or, with ``overrides`` (an editor's edit, ``EDIT``), a
+        draft's or an approved one's, which goes back to draft, overrides and content together
+        in one transaction. The replacement is a compare-and-set on the status (see
+        :meth:`change_edition_status`): raises :class:`EditionStateError` when the status does
+        not allow it (never a rejected, sending or sent edition) or is no longer ``expected``.
         """
         body = edition.model_dump(mode="json", exclude={"status"})
-        editable = {EditionStatus.DRAFT.value}
-        if overrides is not None:
-            editable |= {EditionStatus.APPROVED.value, EditionStatus.REJECTED.value}
+        action = EditionAction.RECOMPOSE if overrides is None else EditionAction.EDIT
         with self.engine.begin() as c:
-            row = c.execute(
-                sa.select(t.editions.c.status).where(t.editions.c.id == edition.id)
+            exists = c.execute(
+                sa.select(t.editions.c.id).where(t.editions.c.id == edition.id)
             ).first()
-            if row is None:
+            if exists is None:
                 c.execute(
                     sa.insert(t.editions).values(
                         id=edition.id,
@@ -95,27 +101,13 @@ class EditionStore(StoreBase):
                         body=body,
                     )
                 )
-            elif row.status in editable:
-                values: dict[str, Any] = {
-                    "subject": edition.subject,
-                    "updated_at": now,
-                    "body": body,
-                }
+            else:
+                values: dict[str, Any] = {"subject": edition.subject, "body": body}
                 if overrides is not None:
-                    values |= {
-                        "overrides": overrides.model_dump(mode="json"),
-                        "status": EditionStatus.DRAFT.value,
-                        "approved_at": None,
-                    }
-                c.execute(
-                    sa.update(t.editions).where(t.editions.c.id == edition.id).values(**values)
-                )
+                    values["overrides"] = overrides.model_dump(mode="json")
+                _compare_and_set(c, edition.id, action, now=now, expected=expected, values=values)
                 c.execute(
                     sa.delete(t.edition_items).where(t.edition_items.c.edition_id == edition.id)
-                )
-            else:
-                raise PermanentError(
-                    f"edition {edition.id}: is {row.status}; it can no longer be changed"
                 )
             c.execute(
                 sa.insert(t.edition_items),
@@ -137,11 +129,64 @@ class EditionStore(StoreBase):
             ).scalar_one_or_none()
         return Overrides.model_validate(raw or {})
 
-    def set_edition_status(self, edition_id: str, status: EditionStatus, *, now: datetime) -> None:
-        values: dict[str, Any] = {"status": status.value, "updated_at": now}
-        if status is EditionStatus.APPROVED:
-            values["approved_at"] = now
-        if status is EditionStatus.SENT:
-            values["sent_at"] = now
+    def edition_status(self, edition_id: str) -> EditionStatus | None:
+        with self.engine.connect() as c:
+            raw = c.execute(
+                sa.select(t.editions.c.status).where(t.editions.c.id == edition_id)
+            ).scalar_one_or_none()
+        return None if raw is None else EditionStatus(raw)
+
+    def change_edition_status(
+        self,
+        edition_id: str,
+        action: EditionAction,
+        *,
+        now: datetime,
+        expected: EditionStatus | None = None,
+    ) -> EditionStatus:
+        """Apply ``action`` to the edition: one compare-and-set of its status, allowed only
+        from the statuses ``EDITION_TRANSITIONS`` lists for it, and only from ``expected``
+        when given (the status the caller saw: of two decisions on what both saw, one wins).
+        Returns the new status; raises :class:`EditionStateError`, naming the edition, its
+        status now and the action refused, when the action is not allowed or lost the race.
+        """
         with self.engine.begin() as c:
-            c.execute(sa.update(t.editions).where(t.editions.c.id == edition_id).values(**values))
+            return _compare_and_set(c, edition_id, action, now=now, expected=expected)
+
+
+def _compare_and_set(
+    c: sa.Connection,
+    edition_id: str,
+    action: EditionAction,
+    *,
+    now: datetime,
+    expected: EditionStatus | None,
+    values: dict[str, Any] | None = None,
+) -> EditionStatus:
+    """``UPDATE editions SET status = <to> … WHERE id = :id AND status IN (<allowed>)``, in
+    ``c``'s transaction; the new status, or :class:`EditionStateError` when no row matched."""
+    rule = EDITION_TRANSITIONS[action]
+    allowed = rule.allowed_from if expected is None else rule.allowed_from & {expected}
+    changes: dict[str, Any] = {**(values or {}), "status": rule.to.value, "updated_at": now}
+    if rule.to is EditionStatus.APPROVED:
+        changes["approved_at"] = now
+    elif rule.to is EditionStatus.DRAFT:
+        changes["approved_at"] = None
+    elif rule.to is EditionStatus.SENT:
+        changes["sent_at"] = now
+    e = t.editions.c
+    done = c.execute(
+        sa.update(t.editions)
+        .where(e.id == edition_id, e.status.in_(sorted(s.value for s in allowed)))
+        .values(**changes)
+    ).rowcount
+    if done == 1:
+        return rule.to
+    current = c.execute(sa.select(e.status).where(e.id == edition_id)).scalar_one_or_none()
+    raise EditionStateError(
+        edition_id,
+        current or "",
+        action.value,
+        expected=expected.value if expected is not None else "",
+        allowed=", ".join(sorted(s.value for s in rule.allowed_from)),
+    )

@@ -20,10 +20,15 @@ or ``Sec-Fetch-Site`` other than ``same-origin``), since browsers send basic-aut
 with cross-site requests too. A POST that worked redirects (303) back to the edition's page with
 a note; one that did not shows the page again with the reason.
 
-Approving: with an ``approver`` passed to ``create_app`` (it resumes the run waiting for an
-editor's decision), Approve and Reject call it with the edition id and
-``{"decision": "approve" | "reject", "editor": <who>}``; without one, Approve marks the edition
-approved (``steps.compose.approve``) and Reject marks it rejected, in the store.
+Deciding: the page offers only the actions the edition's status allows
+(``digest.models.EDITION_TRANSITIONS``: Approve on a draft, Reject on a draft or an approved
+edition, none on a rejected one, since a rejection is final, or on one sending or sent); a POST of
+any other, or from a page showing a status the edition no longer has, is refused (409) with
+the page as it stands. With an ``approver`` passed to ``create_app`` (it resumes the run waiting
+for an editor's decision), Approve and Reject call it with the edition id and
+``{"decision": "approve" | "reject", "editor": <who>}``; without one, or with no run waiting,
+the decision is a compare-and-set on the edition's status in the store
+(``steps.compose.approve`` / ``reject``): of two decisions on what both saw, one wins.
 """
 
 from __future__ import annotations
@@ -49,10 +54,10 @@ from starlette.datastructures import FormData
 from digest.compose.periods import edition_id as period_edition_id
 from digest.compose.periods import period_key
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.errors import DigestError, EditionStateError
 from digest.factory import make_provider
-from digest.models import Edition, EditionStatus, SendStatus
-from digest.steps.compose import approve, edit_edition
+from digest.models import Edition, EditionAction, EditionStatus, SendStatus, allowed_actions
+from digest.steps.compose import edit_edition, transition
 from digest.steps.messages import message_for_test
 from digest.steps.preview import preview
 from digest.store import Store
@@ -115,6 +120,9 @@ NOTES = {
     "decided": "Decision passed on to the run waiting for it.",
 }
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# The decisions the page's buttons post, and what each does to the edition.
+DECISIONS = {"approve": EditionAction.APPROVE, "reject": EditionAction.REJECT}
+DONE = {"approve": "approved", "reject": "rejected"}
 
 
 class EditorAccess(BaseModel):
@@ -347,8 +355,7 @@ def _edition_page(
         base=_page_url(edition.id),
         note=NOTES.get(note, ""),
         error=error,
-        editable=edition.status in (EditionStatus.DRAFT, EditionStatus.APPROVED),
-        decidable=edition.status not in (EditionStatus.SENDING, EditionStatus.SENT),
+        actions={a.value for a in allowed_actions(edition.status)},
     )
 
 
@@ -393,7 +400,7 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
     settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     edition = _edition(request, edition_id)
-    if edition.status not in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+    if EditionAction.EDIT not in allowed_actions(edition.status):
         return _edition_page(
             request,
             edition,
@@ -427,6 +434,13 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
     try:
         edit_edition(
             settings, store, edition.digest, {"intro": intro, "excluded": excluded}, now=now
+        )
+    except EditionStateError as e:  # decided meanwhile: show what it is now
+        return _edition_page(
+            request,
+            _edition(request, edition_id),
+            error=f"Not saved: {e.message}.",
+            status_code=409,
         )
     except DigestError as e:
         return _edition_page(request, edition, error=str(e), status_code=409)
@@ -467,20 +481,35 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
     return _see(edition.id, "tested")
 
 
+def _refusal(edition: Edition, decision: str, shown: str) -> str:
+    """Why ``decision`` cannot be taken on ``edition`` as it stands ("" if it can): the page
+    it came from showed another status, or the status does not allow it."""
+    status = edition.status.value
+    if shown and shown != status:
+        return (
+            f"This edition is {status} now; the page you used showed it {shown}. "
+            "Nothing was changed: decide again on the page as it stands."
+        )
+    if DECISIONS[decision] in allowed_actions(edition.status):
+        return ""
+    if edition.status is EditionStatus.REJECTED:
+        done = DONE[decision]
+        return f"This edition was rejected, and a rejection is final: it cannot be {done}."
+    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
+        return f"This edition is {status}; it is too late to decide."
+    return f"This edition is {status}; it cannot be {DONE[decision]}."
+
+
 @router.post("/editions/{edition_id}/decision", dependencies=[Depends(same_site)])
 def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Response:
     store: Store = request.app.state.store
     edition = _edition(request, edition_id)
     decision = form_text(fields, "decision")
-    if decision not in ("approve", "reject"):
+    if decision not in DECISIONS:
         return _edition_page(request, edition, error="Approve or reject?", status_code=400)
-    if edition.status in (EditionStatus.SENDING, EditionStatus.SENT):
-        return _edition_page(
-            request,
-            edition,
-            error=f"This edition is {edition.status.value}; it is too late to decide.",
-            status_code=409,
-        )
+    refused = _refusal(edition, decision, form_text(fields, "status"))
+    if refused:
+        return _edition_page(request, edition, error=refused, status_code=409)
     approver: Approver | None = getattr(request.app.state, "approver", None)
     if approver is not None:
         try:
@@ -498,9 +527,12 @@ def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Resp
             log.info("edition %s: %s by %s (%s)", edition.id, decision, who, answer)
             return _see(edition.id, "decided")
     now: datetime = request.app.state.clock()
-    if decision == "approve":
-        approve(store, edition, now=now)
-    else:
-        store.set_edition_status(edition.id, EditionStatus.REJECTED, now=now)
+    try:
+        transition(store, edition, DECISIONS[decision], now=now)
+    except EditionStateError as e:  # another decision came first: show the edition as it is
+        log.info("edition %s: %s by %s refused: %s", edition.id, decision, who, e.message)
+        return _edition_page(
+            request, _edition(request, edition_id), error=f"Not done: {e.message}.", status_code=409
+        )
     log.info("edition %s: %s by %s", edition.id, decision, who)
-    return _see(edition.id, "approved" if decision == "approve" else "rejected")
+    return _see(edition.id, DONE[decision])

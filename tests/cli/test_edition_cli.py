@@ -121,3 +121,27 @@ def test_retry_queues_exhausted_messages_again(gathered: Path) -> None:
     assert again == {}  # not sending: back in the queue
     assert [c.attempts for c in store.claim_batch(edition.id, 10, now=when)] == [1]
     store.close()
+
+
+def test_a_rejected_edition_cannot_be_edited_back_to_draft(gathered: Path) -> None:
+    """Editing used to put a rejected edition back to draft, ready to approve: a rejection is
+    final on the command line too, said in one line without a traceback."""
+    from digest.steps.compose import reject
+
+    cfg = ["--config", str(gathered), "--now", NOW]
+    settings = load_settings(gathered)
+    store = open_store(settings)
+    try:
+        edition = compose(settings, store, "weekly", now=datetime.fromisoformat(NOW)).edition
+        assert edition is not None
+        reject(store, edition, now=datetime.fromisoformat(NOW))
+    finally:
+        store.close()
+    r = runner.invoke(app, ["edition", "edit", *cfg, "--intro", "Second thoughts"])
+    assert r.exit_code == 1, r.output
+    assert "edition weekly-2026-W49 is rejected, and a rejection is final: edit refused" in (
+        " ".join(r.output.split())
+    )
+    assert "Traceback" not in r.output
+    shown = runner.invoke(app, ["edition", "show", *cfg])
+    assert "weekly-2026-W49  [rejected]" in shown.output

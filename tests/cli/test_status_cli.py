@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.config import load_settings
 from digest.factory import make_fetcher, open_store
-from digest.models import EditionStatus, SendResult, SendStatus
+from digest.models import EditionAction, EditionStatus, SendResult, SendStatus
 from digest.steps.compose import approve, compose
 from digest.steps.gather import gather_source
 from tests.conftest import SAMPLE
@@ -42,7 +42,7 @@ def delivered(example_config: Path) -> Path:
         people = store.active_subscribers("weekly")
         assert len(people) == 12
         store.create_deliveries(edition.id, [p.id for p in people], now=NOW)
-        store.set_edition_status(edition.id, EditionStatus.SENDING, now=NOW)
+        store.change_edition_status(edition.id, EditionAction.START_SENDING, now=NOW)
         claimed = store.claim_batch(edition.id, 10, now=NOW)
         results = {
             c.delivery_id: SendResult(key=str(c.delivery_id), status=SendStatus.SUBMITTED)

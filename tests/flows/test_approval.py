@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from digest.config import Settings, parse_settings
-from digest.models import EditionStatus
+from digest.models import EditionAction, EditionStatus
 from digest.store import Store
 from tests.conftest import SAMPLE, base_config, write_toml
 
@@ -143,7 +143,10 @@ def test_approve_with_changes_sends_the_edited_edition(tmp_path: Path) -> None:
 
 
 def test_reject_sends_nothing(tmp_path: Path) -> None:
+    from digest.errors import EditionStateError
+    from digest.steps.compose import approve
     from flows.approval import ApprovalInput, resume_edition
+    from flows.pipeline import run_flow
 
     cfg, settings = setup(tmp_path)
     run = Run(cfg)
@@ -155,7 +158,13 @@ def test_reject_sends_nothing(tmp_path: Path) -> None:
     assert result["submitted"] == 0 and not emls(settings)
     with _store(settings) as store:
         edition = store.edition(EDITION)
-    assert edition is not None and edition.status is EditionStatus.REJECTED
+        assert edition is not None and edition.status is EditionStatus.REJECTED
+        # Final: no approval takes it back, and the next run neither asks nor sends.
+        with pytest.raises(EditionStateError, match="a rejection is final: approve refused"):
+            approve(store, edition, now=NOW)
+    again = run_flow(str(cfg), "weekly", NOW)
+    assert again["edition_status"] == "rejected" and again["submitted"] == 0
+    assert not emls(settings)
 
 
 @pytest.mark.parametrize("action", ["skip", "send"])
@@ -185,7 +194,7 @@ def test_a_rejection_recorded_meanwhile_wins_over_a_timeout_that_sends(tmp_path:
     run = Run(cfg)
     run.wait_paused()
     with _store(settings) as store:
-        store.set_edition_status(EDITION, EditionStatus.REJECTED, now=NOW)
+        store.change_edition_status(EDITION, EditionAction.REJECT, now=NOW)
     result = run.outcome()
     assert result["submitted"] == 0 and not emls(settings)
     with _store(settings) as store:

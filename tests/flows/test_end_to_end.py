@@ -190,7 +190,8 @@ def test_dry_run_records_nothing(tmp_path: Path, feed_server: FeedServer) -> Non
 def test_rejected_and_sent_editions_send_nothing_more(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    from digest.models import EditionStatus
+    from digest.errors import EditionStateError
+    from digest.models import EditionAction
     from flows.pipeline import run_flow
 
     cfg = write_config(tmp_path, feed_server)
@@ -206,9 +207,11 @@ def test_rejected_and_sent_editions_send_nothing_more(
     again = run_flow(str(cfg), "weekly", NOW)
     assert again["submitted_now"] == 0 and len(emls(settings, first["edition_id"])) == sent_files
 
-    # An edition an editor rejected is never delivered, however often the run repeats.
-    store.set_edition_status(first["edition_id"], EditionStatus.REJECTED, now=NOW)
-    rejected = run_flow(str(cfg), "weekly", NOW)
+    # A sent edition is past deciding: a late rejection is refused, and runs send nothing more.
+    # (A rejected edition's runs: tests/flows/test_approval.py.)
+    with pytest.raises(EditionStateError, match="is sent; it can no longer be changed"):
+        store.change_edition_status(first["edition_id"], EditionAction.REJECT, now=NOW)
+    later = run_flow(str(cfg), "weekly", NOW)
     store.close()
-    assert rejected["edition_status"] == "rejected" and rejected["submitted_now"] == 0
+    assert later["edition_status"] == "sent" and later["submitted_now"] == 0
     assert len(emls(settings, first["edition_id"])) == sent_files

@@ -9,11 +9,12 @@ import pytest
 
 from digest.errors import PermanentError
 from digest.models import (
+    EditionAction,
     EditionStatus,
 )
 from digest.steps.compose import approve, compose, edit_edition, resolve_article
 from digest.store import Store
-from tests.conftest import article
+from tests.conftest import article, draft_to
 from tests.steps.world import NOW
 
 
@@ -22,7 +23,7 @@ def test_compose_keeps_approved_editions_and_frees_unapproved_ones(setup, make_s
     again = compose(settings, store, "weekly", now=NOW)
     assert again.status == "existing" and again.edition == edition
     # A draft left unapproved last week hides nothing from this week's edition.
-    store.set_edition_status(edition.id, EditionStatus.DRAFT, now=NOW)
+    store.change_edition_status(edition.id, EditionAction.EDIT, now=NOW)
     later = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
     nxt = compose(settings, store, "weekly", now=later)
     assert nxt.edition is not None and set(nxt.edition.article_ids) == set(edition.article_ids)
@@ -56,7 +57,7 @@ def test_editor_changes_are_kept_and_need_approval_again(setup) -> None:  # type
         resolve_article(store, "weekly", settings, "zzzzzzzz")
     with pytest.raises(PermanentError, match="unknown"):
         edit_edition(settings, store, "weekly", {"section_order": ["sport"]}, now=NOW)
-    store.set_edition_status(edition.id, EditionStatus.SENT, now=NOW)
+    draft_to(store, edition.id, EditionStatus.SENT, now=NOW)
     with pytest.raises(PermanentError, match="no longer be changed"):
         edit_edition(settings, store, "weekly", {"intro": "late"}, now=NOW)
 

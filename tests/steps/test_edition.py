@@ -13,7 +13,7 @@ import pytest
 
 from digest.config import Settings
 from digest.errors import DeliveryLocked, TransientDeliveryError
-from digest.models import Edition, EditionStatus, NewSubscriber
+from digest.models import Edition, EditionAction, EditionStatus, NewSubscriber
 from digest.steps.compose import Decision
 from digest.steps.edition import EditionOutcome, EditionStages, deliver_stage, run_edition
 from digest.steps.ledger import DeliveryReport, lease_name
@@ -112,7 +112,7 @@ def test_an_edition_that_needs_approval_waits_as_a_draft_without_a_gate(publicat
     assert edition_of(store, outcome).status is EditionStatus.DRAFT
     assert "awaiting" in outcome.summary.message and sent_to(settings) == []
     # Approved meanwhile (the web editor, say), the next run sends it.
-    store.set_edition_status(edition_of(store, outcome).id, EditionStatus.APPROVED, now=NOW)
+    store.change_edition_status(edition_of(store, outcome).id, EditionAction.APPROVE, now=NOW)
     later = run_edition(settings, store, "weekly", NOW)
     assert later.summary.submitted_now == 3 and sent_to(settings) == sorted(READERS)
 
@@ -169,12 +169,64 @@ def test_a_decision_on_an_edition_rejected_meanwhile_sends_nothing(publication) 
 
     def gate(edition: Edition, html_bytes: int) -> Decision | None:
         # An editor rejected it in the web app while the run waited.
-        store.set_edition_status(edition.id, EditionStatus.REJECTED, now=NOW)
+        store.change_edition_status(edition.id, EditionAction.REJECT, now=NOW)
         return Decision("approve")
 
     outcome = run_edition(settings, store, "weekly", NOW, stages=EditionStages(await_decision=gate))
     assert outcome.delivered is None and "meanwhile" in outcome.summary.message
     assert sent_to(settings) == []
+
+
+@pytest.mark.parametrize("decision", [None, Decision("approve", editor="ada")])
+def test_a_rejection_landing_just_after_the_run_looked_wins(
+    publication, monkeypatch: pytest.MonkeyPatch, decision: Decision | None
+) -> None:  # type: ignore[no-untyped-def]
+    """The run reads the edition after the gate and sees a draft; an editor's rejection lands
+    in the same moment; then the run applies the decision (approve) or the timeout's "send".
+    The rejection stands and nobody is mailed."""
+    from digest.steps.compose import reject
+
+    settings, store = publication(approval="required", timeout_action="send")
+    real = store.edition
+
+    def as_read_before(edition_id: str) -> Edition | None:
+        found = real(edition_id)
+        if found is not None and found.status is EditionStatus.REJECTED:
+            return found.model_copy(update={"status": EditionStatus.DRAFT})
+        return found
+
+    def gate(edition: Edition, html_bytes: int) -> Decision | None:
+        reject(store, edition, now=NOW)
+        monkeypatch.setattr(store, "edition", as_read_before)
+        return decision
+
+    outcome = run_edition(settings, store, "weekly", NOW, stages=EditionStages(await_decision=gate))
+    assert outcome.delivered is None
+    assert outcome.summary.edition_status == "rejected"
+    assert "rejected meanwhile" in outcome.summary.message
+    assert sent_to(settings) == []
+    monkeypatch.undo()
+    assert edition_of(store, outcome).status is EditionStatus.REJECTED
+
+
+def test_an_approved_edition_rejected_before_it_starts_sending_is_not_sent(publication) -> None:  # type: ignore[no-untyped-def]
+    """Approved, then rejected while the run renders it: starting to send is a compare-and-set
+    from approved, so the run stops and the rejection stands."""
+    from digest.steps.compose import reject
+    from digest.steps.edition import render_stage
+
+    settings, store = publication()
+
+    def render(settings: Settings, store: Store, edition: Edition) -> Any:
+        reject(store, edition, now=NOW)  # an editor stops it at the last moment
+        return render_stage(settings, store, edition)
+
+    outcome = run_edition(settings, store, "weekly", NOW, stages=EditionStages(render=render))
+    assert outcome.delivered is None and outcome.summary.edition_status == "rejected"
+    assert sent_to(settings) == []
+    stored = edition_of(store, outcome)
+    assert stored.status is EditionStatus.REJECTED
+    assert store.delivery_counts(stored.id)["pending"] == 0
 
 
 def test_a_lease_held_by_another_run_stops_this_one(publication) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
 """Editions in the store: drafts change, sent ones do not; only approved or sent ones carry
-their articles."""
+their articles; every status change is a compare-and-set allowed by one table, a rejection is
+final, and of two decisions racing on the same edition exactly one wins."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digest.errors import PermanentError
-from digest.models import EditionStatus
+from digest.errors import EditionStateError, PermanentError
+from digest.models import Edition, EditionAction, EditionStatus, Overrides, allowed_actions
 from digest.store import Store
-from tests.conftest import article
+from tests.conftest import article, draft_to
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -27,18 +28,115 @@ def test_editions_drafts_change_sent_ones_do_not(make_settings, store: Store) ->
     store.save_edition(ed, now=NOW)
     # A draft nobody approved carries nothing: its articles stay free for later editions.
     assert store.carried_article_ids("weekly") == set()
-    store.set_edition_status(ed.id, EditionStatus.APPROVED, now=NOW)
+    store.change_edition_status(ed.id, EditionAction.APPROVE, now=NOW)
     assert store.carried_article_ids("weekly") == set(ed.article_ids)
     assert store.carried_article_ids("weekly", except_edition=ed.id) == set()
-    store.set_edition_status(ed.id, EditionStatus.DRAFT, now=NOW)
+    store.change_edition_status(ed.id, EditionAction.EDIT, now=NOW)
     bigger = compose_edition(
         {"qiosk": items}, history=set(), settings=settings, digest_key="weekly", now=NOW
     )
     store.save_edition(bigger, now=NOW)
     loaded = store.edition(ed.id)
     assert loaded == bigger
-    store.set_edition_status(ed.id, EditionStatus.SENT, now=NOW)
+    draft_to(store, ed.id, EditionStatus.SENT, now=NOW)
     with pytest.raises(PermanentError, match="no longer be changed"):
         store.save_edition(ed, now=NOW)
-    store.set_edition_status(ed.id, EditionStatus.REJECTED, now=NOW)
-    assert store.carried_article_ids("weekly") == set()
+    with pytest.raises(EditionStateError, match="no longer be changed"):
+        store.change_edition_status(ed.id, EditionAction.REJECT, now=NOW)
+    assert store.edition_status(ed.id) is EditionStatus.SENT
+
+
+def _draft(make_settings, store: Store, period: str = "2026-W49") -> str:  # type: ignore[no-untyped-def]
+    from digest.compose.editions import compose_edition
+
+    items = [article(n) for n in range(1, 3)]
+    store.save_articles(items, now=NOW)
+    ed = compose_edition(
+        {"qiosk": items}, history=set(), settings=make_settings(), digest_key="weekly", now=NOW
+    )
+    ed = ed.model_copy(update={"id": f"weekly-{period}", "period": period})
+    store.save_edition(ed, now=NOW)
+    return ed.id
+
+
+def test_a_rejection_is_final(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    eid = _draft(make_settings, store)
+    assert store.change_edition_status(eid, EditionAction.REJECT, now=NOW) is EditionStatus.REJECTED
+    for action in EditionAction:
+        with pytest.raises(EditionStateError) as refused:
+            store.change_edition_status(eid, action, now=NOW)
+        e = refused.value
+        assert (e.edition_id, e.status, e.action) == (eid, "rejected", action.value)
+        assert f"edition {eid} is rejected" in str(e) and f"{action.value} refused" in str(e)
+        assert "a retry will not help" in str(e)
+    edition = store.edition(eid)
+    assert edition is not None and edition.status is EditionStatus.REJECTED
+    with pytest.raises(EditionStateError, match="rejection is final"):
+        store.save_edition(edition, now=NOW, overrides=Overrides(intro="again"))
+    assert store.overrides(eid).intro == ""
+    assert allowed_actions(EditionStatus.REJECTED) == frozenset()
+
+
+def test_an_action_is_allowed_only_from_the_status_the_caller_saw(
+    make_settings, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    eid = _draft(make_settings, store)
+    with pytest.raises(EditionStateError, match="is draft: start sending refused"):
+        store.change_edition_status(eid, EditionAction.START_SENDING, now=NOW)
+    store.change_edition_status(eid, EditionAction.APPROVE, now=NOW, expected=EditionStatus.DRAFT)
+    # Rejecting an approved edition is allowed, but not by someone who saw it a draft.
+    with pytest.raises(EditionStateError, match="is approved now, no longer draft") as refused:
+        store.change_edition_status(
+            eid, EditionAction.REJECT, now=NOW, expected=EditionStatus.DRAFT
+        )
+    assert refused.value.status == "approved"
+    assert store.edition_status(eid) is EditionStatus.APPROVED
+    with pytest.raises(EditionStateError, match="no such edition"):
+        store.change_edition_status("weekly-1999-W01", EditionAction.APPROVE, now=NOW)
+
+
+def _race(stores: list[Store], seen: Edition) -> tuple[list[str], list[EditionStateError]]:
+    """Approve (through ``stores[0]``) and reject (``stores[1]``) what both saw, at once."""
+    import threading
+
+    from digest.steps.compose import approve, reject
+
+    barrier = threading.Barrier(2)
+    won: list[str] = []
+    lost: list[EditionStateError] = []
+
+    def decide(i: int) -> None:
+        do = approve if i == 0 else reject
+        barrier.wait(10)
+        try:
+            won.append(do(stores[i], seen, now=NOW).status.value)
+        except EditionStateError as e:
+            lost.append(e)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return won, lost
+
+
+def test_an_approval_and_a_rejection_racing_one_wins(make_settings, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    """Two editors decide on the same draft at the same moment, each through their own
+    connection (as two web workers, or the web app and a resumed run, would): exactly one
+    decision is applied, the other is refused naming the status the first one left."""
+    setup = Store.open(db_url)
+    stores = [Store.open(db_url, migrate=False) for _ in range(2)]
+    try:
+        for n in range(12):
+            eid = _draft(make_settings, setup, f"2026-W{n + 10}")
+            seen = setup.edition(eid)
+            assert seen is not None and seen.status is EditionStatus.DRAFT
+            won, lost = _race(stores, seen)
+            assert len(won) == 1 and len(lost) == 1, (won, lost)
+            assert setup.edition_status(eid) == EditionStatus(won[0])
+            assert lost[0].status == won[0] and lost[0].expected == "draft"
+            assert lost[0].edition_id == eid
+    finally:
+        for s in [setup, *stores]:
+            s.close()

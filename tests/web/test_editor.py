@@ -19,7 +19,7 @@ from digest.models import Edition, EditionStatus
 from digest.steps.compose import approve, compose
 from digest.store import Store
 from digest.web.app import create_app
-from tests.conftest import article
+from tests.conftest import article, draft_to
 from tests.web.conftest import BASE, KEY, OLD_KEY, Clock, web_overrides
 
 TOKEN = "editor-test-secret"
@@ -216,7 +216,7 @@ def test_editing_intro_and_exclusions(editor: TestClient, edition: Edition, stor
 def test_a_sent_edition_cannot_be_edited(
     editor: TestClient, edition: Edition, store: Store, clock: Clock
 ) -> None:
-    store.set_edition_status(edition.id, EditionStatus.SENT, now=clock())
+    draft_to(store, edition.id, EditionStatus.SENT, now=clock())
     r = editor.post(f"/editions/{edition.id}/edit", data={"intro": "Late"})
     assert r.status_code == 409
     assert "can no longer be edited" in r.text
@@ -235,8 +235,11 @@ def test_cross_site_posts_are_refused(editor: TestClient, edition: Edition, stor
         assert r.status_code == 403, headers
     assert store.edition(edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]
     # A browser's own form post: same-origin, whatever Origin its referrer policy leaves.
-    for headers in ({"Origin": BASE}, {"Origin": "null", "Sec-Fetch-Site": "same-origin"}):
-        r = editor.post(url, data={"decision": "reject"}, headers=headers, follow_redirects=False)
+    for decision, headers in (
+        ("approve", {"Origin": BASE}),
+        ("reject", {"Origin": "null", "Sec-Fetch-Site": "same-origin"}),
+    ):
+        r = editor.post(url, data={"decision": decision}, headers=headers, follow_redirects=False)
         assert r.status_code == 303, headers
 
 
@@ -296,15 +299,111 @@ def test_without_an_approver_the_store_changes(
     )
     assert r.status_code == 303 and r.headers["location"].endswith("?note=approved")
     assert store.edition(edition.id).status is EditionStatus.APPROVED  # type: ignore[union-attr]
-    assert "Approved." in editor.get(r.headers["location"]).text
+    page = editor.get(r.headers["location"]).text
+    assert "Approved." in page
+    # An approved edition may still be stopped, not approved twice.
+    assert 'value="approve"' not in page and 'value="reject"' in page
+    assert '<input type="hidden" name="status" value="approved">' in page
 
-    editor.post(f"/editions/{edition.id}/decision", data={"decision": "reject"})
+    r = editor.post(
+        f"/editions/{edition.id}/decision",
+        data={"decision": "reject", "status": "approved"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"].endswith("?note=rejected")
     assert store.edition(edition.id).status is EditionStatus.REJECTED  # type: ignore[union-attr]
 
-    store.set_edition_status(edition.id, EditionStatus.SENT, now=clock())
-    r = editor.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
+
+def on_the_outbox(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"delivery": settings.delivery.model_copy(update={"provider": "outbox"})}
+    )
+
+
+def test_a_rejected_edition_is_never_approved_nor_sent(
+    editor: TestClient, edition: Edition, store: Store, settings: Settings, clock: Clock
+) -> None:
+    """Rejected on the page: the page offers no decision any more, refuses an approval (from
+    this page or a stale one) and an edit, and the next edition run mails nobody."""
+    from digest.models import NewSubscriber
+    from digest.steps.edition import run_edition
+
+    store.import_subscribers(
+        [NewSubscriber(email=f"reader{i}@example.org") for i in range(3)], now=clock()
+    )
+    url = f"/editions/{edition.id}"
+    r = editor.post(f"{url}/decision", data={"decision": "reject"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("?note=rejected")
+
+    page = editor.get(url).text
+    assert 'value="approve"' not in page and 'value="reject"' not in page
+    assert f'action="{url}/decision"' not in page and f'action="{url}/edit"' not in page
+    assert "a rejection is final" in page
+    for shown in ("rejected", "draft", ""):
+        r = editor.post(f"{url}/decision", data={"decision": "approve", "status": shown})
+        assert r.status_code == 409, shown
+        assert "Approved." not in r.text
+        assert '<span class="state">rejected</span>' in r.text
+    assert "a rejection is final" in r.text
+    r = editor.post(f"{url}/edit", data={"intro": "Second thoughts"})
+    assert r.status_code == 409 and "can no longer be edited" in r.text
+    assert store.edition(edition.id).status is EditionStatus.REJECTED  # type: ignore[union-attr]
+    assert store.overrides(edition.id).intro == ""
+
+    outbox = on_the_outbox(settings)
+    outcome = run_edition(outbox, store, "weekly", clock())
+    assert outcome.delivered is None
+    assert outcome.summary.edition_status == "rejected"
+    assert outcome.summary.submitted_now == 0
+    assert not list(outbox.outbox_path.rglob("*.eml"))
+    assert store.delivery_counts(edition.id)["submitted"] == 0
+
+
+def test_a_rejected_edition_is_not_passed_to_the_approver(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store, clock: Clock
+) -> None:
+    from digest.steps.compose import reject
+
+    calls: Approvals = []
+
+    def approver(edition_id: str, decision: dict[str, Any]) -> str:
+        calls.append((edition_id, decision))
+        return "resumed"
+
+    reject(store, edition, now=clock())
+    with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
+        for decision in ("approve", "reject"):
+            r = c.post(f"/editions/{edition.id}/decision", data={"decision": decision})
+            assert r.status_code == 409 and "a rejection is final" in r.text
+    assert calls == []
+
+
+def test_a_decision_from_a_stale_page_is_refused(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock
+) -> None:
+    """The page showed a draft; meanwhile another editor approved it: a Reject posted from the
+    old page is refused with the edition as it stands, not applied to what it has become."""
+    approve(store, edition, now=clock())
+    r = editor.post(
+        f"/editions/{edition.id}/decision", data={"decision": "reject", "status": "draft"}
+    )
     assert r.status_code == 409
-    assert store.edition(edition.id).status is EditionStatus.SENT  # type: ignore[union-attr]
+    assert "is approved now" in r.text and '<span class="state">approved</span>' in r.text
+    assert store.edition(edition.id).status is EditionStatus.APPROVED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [EditionStatus.SENDING, EditionStatus.SENT])
+def test_an_edition_going_out_offers_no_decision(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock, status: EditionStatus
+) -> None:
+    draft_to(store, edition.id, status, now=clock())
+    page = editor.get(f"/editions/{edition.id}").text
+    assert 'value="approve"' not in page and 'value="reject"' not in page
+    assert f"This edition is {status.value}; nothing is left to decide." in page
+    for decision in ("approve", "reject"):
+        r = editor.post(f"/editions/{edition.id}/decision", data={"decision": decision})
+        assert r.status_code == 409 and "too late to decide" in r.text
+    assert store.edition(edition.id).status is status  # type: ignore[union-attr]
 
 
 def test_without_a_waiting_run_the_decision_goes_to_the_store(

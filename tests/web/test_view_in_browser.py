@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from digest.models import Article, Edition, EditionStatus
 from digest.render.personalise import TOKENS
 from digest.store import Store
+from tests.conftest import draft_to
 from tests.render import weekly_edition
 from tests.web.conftest import BASE, START
 
@@ -60,7 +61,7 @@ def save(store: Store) -> Callable[..., Edition]:
         )
         store.save_edition(edition, now=START)
         if status is not EditionStatus.DRAFT:
-            store.set_edition_status(edition_id, status, now=START)
+            draft_to(store, edition_id, status, now=START)
         return edition
 
     return _save
