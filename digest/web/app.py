@@ -13,17 +13,23 @@ What they share lives outside them: ``site`` (the state built here, on ``app.sta
 middleware that adds the security headers and caps form bodies, rate limits). Pages need no
 JavaScript, a GET never changes anything, and no cookie or login identifies a visitor: links
 carry signed, expiring tokens, one purpose each.
+
+Redirects never name the request's Host (anyone can send any): they are relative paths, and a
+path with a trailing slash redirects to the route without it (Starlette's own redirect, which
+copies the Host, is off).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from digest.config import Settings
 from digest.errors import PermanentError
@@ -71,6 +77,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store
@@ -92,6 +99,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (without := _without_slash(app, request)) is not None:
+            return RedirectResponse(without)
         # People get a page; programs (webhook senders) get FastAPI's JSON.
         if "text/html" in request.headers.get("accept", "") and exc.status_code in (404, 405):
             title = "Page not found" if exc.status_code == 404 else "Not allowed here"
@@ -99,6 +108,20 @@ def create_app(
         return await http_exception_handler(request, exc)
 
     return app
+
+
+def _without_slash(app: FastAPI, request: Request) -> str | None:
+    """For a path that matches no route only because of trailing slashes, the route's path
+    (relative: a redirect built from the Host header would send people wherever it says)."""
+    path = request.url.path
+    stripped = path.rstrip("/")
+    if stripped == path or not stripped.startswith("/") or stripped.startswith("//"):
+        return None
+    scope = {**request.scope, "path": stripped}
+    if not any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes):
+        return None
+    query = request.url.query
+    return quote(stripped, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
 
 
 def serve(settings: Settings, *, host: str, port: int, approver: Approver | None = None) -> None:
