@@ -13,6 +13,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -24,22 +26,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_digest_web_serves_the_app(example_config: Path) -> None:
-    port = _free_port()
+@contextmanager
+def _digest_web(config: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    """`digest web` on 127.0.0.1:``port``, its output (stdout and stderr) in one text pipe;
+    interrupted (by its PID) when the block ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST__")}
-    command = [sys.executable, "-m", "digest.cli", "web", "--config", str(example_config)]
+    command = [sys.executable, "-m", "digest.cli", "web", "--config", str(config)]
     proc = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_digest_web_serves_the_app(example_config: Path) -> None:
+    port = _free_port()
+    with _digest_web(example_config, port) as proc:
         deadline = time.monotonic() + 30
         body = b""
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                     body = r.read()
@@ -54,13 +72,6 @@ def test_digest_web_serves_the_app(example_config: Path) -> None:
             raise AssertionError("a forged link was accepted")
         except urllib.error.HTTPError as e:
             assert e.code == 400 and e.headers["Referrer-Policy"] == "no-referrer"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_digest_web_refuses_a_public_address_without_a_signing_key(example_config: Path) -> None:
@@ -85,20 +96,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def test_digest_web_prints_a_login_url_for_the_editors(example_config: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST__")}
-    command = [sys.executable, "-m", "digest.cli", "web", "--config", str(example_config)]
-    proc = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    try:
+    with _digest_web(example_config, port) as proc:
+        lines: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        out = proc.stdout
+        threading.Thread(target=lambda: [lines.put(line) for line in out], daemon=True).start()
         url, seen = "", []
         deadline = time.monotonic() + 30
         while not url and time.monotonic() < deadline:
@@ -141,10 +143,3 @@ def test_digest_web_prints_a_login_url_for_the_editors(example_config: Path) -> 
             except queue.Empty:
                 continue
         assert "".join(seen).count(url.partition("token=")[2]) == 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
