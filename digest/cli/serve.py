@@ -24,8 +24,10 @@ def web(
     host: Annotated[str | None, typer.Option(help="Address to listen on (web.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (web.port).")] = None,
 ) -> None:
-    """Run the web app: unsubscribe and preference pages, sign-up with double opt-in, and the
-    providers' bounce and complaint webhooks. Put it behind HTTPS at `web.base_url`."""
+    """Run the web app: unsubscribe and preference pages, sign-up with double opt-in, the
+    providers' bounce and complaint webhooks, and the editors' pages. Put it behind HTTPS at
+    `web.base_url`. Without DIGEST__WEB__EDITOR_TOKEN, prints a login URL for the editors'
+    pages that works on this machine until the command stops."""
     from digest.web.app import serve as serve_web
 
     settings = settings_from(config)
@@ -47,6 +49,7 @@ def web(
             host=host or settings.web.host,
             port=port or settings.web.port,
             approver=approver,
+            say=lambda line: out.print(line, soft_wrap=True),
         )
     except DigestError as e:
         raise fail(str(e), 2) from None

@@ -33,9 +33,10 @@ class WebSettings(_Section):
     )
     editor_token: SecretStr = Field(
         default=SecretStr(""),
-        description="The editors' secret for the edition pages (basic-auth password or bearer "
-        "token; env only: DIGEST__WEB__EDITOR_TOKEN). Unset: editor pages answer on loopback "
-        "only.",
+        description="The editors' secret for the edition pages (basic-auth password, bearer "
+        "token, or once at `/editor/login?token=…` for a session cookie; env only: "
+        "DIGEST__WEB__EDITOR_TOKEN). Unset: `digest web` on a loopback address makes one for "
+        "its process and prints the login URL, good only from that machine (no proxy).",
         json_schema_extra=SECRET,
     )
     editor_addresses: list[str] = Field(

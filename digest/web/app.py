@@ -11,25 +11,34 @@ The routers, the one place they meet:
 What they share lives outside them: ``site`` (the state built here, on ``app.state.site``),
 ``pages`` (templates), ``links`` (reading a link's token), ``forms`` and ``hardening`` (the
 middleware that adds the security headers and caps form bodies, rate limits). Pages need no
-JavaScript, a GET never changes anything, and no cookie or login identifies a visitor: links
-carry signed, expiring tokens, one purpose each.
+JavaScript, a GET never changes anything (but the editors' login, which sets their session
+cookie), and no cookie or login identifies a subscriber: links carry signed, expiring tokens,
+one purpose each (only editors sign in, see ``editor``).
+
+Redirects never name the request's Host (anyone can send any): they are relative paths, and a
+path with a trailing slash redirects to the route without it (Starlette's own redirect, which
+copies the Host, is off).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from digest.config import Settings
 from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
 from digest.store import Store
-from digest.web.editor import Approver, EditorAccess
+from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, login_router
 from digest.web.editor import router as editor_router
 from digest.web.hardening import Hardening, RedactTokens
 from digest.web.public import WebVersions
@@ -53,15 +62,15 @@ def create_app(
     clock: Clock | None = None,
     provider_factory: ProviderFactory | None = None,
     approver: Approver | None = None,
-    editors_on_loopback: bool = True,
+    local_editor_token: str = "",
 ) -> FastAPI:
     """The web app over ``store``. ``clock`` returns an aware UTC datetime (tests pass a fixed
     one); ``provider_factory`` makes the provider that sends confirmation messages (default:
     the configured one), one per message, closed after it. ``approver`` passes an editor's
     decision on an edition to the run waiting for it (``digest.web.editor``); without one the
-    editor pages set the edition's status themselves. ``editors_on_loopback``: without an
-    editors' secret, local requests may use the editor pages (only when the app itself listens
-    on loopback: ``serve`` decides)."""
+    editor pages set the edition's status themselves. ``local_editor_token``: the editors'
+    secret ``serve`` made for its process when none is configured, good only for requests from
+    this machine (``digest.web.editor``); without either, the editor pages are off."""
     now_of: Clock = clock or _utc_now
     new_provider: ProviderFactory = provider_factory or (lambda: make_provider(settings))
     site = Site.build(settings, store, clock=now_of, new_provider=new_provider)
@@ -71,6 +80,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store
@@ -81,10 +91,10 @@ def create_app(
     app.state.pages = site.pages
     app.state.site = site
     app.state.approver = approver
-    app.state.editors_on_loopback = editors_on_loopback
-    app.state.editor_access = EditorAccess.from_settings(settings)
+    app.state.editor_access = EditorAccess.from_settings(settings, local_editor_token)
     app.add_middleware(Hardening, csp=site.pages.csp)
     app.include_router(webhooks_router)
+    app.include_router(login_router)
     app.include_router(editor_router)
     app.include_router(public_router)
     app.include_router(subscribers_router)
@@ -92,6 +102,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (without := _without_slash(app, request)) is not None:
+            return RedirectResponse(without)
         # People get a page; programs (webhook senders) get FastAPI's JSON.
         if "text/html" in request.headers.get("accept", "") and exc.status_code in (404, 405):
             title = "Page not found" if exc.status_code == 404 else "Not allowed here"
@@ -101,10 +113,48 @@ def create_app(
     return app
 
 
-def serve(settings: Settings, *, host: str, port: int, approver: Approver | None = None) -> None:
+def _without_slash(app: FastAPI, request: Request) -> str | None:
+    """For a path that matches no route only because of trailing slashes, the route's path
+    (relative: a redirect built from the Host header would send people wherever it says)."""
+    path = request.url.path
+    stripped = path.rstrip("/")
+    if stripped == path or not stripped.startswith("/") or stripped.startswith("//"):
+        return None
+    scope = {**request.scope, "path": stripped}
+    if not any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes):
+        return None
+    query = request.url.query
+    return quote(stripped, safe="/:@!$&'()*+,;=-._~") + (f"?{query}" if query else "")
+
+
+def editors_banner(host: str, port: int, local_token: str, *, configured: bool) -> str:
+    """The line ``serve`` prints about the editor pages: with a secret made for this process,
+    the URL that signs in with it (as Jupyter prints its own)."""
+    name = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    base = f"http://{f'[{name}]' if ':' in name else name}:{port}"
+    if configured:
+        return f"Editors' pages: {base}/editions (sign in with DIGEST__WEB__EDITOR_TOKEN)"
+    if local_token:
+        return (
+            "Editors' pages, from this machine only, until this process stops: "
+            f"{base}{LOGIN_PATH}?token={local_token}"
+        )
+    return "Editors' pages are off: set DIGEST__WEB__EDITOR_TOKEN to use them."
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    approver: Approver | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
     """Run the web app with uvicorn until interrupted. Behind a reverse proxy on the same
     host, uvicorn takes the client's address from X-Forwarded-For (the sign-up limit counts
-    per address). ``approver`` resumes a paused edition run (see ``create_app``)."""
+    per address). ``approver`` resumes a paused edition run (see ``create_app``). Without a
+    configured editors' secret, on a loopback address, makes one for this process only (a
+    restart makes a new one, and nothing is written to disk) and ``say``s its login URL."""
     if not settings.secret_key.get_secret_value() and host not in LOOPBACK:
         # Links would be signed with the public development key: anyone could forge them.
         raise PermanentError(
@@ -113,10 +163,14 @@ def serve(settings: Settings, *, host: str, port: int, approver: Approver | None
         )
     import uvicorn
 
+    configured = bool(settings.web.editor_token.get_secret_value().strip())
+    local_token = "" if configured or host not in LOOPBACK else secrets.token_urlsafe(32)
     store = open_store(settings)
     try:
+        app = create_app(settings, store, approver=approver, local_editor_token=local_token)
+        say(editors_banner(host, port, local_token, configured=configured))
         config = uvicorn.Config(
-            create_app(settings, store, approver=approver, editors_on_loopback=host in LOOPBACK),
+            app,
             host=host,
             port=port,
             proxy_headers=True,

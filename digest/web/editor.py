@@ -2,14 +2,20 @@
 its preview (desktop and phone frames, the plain-text part), an intro and exclusions form, a
 "send a test" form, and Approve / Reject buttons.
 
-Access is set by two environment variables (read when the app is created, into
-:class:`EditorAccess`):
+Access (read when the app is created, into :class:`EditorAccess`): the pages are never served
+without a secret.
 
 ``web.editor_token`` (env only: ``DIGEST__WEB__EDITOR_TOKEN``)
     The editors' secret, sent as the password of HTTP basic auth (any user name; it names the
-    editor in the records) or as ``Authorization: Bearer <secret>``. Compared in constant time.
-    Unset: the editor pages answer only requests from loopback (127.0.0.1, ::1), for a demo on
-    one machine; everyone else gets a 403.
+    editor in the records), as ``Authorization: Bearer <secret>``, or once to the login URL
+    ``/editor/login?token=<secret>``, which sets a session cookie (``Secure``, ``HttpOnly``,
+    ``SameSite=Strict``, signed with the secret, good for :data:`SESSION_HOURS`) and redirects to
+    ``/editions``. Compared in constant time. Unset: ``digest web`` on a loopback address makes
+    a secret for its process (``EditorAccess.local_token``, in memory only) and prints its login
+    URL. That one is accepted only from this machine: a loopback client, a local ``Host``
+    (``localhost``, ``127.0.0.1``, ``[::1]``, with or without a port) and no header a proxy adds
+    (``Forwarded``, ``X-Real-IP``, any ``X-Forwarded-*``), so a reverse proxy on the same host
+    cannot pass it on. Anyone else gets a 403.
 ``web.editor_addresses``
     Comma-separated addresses a test message may be sent to; unset: none.
 
@@ -47,6 +53,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.datastructures import FormData
@@ -67,8 +74,14 @@ log = logging.getLogger(__name__)
 
 Approver = Callable[[str, dict[str, Any]], str]
 
-LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1"})
+LOOPBACK_CLIENTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Headers a proxy adds: a request carrying any of them is not from this machine.
+PROXY_HEADERS = frozenset({"forwarded", "x-real-ip"})
+SESSION_COOKIE = "digest_editor"
+SESSION_HOURS = 12
+LOGIN_PATH = "/editor/login"
+_HOST = re.compile(r"^(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
 
 
 class NoRunWaiting(LookupError):
@@ -126,25 +139,58 @@ DONE = {"approve": "approved", "reject": "rejected"}
 
 
 class EditorAccess(BaseModel):
-    """Who may use the editor pages, and where a test may be sent (see the module docstring)."""
+    """Who may use the editor pages, and where a test may be sent (see the module docstring):
+    ``token`` is the configured secret (good from anywhere), ``local_token`` the one
+    ``digest web`` made for its process (good from this machine only)."""
 
     model_config = ConfigDict(frozen=True)
 
     token: SecretStr = SecretStr("")
+    local_token: SecretStr = SecretStr("")
     addresses: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EditorAccess:
+    def from_settings(cls, settings: Settings, local_token: str = "") -> EditorAccess:
         return cls(
             token=SecretStr(settings.web.editor_token.get_secret_value().strip()),
+            local_token=SecretStr(local_token),
             addresses=tuple(a.strip().lower() for a in settings.web.editor_addresses if a.strip()),
         )
 
     def allows(self, address: str) -> bool:
         return address.strip().lower() in self.addresses
 
+    def secrets_for(self, request: Request) -> list[str]:
+        """The secrets this request may sign in with: the process's own only from this
+        machine; refuses (403) a request that none could let in."""
+        configured = self.token.get_secret_value()
+        local = self.local_token.get_secret_value() if is_local(request) else ""
+        usable = [s for s in (configured, local) if s]
+        if usable:
+            return usable
+        if self.local_token.get_secret_value():
+            raise HTTPException(
+                403,
+                "The editor pages answer only on this machine (not through a proxy) until "
+                "DIGEST__WEB__EDITOR_TOKEN is set.",
+            )
+        raise HTTPException(403, "The editor pages are off: DIGEST__WEB__EDITOR_TOKEN is not set.")
+
 
 # Access ------------------------------------------------------------------------------------------
+def is_local(request: Request) -> bool:
+    """A request from this machine, straight: a loopback client, a local Host name (a page on
+    another site whose name resolves to 127.0.0.1 does not count) and no header a proxy adds
+    (a proxy on this host connects from loopback too, and may rewrite Host)."""
+    client = request.client.host if request.client else ""
+    if client not in LOOPBACK_CLIENTS:
+        return False
+    if any(n in PROXY_HEADERS or n.startswith("x-forwarded-") for n in request.headers):
+        return False
+    found = _HOST.match((request.headers.get("host") or "").strip().lower())
+    return found is not None and (found["ip6"] or found["name"]) in LOCAL_HOSTS
+
+
 def _credentials(header: str) -> tuple[str, str]:
     """(user, secret) from an Authorization header; empty strings when there are none."""
     scheme, _, value = header.partition(" ")
@@ -161,38 +207,46 @@ def _credentials(header: str) -> tuple[str, str]:
     return "", ""
 
 
+def _matches(given: str, secret: str) -> bool:
+    same = hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest()
+    )
+    return bool(given) and same
+
+
+def _sessions(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt="digest-editor-session")
+
+
+def _session_of(request: Request, secrets: list[str]) -> str | None:
+    """The editor named by a valid session cookie signed with one of ``secrets``."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    for secret in secrets if 0 < len(cookie) <= 500 else []:
+        try:
+            name = _sessions(secret).loads(cookie, max_age=SESSION_HOURS * 3600)
+        except BadSignature:
+            continue
+        if isinstance(name, str):
+            return name
+    return None
+
+
 def editor(request: Request) -> str:
     """The editor making the request (a name for the records); refuses anyone else."""
-    access: EditorAccess = request.app.state.editor_access
-    secret = access.token.get_secret_value()
-    if not secret:
-        # Without a secret, only a local editor of an app served on loopback: not through a
-        # proxy (its requests would come from loopback too), and only for a local Host name
-        # (a page on another site whose name resolves to 127.0.0.1 must not get in).
-        client = request.client.host if request.client else ""
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        if (
-            getattr(request.app.state, "editors_on_loopback", False)
-            and client in LOOPBACK_CLIENTS
-            and host in LOCAL_HOSTS
-            and "x-forwarded-for" not in request.headers
-        ):
-            return "local editor"
-        raise HTTPException(403, "The editor pages are off: DIGEST__WEB__EDITOR_TOKEN is not set.")
+    secrets = request.app.state.editor_access.secrets_for(request)
     user, given = _credentials(request.headers.get("authorization", ""))
-    if (
-        not hmac.compare_digest(
-            hashlib.sha256(given.encode()).digest(), hashlib.sha256(secret.encode()).digest()
-        )
-        or not given
-    ):
-        raise HTTPException(
-            401,
-            "Editor credentials required.",
-            headers={"WWW-Authenticate": 'Basic realm="digest editors", charset="UTF-8"'},
-        )
-    name = " ".join(_UNSAFE.sub(" ", user).split())[:80]
-    return name or "editor"
+    if any(_matches(given, secret) for secret in secrets):
+        name = " ".join(_UNSAFE.sub(" ", user).split())[:80]
+        return name or "editor"
+    session = _session_of(request, secrets)
+    if session is not None:
+        return session
+    raise HTTPException(
+        401,
+        "Editor credentials required: the editors' secret as a basic-auth password, or the "
+        "login URL `digest web` prints.",
+        headers={"WWW-Authenticate": 'Basic realm="digest editors", charset="UTF-8"'},
+    )
 
 
 def same_site(request: Request) -> None:
@@ -221,6 +275,33 @@ def _origin(url: str) -> str:
 Editor = Annotated[str, Depends(editor)]
 
 router = APIRouter(dependencies=[Depends(editor)])
+login_router = APIRouter()
+
+
+@login_router.get(LOGIN_PATH)
+def login(request: Request, token: str = "") -> Response:
+    """Trades the secret in the URL for a session cookie, then shows the editions without the
+    secret in the address bar (nor, with this app's Referrer-Policy, in any Referer)."""
+    access: EditorAccess = request.app.state.editor_access
+    secret = next((s for s in access.secrets_for(request) if _matches(token, s)), None)
+    if secret is None:
+        return request.app.state.pages.message(
+            "This login link does not work",
+            "Its secret is not the editors' one. digest web prints a new login link each time "
+            "it starts; without DIGEST__WEB__EDITOR_TOKEN, the link works only on the machine "
+            "that runs it.",
+            status_code=403,
+        )
+    response = RedirectResponse("/editions", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        _sessions(secret).dumps("editor"),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="strict",
+    )
+    return response
 
 
 # Helpers -----------------------------------------------------------------------------------------

@@ -144,13 +144,16 @@ class SlidingWindow:
 
 
 _TOKEN_PATH = re.compile(r"^/(u|p|confirm)/[^/?\s]+")
+_TOKEN_QUERY = re.compile(r"([?&]token=)[^&#\s]+")
 
 
 class RedactTokens(logging.Filter):
-    """Keeps link tokens out of the access log: anyone who can read a token can use it."""
+    """Keeps link tokens and the editors' login token out of the access log: anyone who can
+    read a token can use it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], _TOKEN_PATH.sub(r"/\1/…", args[2]), *args[3:])
+            path = _TOKEN_QUERY.sub(r"\1…", _TOKEN_PATH.sub(r"/\1/…", args[2]))
+            record.args = (*args[:2], path, *args[3:])
         return True

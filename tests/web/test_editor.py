@@ -1,6 +1,6 @@
-"""The editors' pages (``digest.web.editor``): access by token or, without one, from loopback
-only; the list and the edition's page; the preview route; editing the intro and exclusions;
-sending a test; approving and rejecting, with and without an approver."""
+"""The editors' pages (``digest.web.editor``): access by token (without one, see
+test_editor_access.py); the list and the edition's page; the preview route; editing the intro
+and exclusions; sending a test; approving and rejecting, with and without an approver."""
 
 from __future__ import annotations
 
@@ -109,37 +109,6 @@ def test_token_as_bearer_or_basic_password(app: FastAPI, edition: Edition) -> No
             assert r.headers["cache-control"] == "no-store"
             assert "noindex" in r.headers["x-robots-tag"]
             assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
-
-
-def test_without_a_token_only_loopback_gets_in(
-    make_app: Callable[..., FastAPI], edition: Edition
-) -> None:
-    app = make_app(token="")
-    with TestClient(app, base_url=BASE) as c:
-        assert c.get("/editions").status_code == 403
-        # Not even with some token: there is none to match.
-        assert c.get("/editions", headers=BEARER).status_code == 403
-    for host in ("127.0.0.1", "::1"):
-        with TestClient(app, base_url="http://127.0.0.1:8080", client=(host, 1234)) as c:
-            r = c.get(f"/editions/{edition.id}")
-            assert r.status_code == 200, host
-            assert "Item 3" in r.text
-            # Through a proxy on the same host, or for a foreign name that resolves to
-            # loopback (DNS rebinding), a loopback client is not enough.
-            forwarded = c.get("/editions", headers={"X-Forwarded-For": "203.0.113.9"})
-            assert forwarded.status_code == 403
-            rebound = c.get("/editions", headers={"Host": "attacker.example:8080"})
-            assert rebound.status_code == 403
-    # An app serving a public address never lets local requests in without the secret.
-    public = create_app_public(make_app)
-    with TestClient(public, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 1)) as c:
-        assert c.get("/editions").status_code == 403
-
-
-def create_app_public(make_app: Callable[..., FastAPI]) -> FastAPI:
-    app = make_app(token="")
-    app.state.editors_on_loopback = False  # what `serve` sets for a non-loopback address
-    return app
 
 
 # Pages -------------------------------------------------------------------------------------------

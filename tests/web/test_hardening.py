@@ -1,6 +1,6 @@
 """What every response of the web app gets (``digest.web.hardening``): the security headers, the
-policy that allows exactly the pages' stylesheet, the cap on form bodies, and link tokens kept
-out of the access log.
+policy that allows exactly the pages' stylesheet, the cap on form bodies, link tokens kept out
+of the access log, and redirects that never name the request's Host.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from digest.models import SubscriberStatus
 from digest.store import Store
 from digest.web.hardening import RedactTokens
-from tests.web.conftest import ONE_CLICK, Add, link, status_of
+from tests.web.conftest import BASE, ONE_CLICK, Add, link, status_of
 
 S = SubscriberStatus
 
@@ -90,7 +92,46 @@ def test_tokens_stay_out_of_the_access_log():
     )
     assert RedactTokens().filter(record)
     assert record.getMessage() == '127.0.0.1:5000 - "POST /u/…?x=1 HTTP/1.1" 200'
-    for path, shown in [("/confirm/abc", "/confirm/…"), ("/subscribe", "/subscribe")]:
+    for path, shown in [
+        ("/confirm/abc", "/confirm/…"),
+        ("/subscribe", "/subscribe"),
+        ("/editor/login?token=s3cr3t&x=1", "/editor/login?token=…&x=1"),
+    ]:
         record.args = ("c", "GET", path, "1.1", 200)
         RedactTokens().filter(record)
         assert shown in record.getMessage()
+
+
+def _paths(routes: list[Any]) -> Iterator[str]:
+    """Every route's path, its parameters filled in."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _paths(inner.routes)
+        elif isinstance(getattr(route, "path", None), str):
+            yield re.sub(r"\{[^}]+\}", "x", route.path)
+
+
+def test_no_redirect_names_the_requests_host(app: FastAPI, add: Add) -> None:
+    sub = add()
+    evil = {"Host": "evil.example"}
+    paths = sorted(set(_paths(app.routes)))
+    assert {"/subscribe", "/editions", "/u/x", "/healthz"} <= set(paths)
+    locations = []
+    with TestClient(app, base_url=BASE, client=("127.0.0.1", 5000)) as c:
+        for path in [*paths, link(sub, "unsubscribe"), link(sub, "preferences"), "//evil.example"]:
+            for tail in ("", "/", "//", "/?next=1"):
+                for method in ("GET", "POST"):
+                    r = c.request(method, path + tail, headers=evil, follow_redirects=False)
+                    if "location" in r.headers:
+                        locations.append((method, path + tail, r.headers["location"]))
+        # Trailing slashes: the route, by a relative redirect that keeps the method and query.
+        r = c.get("/subscribe/?digest=weekly", headers=evil, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (307, "/subscribe?digest=weekly")
+        assert c.post("/subscribe/", headers=evil, follow_redirects=False).status_code == 307
+        assert c.get("/subscribe/").status_code == 200
+        assert c.get("//evil.example/", follow_redirects=False).status_code == 404
+    assert locations
+    for method, path, location in locations:
+        assert "evil" not in location, (method, path, location)
+        assert location.startswith(BASE) or re.match(r"^/(?![/\\])", location), location
