@@ -299,8 +299,9 @@ def test_image_width_param_asks_for_twice_the_displayed_width() -> None:
     assert shown == [
         # 1200 px wide, shown at 552: asks for 1104.
         (f"{base}geneva-talks.jpg?width=1104", "552"),
-        # 400 px wide, shown at 400: twice would be an upscale, so the original width.
-        (f"{base}press-briefing.jpg?width=400", "400"),
+        # 400 px wide: a thumbnail, shown at 176, asks for 352 (the cap at the original width
+        # is tested in test_images.py).
+        (f"{base}press-briefing.jpg?width=352", "176"),
         # 1600 px wide, shown at 552.
         (f"{base}parliament.jpg?width=1104", "552"),
     ]
