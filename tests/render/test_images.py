@@ -17,7 +17,7 @@ from digest.config import parse_settings
 from digest.models import Edition, EditionSection, Image
 from digest.render import render_variant
 from digest.render.email import CONTENT_WIDTH, FULL_WIDTH_FROM, THUMBNAIL_WIDTH
-from tests.render import NOW, make_settings, settings_dict, teaser
+from tests.render import make_settings, settings_dict, teaser, weekly_edition
 from tests.web.test_browser import ARTIFACTS, DESKTOP, PHONE, browser
 
 __all__ = ["browser"]
@@ -55,15 +55,9 @@ def image_edition() -> Edition:
         )
         for n, (name, (width, height)) in enumerate(SIZES.items(), start=1)
     )
-    return Edition(
-        id="weekly-2026-W30",
-        digest="weekly",
-        period="2026-W30",
-        title="The Weekly Dispatch",
-        subject="The Weekly Dispatch",
-        preheader="Five pictures",
-        sections=(EditionSection(key="qiosk", title="QiOSK", teasers=cards),),
-        created_at=NOW,
+    edition = weekly_edition()
+    return edition.model_copy(
+        update={"sections": (EditionSection(key="qiosk", title="QiOSK", teasers=cards),)}
     )
 
 

@@ -16,11 +16,11 @@ from email.message import Message
 from pathlib import Path
 
 from digest.config import Settings, load_settings
-from digest.factory import make_fetcher, open_store
+from digest.factory import open_store
 from digest.models import Edition, Subscriber
 from digest.render import render_variant
 from digest.steps.compose import compose
-from digest.steps.gather import gather_source
+from digest.steps.gather import gather_sources
 from digest.steps.messages import personal_message
 from tests.render import make_settings, weekly_edition
 
@@ -35,9 +35,8 @@ def demo_edition(config: Path) -> tuple[Settings, Edition]:
     settings = load_settings(config)
     store = open_store(settings)
     try:
-        with make_fetcher(settings) as fetcher:
-            for key in settings.sources:
-                gather_source(settings, store, fetcher, key, now=NOW)
+        reports = gather_sources(settings, store, list(settings.sources), now=NOW)
+        assert [r.error for r in reports if r.status == "failed"] == []
         edition = compose(settings, store, "weekly", now=NOW).edition
     finally:
         store.close()
