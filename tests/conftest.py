@@ -119,6 +119,18 @@ def pg_base() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def spamassassin() -> str:
+    """The path of Debian's ``spamassassin``; the test skips without it, unless
+    DIGEST_TEST_REQUIRE_SPAMASSASSIN is set (as in CI), where its absence fails."""
+    path = shutil.which("spamassassin")
+    if path is None:
+        if os.environ.get("DIGEST_TEST_REQUIRE_SPAMASSASSIN"):
+            pytest.fail("spamassassin is required here (apt-get install spamassassin)")
+        pytest.skip("spamassassin not installed (apt-get install spamassassin)")
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database on each backend the store supports."""

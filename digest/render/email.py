@@ -41,6 +41,13 @@ CONTENT_WIDTH = 552
 LOGO_WIDTH = 160
 # Images are requested at this multiple of their displayed width, for high-density screens.
 PIXEL_DENSITY = 2
+# A card image this wide or wider, or of unknown width, fills the column (the seed's card): at
+# most 15% of upscaling, which no one sees. A narrower one (a feed's thumbnail: WordPress's 150
+# and 300 px, media:thumbnail's 140 to 240 px) would look blurred stretched and stray left at
+# its own width, so it becomes a thumbnail of at most THUMBNAIL_WIDTH beside the card's text,
+# above it on phones.
+FULL_WIDTH_FROM = 480
+THUMBNAIL_WIDTH = 176
 
 # Zero-width non-joiner + no-break space after the preheader: clients fill the inbox preview
 # line from the start of the body, so without padding the greeting and header would follow it.
@@ -85,6 +92,8 @@ class CardImage:
     width: int
     caption: str
     credit: str
+    # Shown beside the text (see FULL_WIDTH_FROM) rather than across the column.
+    thumbnail: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +129,15 @@ def _image(image: Image | None, title: str, settings: Settings) -> CardImage | N
     # Only web images: a data: or file: src from a feed has no place in a mass mailing.
     if image is None or not is_web_url(image.url):
         return None
-    width = min(image.width or CONTENT_WIDTH, CONTENT_WIDTH)
+    thumbnail = image.width is not None and image.width < FULL_WIDTH_FROM
+    width = min(image.width or THUMBNAIL_WIDTH, THUMBNAIL_WIDTH) if thumbnail else CONTENT_WIDTH
     return CardImage(
         src=image_src(image.url, width, settings, intrinsic=image.width),
         alt=image.alt.strip() or title,
         width=width,
         caption=image.caption.strip(),
         credit=image.credit.strip(),
+        thumbnail=thumbnail,
     )
 
 
@@ -229,6 +240,7 @@ def context(
         "unsubscribe_url": personalise.UNSUBSCRIBE,
         "postal_lines": tuple(line.strip() for line in pub.postal_address.splitlines() if line),
         "content_width": CONTENT_WIDTH,
+        "thumbnail_width": THUMBNAIL_WIDTH,
         "view_url": view_url,
     }
 
