@@ -29,7 +29,7 @@ _FURNITURE = [
         r"^follow us\b",
         r"^share (this|on)\b",
         r"^(sign up|subscribe)\b.*newsletter",
-        r"^the post\b.*\bappeared first on\b",
+        r"^(the|this) (post|article|entry)\b.*\b(appeared first|first appeared) (on|in)\b",
         r"^(continue|keep) reading\b",
         r"^read (more|the full|the rest)\b",
         r"^(photo|image|credit|caption)\s*:",
@@ -40,7 +40,8 @@ _FURNITURE = [
     )
 ]
 
-_BLOCKS = {"p", "div", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "figure", "tr"}
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_BLOCKS = {"p", "div", "li", "blockquote", "figure", "tr", *_HEADINGS}
 _SKIP = {"figcaption", "script", "style", "noscript", "iframe", "svg", "button", "form", "aside"}
 
 
@@ -61,12 +62,16 @@ class _Paragraphs(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.paragraphs: list[str] = []
+        self.headings: set[int] = set()  # indexes of the paragraphs that are headings
         self._buf: list[str] = []
         self._skip = 0
+        self._heading = False
 
     def _flush(self) -> None:
         text = clean_line("".join(self._buf))
         if text:
+            if self._heading:
+                self.headings.add(len(self.paragraphs))
             self.paragraphs.append(text)
         self._buf = []
 
@@ -75,6 +80,7 @@ class _Paragraphs(HTMLParser):
             self._skip += 1
         elif tag in _BLOCKS:
             self._flush()
+            self._heading = tag in _HEADINGS
         elif tag == "br":
             self._buf.append("\n")
 
@@ -83,6 +89,7 @@ class _Paragraphs(HTMLParser):
             self._skip = max(0, self._skip - 1)
         elif tag in _BLOCKS:
             self._flush()
+            self._heading = False
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
@@ -91,12 +98,17 @@ class _Paragraphs(HTMLParser):
 
 def paragraphs(fragment: str) -> list[str]:
     """Plain-text paragraphs of an HTML fragment (block elements; double line breaks)."""
+    return [text for text, _ in blocks(fragment)]
+
+
+def blocks(fragment: str) -> list[tuple[str, bool]]:
+    """``paragraphs`` of a fragment, each with whether it is a heading (``<h1>``…``<h6>``)."""
     parser = _Paragraphs()
     # Plain text with blank lines is common in thin feeds: treat them as paragraph breaks.
     parser.feed(regex.sub(r"\n\s*\n", "</p><p>", fragment))
     parser.close()
     parser._flush()
-    return parser.paragraphs
+    return [(text, i in parser.headings) for i, text in enumerate(parser.paragraphs)]
 
 
 def is_furniture(text: str, *, also: tuple[str, ...] = ()) -> bool:
@@ -105,6 +117,92 @@ def is_furniture(text: str, *, also: tuple[str, ...] = ()) -> bool:
         return True
     folded = text.casefold()
     return any(a and folded == a.casefold() for a in also)
+
+
+# Furniture inside a paragraph, removed wherever it stands; what follows it on the same paragraph
+# goes too (a more-link's title and arrow, the blog's name).
+_MORE = (
+    r"continue reading|keep reading|read more|read the (?:full|rest)\b[^.!?]{0,40}|"
+    r"more\s*…|weiterlesen|lire la suite|leer m[aá]s|continuar leyendo|leia mais|"
+    r"continua a leggere|lees verder|czytaj dalej|l[äa]s mer|les mer|l[æa]s mere|"
+    r"читать далее|続きを読む|阅读更多|閱讀更多"
+)
+# The marker of a cut: WordPress's "[…]" and its spellings, a bracketed "more".
+_CUT_MARK = r"[\[(]\s*(?:…|\.{3}|&hellip;|more\s*…?)\s*[\])]"
+_CUT = regex.compile(rf"\s*{_CUT_MARK}\s*", regex.IGNORECASE)
+_CUT_AT_END = regex.compile(rf"{_CUT_MARK}\s*$", regex.IGNORECASE)
+_SPACE_BEFORE_STOP = regex.compile(r"\s+(?=[.,;:!?])")
+# A more-link starts a sentence of its own (the paragraph's start, after a sentence end or an
+# ellipsis) and runs to the paragraph's end: its words, maybe the post's title, an arrow.
+_MORE_LINK = regex.compile(
+    rf"(?:^|(?<=[.!?:…\]])\s*|\s*(?=…|\.{{3}}))(?:…|\.{{3}})?\s*(?:{_MORE})\b"
+    r"(?:(?![.!?]\s+\w).){0,160}?\s*[→»›>…]*\s*$",
+    regex.IGNORECASE,
+)
+_POST_CREDIT = regex.compile(
+    r"\s*\b(?:the|this) (?:post|article|entry)\b.{0,300}?"
+    r"\b(?:appeared first|first appeared|was first published|originally appeared) (?:on|in)\b.*$",
+    regex.IGNORECASE | regex.DOTALL,
+)
+# Markup that was escaped twice at the source and so survived as text ("&lt;a href=…&gt;").
+_TAG_TEXT = regex.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_ENDS = regex.compile(r"[.!?…。！？؟।‼⁉][\"'”’»)\]」』】\u200f]*$")
+
+
+def strip_furniture(text: str) -> tuple[str, bool]:
+    """A paragraph without its inline furniture (``[…]``, "Continue reading →", "Read more",
+    "The post … appeared first on …", markup left as text), and whether the source marked it
+    as cut short (so it should end with an ellipsis)."""
+    cut = False
+    text = _SPACE_BEFORE_STOP.sub("", _TAG_TEXT.sub(" ", text))
+    stripped = _POST_CREDIT.sub("", text)
+    more = _MORE_LINK.search(stripped)
+    if more and more.start() > 0:
+        cut = "…" in more.group(0) or "..." in more.group(0)
+        stripped = stripped[: more.start()]
+    cut = cut or bool(_CUT_AT_END.search(stripped))
+    stripped = _CUT.sub(" ", stripped)
+    stripped = _SPACE.sub(" ", stripped).strip()
+    if cut and stripped and not ends_sentence(stripped):
+        stripped = stripped.rstrip(" ,;:—–-") + "…"
+    return stripped, cut
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends at a sentence end or an ellipsis (any script's full stop)."""
+    return bool(_ENDS.search(text.rstrip()))
+
+
+def last_sentence_end(text: str) -> int:
+    """The offset just past the last sentence end inside ``text`` (0 when none)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text + " ")]
+    return ends[-1] if ends else 0
+
+
+# Labels that name nothing a reader knows: numbers and ids, single characters, slugs
+# ("uae-politics-diplomacy", "UAE-POLITICS-DIPLOMACY-SUMMIT", "img_0955"), file names. A
+# capitalised compound ("Asia-Pacific", "COVID-19") or a short prefix ("e-commerce") is a word.
+_SLUG = regex.compile(
+    r"^(?:\S*_\S*"  # an underscore joins words only in identifiers
+    r"|\p{Ll}[\p{Ll}\p{N}]+(?:-[\p{Ll}\p{N}]+)+"  # lower-case-words
+    r"|[\p{Lu}\p{N}]+(?:-[\p{Lu}\p{N}]+){2,})$"  # UPPER-CASE-WORDS
+)
+_FILE_NAME = regex.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg|bmp|tiff?|heic|mp4|pdf)$", regex.I)
+_ID = regex.compile(
+    r"^(?:[\p{N}\p{P}\p{S}\s]+|(?=\S*\d)[0-9a-f-]{8,}|(?:img|dsc|pxl|screenshot)\S*\d\S*)$",
+    regex.IGNORECASE,
+)
+
+
+def is_junk_label(text: str) -> bool:
+    """Whether a category or alt text is a slug, an id, a number, a file name or one character
+    rather than words a reader can use."""
+    text = text.strip()
+    if len(graphemes(text)) < 2 or not regex.search(r"\p{L}", text):
+        return True
+    if _FILE_NAME.search(text) or _ID.match(text) or text.startswith(("http://", "https://")):
+        return True
+    return bool(_SLUG.match(text))
 
 
 def graphemes(text: str) -> list[str]:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
 import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
 from digest.text import (
+    blocks,
     clean_header,
     clean_line,
+    ends_sentence,
     graphemes,
     is_furniture,
+    is_junk_label,
     paragraphs,
     single_line,
+    strip_furniture,
     text_direction,
     truncate,
 )
@@ -143,3 +148,52 @@ def test_text_direction_follows_the_language_not_the_region() -> None:
     assert text_direction("en-US") == "ltr"
     assert text_direction("ur-PK") == "rtl"
     assert text_direction("fr") == "ltr"
+
+
+def test_blocks_mark_headings() -> None:
+    assert blocks("<h2>Key takeaways</h2><p>Text.</p>") == [
+        ("Key takeaways", True),
+        ("Text.", False),
+    ]
+
+
+def test_strip_furniture_says_where_the_source_was_cut() -> None:
+    assert strip_furniture("Regular readers know […]") == ("Regular readers know…", True)
+    assert strip_furniture("It is done. [...]") == ("It is done.", True)
+    assert strip_furniture("One. […] Two.") == ("One. Two.", False)
+    assert strip_furniture("So it goes … Continue reading Title: Part 1. →") == (
+        "So it goes…",
+        True,
+    )
+    assert strip_furniture("You can read more about it in my guide.") == (
+        "You can read more about it in my guide.",
+        False,
+    )
+    assert strip_furniture("Done. The post X first appeared on Y.") == ("Done.", False)
+    # Markup escaped twice at the source survives as text: it goes too.
+    assert strip_furniture('In reply to <a href="https://b.example/#c1">Ann</a>.') == (
+        "In reply to Ann.",
+        False,
+    )
+
+
+def test_sentence_ends_in_any_script() -> None:
+    assert all(ends_sentence(t) for t in ("Done.", "“Done!”", "終わり。", "انتهى؟", "So…"))
+    assert not any(ends_sentence(t) for t in ("5% in", "as follows:", "Key takeaways"))
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["1", "x", "2026-03-01", "uae-politics-diplomacy", "UAE-POLITICS-DIPLOMACY-SUMMIT",
+     "img_0955", "Screenshot_20260206_054950", "photo.jpg", "4f3a9b2c1d", "↩",
+     "https://i.example/1"],
+)  # fmt: skip
+def test_junk_labels(label: str) -> None:
+    assert is_junk_label(label)
+
+
+@pytest.mark.parametrize(
+    "label", ["World", "Asia-Pacific", "COVID-19", "e-commerce", "Node.js", "ai", "Middle East"]
+)
+def test_real_labels(label: str) -> None:
+    assert not is_junk_label(label)

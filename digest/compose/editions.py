@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from datetime import datetime, timedelta
 
+import regex
+
 from digest.compose.periods import edition_id, period_key
 from digest.compose.teasers import make_teaser
 from digest.config import Settings
@@ -30,6 +32,38 @@ def fill(template: str, fields: Mapping[str, str]) -> str:
         return template.format_map(_Fields(fields))
     except (ValueError, IndexError, AttributeError):
         return template
+
+
+_NAME_SEPARATOR = r"(?:\s*[:|·]\s*|\s+[–—-]\s+)"
+
+
+def without_names(title: str, names: Sequence[str]) -> str:
+    """``title`` without the names it opens with ("Diplomacy Watch: Talks resume" → "Talks
+    resume" when "Diplomacy Watch" is a section's name); never empty."""
+    changed = True
+    while changed:
+        changed = False
+        for name in names:
+            if not name:
+                continue
+            head = regex.match(rf"{regex.escape(name)}{_NAME_SEPARATOR}(?=\S)", title, regex.I)
+            if head:
+                title, changed = title[head.end() :], True
+    return title
+
+
+def name_once(text: str, names: Sequence[str]) -> str:
+    """``text`` without a part ("A: B: C") that repeats one of ``names`` already said."""
+    folded = {n.casefold() for n in names if n}
+    parts = regex.split(rf"({_NAME_SEPARATOR})", text)
+    kept: list[str] = []
+    for i in range(0, len(parts), 2):
+        part = parts[i]
+        said = "".join(kept).casefold()
+        if i and part.strip().casefold() in folded and part.strip().casefold() in said:
+            continue
+        kept += [parts[i - 1], part] if i else [part]
+    return "".join(kept).strip()
 
 
 def section_order(configured: Sequence[str], wanted: Sequence[str]) -> list[str]:
@@ -121,10 +155,12 @@ def compose_edition(
         )
 
     lead: Teaser = sections[0].teasers[0]
+    # Subjects never name the digest, the publication or the lead's section twice.
+    names = (digest.title, settings.publication.name, sections[0].title)
     fields = {
         "digest": digest.title,
         "publication": settings.publication.name,
-        "lead_title": lead.title,
+        "lead_title": without_names(lead.title, names),
         "period": period,
         "count": str(total),
     }
@@ -133,7 +169,9 @@ def compose_edition(
         digest=digest_key,
         period=period,
         title=digest.title,
-        subject=single_line(fill(edits.subject or digest.subject, fields), SUBJECT_MAX),
+        subject=single_line(
+            name_once(fill(edits.subject or digest.subject, fields), names), SUBJECT_MAX
+        ),
         preheader=single_line(fill(edits.preheader or digest.preheader, fields), PREHEADER_MAX),
         intro=edits.intro.strip(),
         sections=tuple(sections),

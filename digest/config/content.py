@@ -137,7 +137,17 @@ class SectionSettings(_Section):
         description="Kicker above each teaser; may use {category} (the first category that is "
         "not the section's own). Empty: the section title.",
     )
+    kicker_categories: list[str] = Field(
+        default_factory=list,
+        description="Categories that may fill {category} in the kicker (case-insensitively); "
+        "empty: any real category (never a number, id, slug or `Uncategorized`).",
+    )
     title_prefix: str = Field(default="", description="Keep only items whose title starts so.")
+    strip_title_prefix: bool = Field(
+        default=False,
+        description='Show card titles without `title_prefix` ("Diplomacy Watch: Talks resume" '
+        'reads "Talks resume" under the section\'s heading).',
+    )
     title_regex: str = Field(default="", description="Keep only items whose title matches.")
     authors: list[str] = Field(
         default_factory=list, description="Keep only items by one of these authors."

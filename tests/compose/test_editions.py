@@ -9,9 +9,12 @@ import pytest
 from digest.compose.editions import compose_edition, fill
 from digest.compose.periods import period_key
 from digest.compose.teasers import kicker_for, lede, make_teaser
-from digest.config import SectionSettings
+from digest.config import SectionSettings, load_settings
 from digest.errors import NothingNew
-from tests.conftest import article
+from digest.gather.feeds import parse_feed
+from digest.gather.sections import in_section
+from digest.models import Overrides
+from tests.conftest import ROOT, article
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
@@ -241,3 +244,48 @@ def test_composition_golden(make_settings) -> None:  # type: ignore[no-untyped-d
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(got, encoding="utf-8")
     assert got == golden.read_text(encoding="utf-8")
+
+
+def test_subjects_never_repeat_a_name(make_settings) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    lead = article(5, source="diplomacy-watch", title="Diplomacy Watch: Ceasefire talks resume")
+    edition = compose_edition(
+        {"diplomacy-watch": [lead]}, history=set(), settings=settings, digest_key="weekly", now=NOW
+    )
+    assert edition.subject == "The Weekly Dispatch: Ceasefire talks resume"
+    assert edition.preheader == "1 new pieces, starting with Ceasefire talks resume"
+    # The digest's own name in the lead's title, or twice in an editor's template.
+    own = article(6, title="The Weekly Dispatch — a year of talks")
+    again = compose_edition(
+        {"qiosk": [own]},
+        history=set(),
+        settings=settings,
+        digest_key="weekly",
+        now=NOW,
+        overrides=Overrides(subject="{digest}: {publication} | {digest}: {lead_title}"),
+    )
+    assert again.subject == "The Weekly Dispatch: The Meridian Review: a year of talks"
+
+
+def test_example_publication_names_each_thing_once() -> None:
+    """The bundled demo: section heading, kicker and title no longer say "Diplomacy Watch"
+    three times in a row, nor the subject twice."""
+    settings = load_settings(ROOT / "config" / "example.toml", environ={})
+    candidates = {}
+    for key, section in settings.sections.items():
+        found = []
+        for src in section.sources:
+            body = settings.resolve(settings.sources[src].path).read_bytes()
+            found += parse_feed(
+                body, source=src, url="https://meridian.example.org/", now=NOW
+            ).articles
+        candidates[key] = [a for a in found if in_section(a, section)]
+    edition = compose_edition(
+        candidates, history=set(), settings=settings, digest_key="weekly", now=NOW
+    )
+    first = edition.sections[0]
+    assert first.title == "Diplomacy Watch"
+    card = first.teasers[0]
+    assert "Diplomacy Watch" not in card.kicker + card.title
+    assert card.kicker == "Africa" and card.title == "Ceasefire talks resume in Doha"
+    assert edition.subject == "The Weekly Dispatch: Ceasefire talks resume in Doha"

@@ -127,7 +127,7 @@ def parse_feed(
         feed_info = parsed.get("feed") or {}
     title = clean_title(_text(feed_info.get("title")))
     site = _http_or_none(_text(feed_info.get("link")), url)
-    articles = _articles(entries, source, url, site, now, warnings, label)
+    articles = _articles(entries, source, url, site, now, warnings, label, title)
     if problem and not articles:
         # Broken markup that yielded only unusable fragments is a broken feed, not an empty one.
         raise FeedError(f"{label}: not a usable feed ({problem}); no entry could be read")

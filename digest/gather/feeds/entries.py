@@ -45,11 +45,13 @@ def _articles(
     now: datetime,
     warnings: list[str],
     label: str,
+    feed_title: str = "",
 ) -> list[Article]:
     """Articles from feedparser-shaped entries (RSS, Atom and JSON Feed items alike).
 
     Entries that cannot become an article, and repeats of an earlier one, are skipped with a
-    warning rather than failing the feed.
+    warning rather than failing the feed. A category that is the feed's own title is dropped:
+    it names the feed, not the article.
     """
     articles: list[Article] = []
     seen: set[str] = set()
@@ -65,6 +67,11 @@ def _articles(
             continue
         try:
             article, dated = _article(entry, source, url, site, now, guid_counts, warnings, label)
+            if article is not None and feed_title:
+                own = feed_title.casefold()
+                kept = tuple(c for c in article.categories if c.casefold() != own)
+                if kept != article.categories:
+                    article = article.model_copy(update={"categories": kept})
         except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
             warnings.append(f"{label}: entry {position} skipped ({type(e).__name__}: {e})")
             continue
