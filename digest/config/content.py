@@ -98,7 +98,9 @@ class SourceSettings(_Section):
     title: str = Field(default="", description="Human name of the source, for reports.")
     local: bool = Field(
         default=False,
-        description="Allow this source on a loopback or private address (tests, an intranet).",
+        description="Allow this source on a loopback or private address (tests, an intranet): "
+        "its own origin (scheme, host, port) only; links and redirects elsewhere are checked "
+        "as public fetches.",
     )
     backfill_pages: int = Field(
         default=0,

@@ -28,7 +28,7 @@ from digest.config import Settings
 from digest.errors import DigestError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
-from digest.gather.http import Fetcher, FetchResult, read_file
+from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
@@ -259,11 +259,13 @@ def backfill(
     src = settings.sources[key]
     seen = {a.id for a in first}
     older: list[Article] = []
+    # ``url`` is where the feed ended up; the private licence stays with the source's origin.
+    private_ok = src.local and origin(url) == origin(src.url)
     for page in range(2, src.backfill_pages + 2):
         target = page_url(url, src.page_param, page)
         try:
             with fetch_slots(settings).hold(target):
-                result = fetcher.fetch(target, allow_private=src.local)
+                result = fetcher.fetch(target, allow_private=private_ok)
             parsed = parse(
                 settings,
                 result.body,
@@ -314,8 +316,10 @@ def fill_thin(
     stored = store.articles_by_id([a.id for a in thin]) if store else {}
     src = settings.sources[key]
     # A "local" source may sit on a private address; the links in it get no such licence,
-    # except to that same host (an intranet CMS linking to itself).
-    own_host = (urlsplit(src.url).hostname or "").lower() if src.url else None
+    # except to that same origin (an intranet CMS linking to itself): same scheme, host and
+    # port, so a link to another port of the same machine is checked as a public fetch. The
+    # fetch carries the licence to redirect hops on that origin only.
+    own_origin = origin(src.url) if src.local and src.url else None
     done: dict[str, Article] = {}
     budget = settings.http.max_page_fetches
     for a in thin:
@@ -333,7 +337,7 @@ def fill_thin(
             warnings.append(f"source {key!r}: page fetch limit reached; {a.url} left thin")
             continue
         budget -= 1
-        private_ok = src.local and (urlsplit(a.url).hostname or "").lower() == own_host
+        private_ok = own_origin is not None and origin(a.url) == own_origin
         try:
             with fetch_slots(settings).hold(a.url):
                 page = fetcher.fetch(a.url, allow_private=private_ok)
