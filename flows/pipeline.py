@@ -141,6 +141,8 @@ def compose_task(
 ) -> ComposeOutcome:
     outcome = editions.compose_stage(settings, store, digest, now, record, extra)
     get_run_logger().info("compose %r: %s (%s)", digest, outcome.status, outcome.message)
+    for w in outcome.warnings:
+        get_run_logger().warning("compose %r: %s", digest, w)
     return outcome
 
 

@@ -28,6 +28,7 @@ from digest.config import Settings
 from digest.errors import DigestError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
+from digest.gather.feeds.normalise import cap_article
 from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
@@ -348,12 +349,14 @@ def fill_thin(
         body = "".join(f"<p>{html.escape(p)}</p>" for p in extract.paragraphs)
         # The page's own address, after redirects, is the article's canonical URL (the id
         # stays as it was: it came from the guid or the feed's link).
-        done[a.id] = a.model_copy(
-            update={
-                "content_html": body,
-                "image": a.image or extract.image,
-                "url": canonical_url(page.url),
-            }
+        done[a.id] = cap_article(
+            a.model_copy(
+                update={
+                    "content_html": body,
+                    "image": a.image or extract.image,
+                    "url": canonical_url(page.url),
+                }
+            )
         )
     return [done.get(a.id, a) for a in articles]
 

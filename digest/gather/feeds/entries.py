@@ -22,6 +22,7 @@ from digest.gather.feeds.normalise import (
     _unique,
     article_id,
     canonical_url,
+    cap_article,
     clean_title,
     sanitize_html,
 )
@@ -148,7 +149,8 @@ def _article(
         image=image,
         categories=_categories(entry),
     )
-    return article, dated
+    # The id above came from the whole title (when it had to); what is kept is capped.
+    return cap_article(article), dated
 
 
 def _entry_title(entry: Mapping[str, Any]) -> str:
