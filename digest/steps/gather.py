@@ -119,18 +119,23 @@ def parse(
 ) -> ParsedFeed:
     """``parse_feed``, in a worker process when the feed is big and workers are configured."""
     workers = settings.http.parse_workers or (os.cpu_count() or 1)
+    options: dict[str, Any] = {
+        "source": source,
+        "url": url,
+        "now": now,
+        "content_type": content_type,
+        "max_items": settings.http.max_feed_items,
+    }
     if workers <= 1 or len(body) < POOL_MIN_BYTES:
-        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+        return parse_feed(body, **options)
     try:
-        job = _parse_pool(workers).submit(
-            parse_feed, body, source=source, url=url, now=now, content_type=content_type
-        )
+        job = _parse_pool(workers).submit(parse_feed, body, **options)
         return job.result(timeout=PARSE_TIMEOUT)
     except (BrokenProcessPool, FuturesTimeout):
         # A worker died (killed, out of memory) or hung: start afresh next time and parse
         # this one here, so one bad moment does not fail every big feed after it.
         shutdown_parse_pool()
-        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+        return parse_feed(body, **options)
 
 
 def shutdown_parse_pool() -> None:

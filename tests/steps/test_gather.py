@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -438,3 +438,53 @@ def test_a_local_sources_licence_is_its_own_origin_only(
     # A page on the source's own origin is still read.
     assert by_title["Item 4"].content_html.startswith("<p>")
     assert by_title["Item 4"].url == f"{site.base}/pages/one.html"
+
+
+def test_a_feed_is_read_up_to_the_item_cap_newest_first(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import random
+    from email.utils import format_datetime
+
+    from digest.gather.feeds import parse_feed
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    hours = list(range(1200))
+    random.Random(7).shuffle(hours)  # not in date order: the cap must pick by date
+    items = "".join(
+        f"<item><title>Item {h}</title><link>https://news.example.org/{h}</link>"
+        f"<guid>g{h}</guid><pubDate>{format_datetime(start + timedelta(hours=h))}</pubDate></item>"
+        for h in hours
+    )
+    path = tmp_path / "big.xml"
+    path.write_text(f'<rss version="2.0"><channel><title>B</title>{items}</channel></rss>')
+    settings = make_settings(
+        {"http": {"max_feed_items": 100}, "sources": {"qiosk": {"path": str(path)}}}
+    )
+    assert make_settings().http.max_feed_items == 500  # the default
+    with make_fetcher(settings) as fetcher:
+        report = gather.gather_source(settings, None, fetcher, "qiosk", now=NOW)
+    assert report.entries == 100
+    assert {a.title for a in report.articles} == {f"Item {h}" for h in range(1100, 1200)}
+    (warning,) = [w for w in report.warnings if "max_feed_items" in w]
+    assert "1200 items" in warning and "newest 100" in warning and "left out 1100" in warning
+
+    # JSON Feed alike; 0 means no cap.
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {
+                "id": f"j{h}",
+                "url": f"https://news.example.org/j{h}",
+                "title": f"J {h}",
+                "date_published": (start + timedelta(hours=h)).isoformat(),
+            }
+            for h in hours[:300]
+        ],
+    }
+    body = json.dumps(feed).encode()
+    capped = parse_feed(body, source="j", url="https://news.example.org/f", now=NOW, max_items=10)
+    newest = sorted(hours[:300])[-10:]
+    assert {a.title for a in capped.articles} == {f"J {h}" for h in newest}
+    whole = parse_feed(body, source="j", url="https://news.example.org/f", now=NOW, max_items=0)
+    assert len(whole.articles) == 300
