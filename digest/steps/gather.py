@@ -382,13 +382,32 @@ def record_source_failure(
 
 @dataclass
 class SectionGathered:
-    """What gathering one section did: its articles, how many are new, each source's report."""
+    """What gathering one section did: its articles, how many are new, each source's report.
+
+    ``failed`` names each failing source with its error; ``no_working_source``: every source
+    of the section failed, so its news is missing (a failure, where some failing is a warning).
+    """
 
     section: str
     articles: int = 0
     new: int = 0
     sources: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    no_working_source: bool = False
+
+    def problem(self) -> str:
+        """One line on what failed ('' when every source worked)."""
+        if self.no_working_source:
+            return (
+                f"section {self.section!r}: no working source, all {len(self.sources)} "
+                f"failed: {'; '.join(self.failed)}"
+            )
+        if self.failed:
+            return (
+                f"section {self.section!r}: {len(self.failed)} of {len(self.sources)} "
+                f"source(s) failed, gathered from the others: {'; '.join(self.failed)}"
+            )
+        return ""
 
 
 class PendingReport(Protocol):
@@ -409,7 +428,8 @@ def gather_section(
     """Gather every source of ``section`` and keep the articles that belong to it.
 
     ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
-    any result is read); a source that fails is recorded and reported, never raised.
+    any result is read); a source that fails is recorded and reported, never raised. Some
+    failing is a warning; all failing sets ``no_working_source`` (the caller fails the run).
     """
     out = SectionGathered(section)
     found: list[Article] = []
@@ -421,6 +441,7 @@ def gather_section(
         except Exception as e:  # every failure is reported, none stops the others
             report = record_source_failure(settings, store, key, e, now=now)
             logger.error("source %r failed: %s", key, report.error)
+        if report.status == "failed":
             out.failed.append(f"{key}: {report.error}")
         mine = articles_for_section(report.articles, section, sec, key)
         found.extend(mine)
@@ -435,4 +456,7 @@ def gather_section(
                 "error": report.error,
             }
         )
+    out.no_working_source = bool(out.sources) and len(out.failed) == len(out.sources)
+    if out.failed and not out.no_working_source:
+        logger.warning("%s", out.problem())
     return out, found
