@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -54,13 +55,18 @@ def run_logs(flow_run_id: UUID | None, level: int) -> list[str]:
             time.sleep(0.2)
 
 
+def gather_qiosk(tmp_path: Path, server: FeedServer, sources: list[str]) -> Any:
+    """The final state of a gather run of the qiosk section fed by ``sources``."""
+    from flows.pipeline import gather_section_flow
+
+    cfg = write_config(tmp_path, server, sources)
+    return gather_section_flow(str(cfg), "qiosk", NOW, return_state=True)
+
+
 def test_a_section_without_a_working_source_fails_its_gather_flow(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    from flows.pipeline import gather_section_flow
-
-    cfg = write_config(tmp_path, feed_server, ["broken", "gone"])
-    state = gather_section_flow(str(cfg), "qiosk", NOW, return_state=True)
+    state = gather_qiosk(tmp_path, feed_server, ["broken", "gone"])
     assert state.is_failed(), state
     message = state.message or ""
     assert "section 'qiosk'" in message and "no working source" in message
@@ -75,10 +81,7 @@ def test_a_section_without_a_working_source_fails_its_gather_flow(
 def test_a_section_with_one_working_source_completes_with_a_warning(
     tmp_path: Path, feed_server: FeedServer
 ) -> None:
-    from flows.pipeline import gather_section_flow
-
-    cfg = write_config(tmp_path, feed_server, ["qiosk", "broken"])
-    state = gather_section_flow(str(cfg), "qiosk", NOW, return_state=True)
+    state = gather_qiosk(tmp_path, feed_server, ["qiosk", "broken"])
     assert state.is_completed(), state
     result = state.result()
     assert result["articles"] == 12 and not result["no_working_source"]
