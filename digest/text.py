@@ -212,8 +212,12 @@ def graphemes(text: str) -> list[str]:
 def truncate(text: str, budget: int, *, ellipsis: str = "…") -> str:
     """At most ``budget`` graphemes: whole text, else cut at a sentence end, else a word
     boundary, else anywhere, adding an ellipsis when words were cut."""
-    clusters = graphemes(text)
-    if len(clusters) <= budget:
+    clusters: list[str] = []
+    for match in _GRAPHEME.finditer(text):  # no further than needed: titles can be megabytes
+        clusters.append(match.group())
+        if len(clusters) > budget:
+            break
+    else:
         return text
     head = "".join(clusters[: max(0, budget - len(ellipsis))])
     ends = [m.end() for m in _SENTENCE_END.finditer(head + " ")]

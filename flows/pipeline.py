@@ -14,8 +14,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings, load_settings
@@ -141,6 +142,8 @@ def compose_task(
 ) -> ComposeOutcome:
     outcome = editions.compose_stage(settings, store, digest, now, record, extra)
     get_run_logger().info("compose %r: %s (%s)", digest, outcome.status, outcome.message)
+    for w in outcome.warnings:
+        get_run_logger().warning("compose %r: %s", digest, w)
     return outcome
 
 
@@ -223,7 +226,20 @@ def gather_section_flow(
     result = asdict(gathered)
     if dry_run:
         result["found"] = [a.model_dump(mode="json") for a in found]
+    if gathered.no_working_source:
+        # Failed, so that the alert automation (failed runs) fires; the report goes with it.
+        return Failed(message=gathered.problem(), data=result)  # type: ignore[return-value]
     return result
+
+
+def gathered_result(state: State[Any]) -> dict[str, Any]:
+    """What a gather flow run reported, from its final state: also when it failed because the
+    section had no working source. Raises what stopped a run that reported nothing."""
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, dict):
+        return data
+    state.result()  # raises the run's error
+    raise RuntimeError(f"gather run ended {state.name} without a report")
 
 
 def _approval_gate(settings: Settings) -> editions.AwaitDecision:
@@ -322,7 +338,10 @@ def run_flow(
     sections: list[dict[str, Any]] = []
     extra: list[dict[str, Any]] = []
     for section in settings.digests[digest].sections:
-        gathered = gather_section_flow(config, section, when, dry_run)
+        # A section without a working source fails its own run (and alerts) but not the
+        # edition: the other sections still go out; ``digest run`` exits non-zero.
+        state = gather_section_flow(config, section, when, dry_run, return_state=True)
+        gathered = gathered_result(state)
         extra.extend(gathered.pop("found", ()))
         sections.append(gathered)
     result = edition_flow(config, digest, when, dry_run, extra)

@@ -33,12 +33,10 @@ def _print_summary(s: dict[str, Any]) -> None:
         for col in ("section", "articles", "new", "failed sources"):
             table.add_column(col)
         for sec in s["sections"]:
-            table.add_row(
-                sec["section"],
-                str(sec["articles"]),
-                str(sec["new"]),
-                "; ".join(sec["failed"]) or "-",
-            )
+            failed = "; ".join(sec["failed"]) or "-"
+            if sec.get("no_working_source"):
+                failed = f"no working source: {failed}"
+            table.add_row(sec["section"], str(sec["articles"]), str(sec["new"]), failed)
         out.print(table)
     if s.get("edition_id") is None:
         out.print(f"No edition: {s.get('message', '')}")
@@ -87,13 +85,23 @@ def run(
     except DigestError as e:
         raise fail(str(e), 1) from None
     _print_summary(summary)
+    code = 0
+    for sec in summary.get("sections", ()):
+        if sec.get("no_working_source"):
+            out.print(
+                f"Section {sec['section']!r} had no working source: its news is missing. "
+                "`digest sources` shows each source's last error."
+            )
+            code = 1
     # Transient failures need another run; permanent ones (bounces) are reported, not retried.
     if summary.get("transient"):
         out.print("Transient failures remain: run again to retry them once they are due.")
-        raise typer.Exit(1)
+        code = 1
     if summary.get("exhausted"):
         out.print("Some messages ran out of attempts: `digest edition retry` queues them again.")
-        raise typer.Exit(1)
+        code = 1
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -111,12 +119,14 @@ def gather(
     if unknown:
         raise fail(f"{config}: no section {', '.join(map(repr, unknown))}", 2)
     quiet_prefect()
-    from flows.pipeline import gather_section_flow
+    from flows.pipeline import gather_section_flow, gathered_result
 
     failed = False
     for key in keys:
-        result = gather_section_flow(str(config), key, parse_now(now))
-        out.print(f"{key}: {result['articles']} articles, {result['new']} new")
+        state = gather_section_flow(str(config), key, parse_now(now), return_state=True)
+        result = gathered_result(state)
+        none = " (no working source)" if result.get("no_working_source") else ""
+        out.print(f"{key}: {result['articles']} articles, {result['new']} new{none}")
         for f in result["failed"]:
             failed = True
             out.print(f"  failed: {f}")

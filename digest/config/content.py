@@ -83,6 +83,13 @@ class HttpSettings(_Section):
     per_host: int = Field(
         default=1, ge=1, le=16, description="Fetches at once to any one host, at most."
     )
+    max_feed_items: int = Field(
+        default=500,
+        ge=0,
+        description="Items read from one feed per gather, at most: the newest (a warning says "
+        "how many were left out); 0: no cap. A feed of 40,000 items takes a minute and "
+        "hundreds of MB to read in full.",
+    )
     max_page_fetches: int = Field(
         default=20,
         ge=0,
@@ -98,7 +105,9 @@ class SourceSettings(_Section):
     title: str = Field(default="", description="Human name of the source, for reports.")
     local: bool = Field(
         default=False,
-        description="Allow this source on a loopback or private address (tests, an intranet).",
+        description="Allow this source on a loopback or private address (tests, an intranet): "
+        "its own origin (scheme, host, port) only; links and redirects elsewhere are checked "
+        "as public fetches.",
     )
     backfill_pages: int = Field(
         default=0,

@@ -9,7 +9,9 @@ Guards, in the order a fetch meets them:
 * only ``http`` and ``https``, on the first URL and on every redirect hop;
 * the host is resolved with the injected resolver and refused unless every address is global
   (no loopback, private, link-local, reserved, multicast or unspecified address, including
-  IPv4-mapped IPv6 forms), unless the source is explicitly ``allow_private``;
+  IPv4-mapped IPv6 forms), unless the source is explicitly ``allow_private``, and then only
+  for the exact origin (scheme, host, port) of the URL asked for: a redirect hop elsewhere is
+  checked as a public fetch;
 * the connection is pinned to the address that was checked (see ``_PinnedAdapter``), so a DNS
   answer that changes between the check and the connect (DNS rebinding) cannot steer us to an
   internal address;
@@ -44,6 +46,7 @@ __all__ = [
     "FetchResult",
     "Fetcher",
     "TransientHttpError",
+    "origin",
     "read_file",
 ]
 
@@ -166,6 +169,11 @@ class Fetcher:
     ) -> FetchResult:
         """GET ``url`` conditionally; return the body (2xx) or an empty 304 result.
 
+        ``allow_private`` lets ``url``'s own origin (scheme, host and port, see :func:`origin`)
+        resolve to a private or loopback address (a source marked ``local``); a redirect hop to
+        any other origin is checked as a public fetch, so a local service cannot bounce the
+        fetch to another port or host of the private network.
+
         Raises ``TransientHttpError`` (a ``TransientFetchError``) for connection errors,
         timeouts, 408, 429 and 5xx, and ``PermanentFetchError`` for other 4xx, refused schemes
         or addresses, too many redirects and bodies over the cap. Messages start with the URL.
@@ -173,9 +181,10 @@ class Fetcher:
         s = self.settings
         deadline = time.monotonic() + s.total_timeout
         current = url
+        licensed = origin(url) if allow_private else None
         hops = 0
         while True:
-            target = self._check(current, allow_private)
+            target = self._check(current, licensed is not None, licensed=licensed)
             response = self._send(current, target, deadline, etag, last_modified)
             with response:
                 status = response.status_code
@@ -212,8 +221,10 @@ class Fetcher:
                 )
 
     # Steps ------------------------------------------------------------------------------------
-    def _check(self, url: str, allow_private: bool) -> _Target:
-        """Refuse what we must not fetch; return where to connect (the checked address)."""
+    def _check(self, url: str, allow_private: bool, *, licensed: Origin | None = None) -> _Target:
+        """Refuse what we must not fetch; return where to connect (the checked address).
+
+        With ``licensed`` given, ``allow_private`` holds for that origin only."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -248,10 +259,17 @@ class Fetcher:
                 ) from None
         if not addresses:
             raise TransientHttpError(f"{url}: {ascii_host!r} resolved to no address")
-        if not allow_private:
+        off_origin = licensed is not None and (scheme, ascii_host.lower(), port) != licensed
+        if not allow_private or off_origin:
             # Every address must be global: a client may connect to any of them.
             for address in addresses:
                 reason = refusal_reason(address)
+                if reason and off_origin and licensed is not None:
+                    raise PermanentFetchError(
+                        f"{url}: address {address} of {ascii_host!r} refused ({reason}); "
+                        f"a `local` source may reach its own origin ({_origin_text(licensed)}) "
+                        "only"
+                    )
                 if reason:
                     raise PermanentFetchError(
                         f"{url}: address {address} of {ascii_host!r} refused ({reason}); "
@@ -356,6 +374,36 @@ class _Target:
         ip = f"[{self.address}]" if self.address.version == 6 else str(self.address)
         # Userinfo is dropped on purpose: feed URLs with credentials are not supported.
         return urlunsplit((self.scheme, f"{ip}:{self.port}", parts.path or "/", parts.query, ""))
+
+
+Origin = tuple[str, str, int]
+
+
+def origin(url: str) -> Origin | None:
+    """The origin of an http(s) URL: scheme, host (lower case, IDNA) and port (the scheme's
+    default filled in); None when ``url`` is not one. Two URLs are "the same origin" exactly
+    when these are equal (``http://h`` and ``http://h:80`` are; ``:8080`` and ``:8081`` are
+    not)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return None
+    return scheme, ascii_host.lower(), port or (443 if scheme == "https" else 80)
+
+
+def _origin_text(o: Origin) -> str:
+    scheme, host, port = o
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
 
 
 def refusal_reason(

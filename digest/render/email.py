@@ -397,21 +397,15 @@ def compile_mjml(source: str, *, edition_id: str = "") -> str:
     return _INLINER.inline(compiled)
 
 
-def render_variant(
+def _compile(
     edition: Edition,
     settings: Settings,
     *,
-    sections: frozenset[str] | None = None,
-    greeting: bool = True,
-    view_link: bool = True,
-) -> RenderedVariant:
-    """The email for the subscribers of ``edition`` who get ``sections`` (``None``: all).
-
-    ``greeting`` adds the "Hello {name}," line (a personal token). ``view_link`` adds the
-    "View in browser" link to the variant's web version (``view_url``); the web version itself
-    is rendered without it. Raises RenderError naming the edition when a template fails or a
-    check does.
-    """
+    sections: frozenset[str] | None,
+    greeting: bool,
+    view_link: bool,
+) -> tuple[str, str]:
+    """The HTML and text bodies of a variant, unchecked."""
     if edition.digest not in settings.digests:
         raise RenderError(
             f"edition {edition.id!r}: digest {edition.digest!r} is not in the configuration"
@@ -430,6 +424,27 @@ def render_variant(
         # MIME encoders end every part with a line break; adding it here keeps the HTML
         # identical before and after a round trip through a message.
         html_body += "\n"
+    return html_body, text_body
+
+
+def render_variant(
+    edition: Edition,
+    settings: Settings,
+    *,
+    sections: frozenset[str] | None = None,
+    greeting: bool = True,
+    view_link: bool = True,
+) -> RenderedVariant:
+    """The email for the subscribers of ``edition`` who get ``sections`` (``None``: all).
+
+    ``greeting`` adds the "Hello {name}," line (a personal token). ``view_link`` adds the
+    "View in browser" link to the variant's web version (``view_url``); the web version itself
+    is rendered without it. Raises RenderError naming the edition when a template fails or a
+    check does.
+    """
+    html_body, text_body = _compile(
+        edition, settings, sections=sections, greeting=greeting, view_link=view_link
+    )
     check(html_body, text_body, edition_id=edition.id, settings=settings)
     return RenderedVariant(
         edition_id=edition.id,
@@ -438,3 +453,43 @@ def render_variant(
         html=html_body,
         text=text_body,
     )
+
+
+# One item against the budget ------------------------------------------------------------------
+
+# A teaser whose data (text and URLs) is under this share of the HTML budget cannot fill the
+# budget on its own, even with its links repeated and escaped and the email's furniture around
+# it, so it is not rendered alone to find out.
+SUSPECT_SHARE = 10
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """A teaser that does not fit ``render.max_html_bytes`` even as the edition's only item,
+    with the size of the HTML it makes alone."""
+
+    teaser: Teaser
+    html_bytes: int
+
+
+def oversized_teasers(edition: Edition, settings: Settings) -> list[Oversized]:
+    """The teasers of ``edition`` that cannot fit the HTML budget whatever else is dropped.
+
+    Each suspect (its data a tenth of the budget or more) is rendered as the only item of the
+    edition, with the edition's intro and the email's furniture; one still over the budget is
+    listed. Usually nothing is rendered: gather caps titles, names and captions.
+    """
+    budget = settings.render.max_html_bytes
+    found: list[Oversized] = []
+    for section in edition.sections:
+        for teaser in section.teasers:
+            if len(teaser.model_dump_json().encode()) * SUSPECT_SHARE < budget:
+                continue
+            alone = edition.model_copy(
+                update={"sections": (section.model_copy(update={"teasers": (teaser,)}),)}
+            )
+            html_body, _ = _compile(alone, settings, sections=None, greeting=True, view_link=True)
+            size = len(html_body.encode("utf-8"))
+            if size > budget:
+                found.append(Oversized(teaser, size))
+    return found

@@ -7,7 +7,7 @@ from the store and records the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from digest.models import (
     EditionStatus,
     Overrides,
 )
+from digest.render.email import oversized_teasers
 from digest.store import Store
 
 
@@ -43,6 +44,43 @@ class ComposeOutcome:
     edition: Edition | None
     status: str  # "new", "updated", "unchanged", "existing", "nothing-new"
     message: str
+    # Items left out because they cannot fit the HTML budget, one line each (id and URL).
+    warnings: tuple[str, ...] = ()
+
+
+def _short(url: str, limit: int = 120) -> str:
+    return url if len(url) <= limit else url[: limit - 1] + "…"
+
+
+def fitting(
+    settings: Settings, make: Callable[[Overrides], Edition], overrides: Overrides
+) -> tuple[Edition, tuple[str, ...]]:
+    """``make(overrides)``, made again without every item that cannot fit the HTML budget
+    even alone (see ``oversized_teasers``), so that one such item never stops the edition; the
+    next candidate takes its place. Returns the edition and a warning per item dropped.
+    Raises NothingNew (saying what was dropped) when too few items are left."""
+    budget = settings.render.max_html_bytes
+    warnings: list[str] = []
+    left_out = overrides
+    while True:
+        try:
+            edition = make(left_out)
+        except NothingNew as e:
+            if not warnings:
+                raise
+            raise NothingNew(f"{e.message}; left out: {' '.join(warnings)}") from None
+        too_big = oversized_teasers(edition, settings)
+        if not too_big:
+            return edition, tuple(warnings)
+        for item in too_big:
+            t = item.teaser
+            warnings.append(
+                f"edition {edition.id}: article {t.article_id} ({_short(t.url)}) left out: "
+                f"alone it makes {item.html_bytes} bytes of HTML, over the budget of {budget} "
+                "(render.max_html_bytes)."
+            )
+        dropped = tuple(item.teaser.article_id for item in too_big)
+        left_out = left_out.model_copy(update={"excluded": (*left_out.excluded, *dropped)})
 
 
 def candidates(
@@ -99,23 +137,31 @@ def compose(
     if existing is not None and existing.status is not EditionStatus.DRAFT:
         return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
     overrides = store.overrides(eid) if existing else Overrides()
-    try:
-        edition = compose_edition(
-            candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned),
-            history=store.carried_article_ids(digest_key, except_edition=eid),
+    pool = candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned)
+    history = store.carried_article_ids(digest_key, except_edition=eid)
+    last = store.last_edition_time(digest_key)
+
+    def make(edits: Overrides) -> Edition:
+        return compose_edition(
+            pool,
+            history=history,
             settings=settings,
             digest_key=digest_key,
             now=now,
-            overrides=overrides,
+            overrides=edits,
             created_at=existing.created_at if existing else None,
-            last_edition_at=store.last_edition_time(digest_key),
+            last_edition_at=last,
         )
+
+    try:
+        edition, warnings = fitting(settings, make, overrides)
     except NothingNew as e:
         if existing is not None:
             return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
         return ComposeOutcome(None, "nothing-new", e.message)
+    dropped = f"; {len(warnings)} item(s) left out, too big for the HTML budget" if warnings else ""
     if existing is not None and existing == edition:
-        return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged")
+        return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged{dropped}", warnings)
     if record:
         try:
             store.save_edition(edition, now=now, expected=EditionStatus.DRAFT if existing else None)
@@ -126,7 +172,8 @@ def compose(
                 raise
             return ComposeOutcome(decided, "existing", e.message)
     status = "updated" if existing else "new"
-    return ComposeOutcome(edition, status, f"edition {eid}: {len(edition.teasers)} items")
+    message = f"edition {eid}: {len(edition.teasers)} items{dropped}"
+    return ComposeOutcome(edition, status, message, warnings)
 
 
 def resolve_article(store: Store, digest_key: str, settings: Settings, ref: str) -> str:
@@ -177,20 +224,28 @@ def edit_edition(
     if bad:
         raise PermanentError(f"edition {edition.id}: section_order names unknown {bad}")
     # Compose first and store nothing unless it works: a failed edit leaves the edition as it was.
-    try:
-        updated = compose_edition(
-            candidates(settings, store, digest_key, now=now, pinned=overrides.pinned),
-            history=store.carried_article_ids(digest_key, except_edition=edition.id),
+    pool = candidates(settings, store, digest_key, now=now, pinned=overrides.pinned)
+    history = store.carried_article_ids(digest_key, except_edition=edition.id)
+
+    def make(edits: Overrides) -> Edition:
+        return compose_edition(
+            pool,
+            history=history,
             settings=settings,
             digest_key=digest_key,
             now=now,
-            overrides=overrides,
+            overrides=edits,
             created_at=edition.created_at,
         )
+
+    try:
+        updated, warnings = fitting(settings, make, overrides)
     except NothingNew as e:
         raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
+    # The editor's overrides are stored, not what was left out for size (it is again next time).
     store.save_edition(updated, now=now, overrides=overrides, expected=edition.status)
-    return ComposeOutcome(updated, "edited", f"edition {updated.id}: {len(updated.teasers)} items")
+    message = f"edition {updated.id}: {len(updated.teasers)} items"
+    return ComposeOutcome(updated, "edited", message, warnings)
 
 
 def check(edition: Edition, action: EditionAction) -> None:

@@ -28,7 +28,8 @@ from digest.config import Settings
 from digest.errors import DigestError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
-from digest.gather.http import Fetcher, FetchResult, read_file
+from digest.gather.feeds.normalise import cap_article
+from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
@@ -118,18 +119,23 @@ def parse(
 ) -> ParsedFeed:
     """``parse_feed``, in a worker process when the feed is big and workers are configured."""
     workers = settings.http.parse_workers or (os.cpu_count() or 1)
+    options: dict[str, Any] = {
+        "source": source,
+        "url": url,
+        "now": now,
+        "content_type": content_type,
+        "max_items": settings.http.max_feed_items,
+    }
     if workers <= 1 or len(body) < POOL_MIN_BYTES:
-        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+        return parse_feed(body, **options)
     try:
-        job = _parse_pool(workers).submit(
-            parse_feed, body, source=source, url=url, now=now, content_type=content_type
-        )
+        job = _parse_pool(workers).submit(parse_feed, body, **options)
         return job.result(timeout=PARSE_TIMEOUT)
     except (BrokenProcessPool, FuturesTimeout):
         # A worker died (killed, out of memory) or hung: start afresh next time and parse
         # this one here, so one bad moment does not fail every big feed after it.
         shutdown_parse_pool()
-        return parse_feed(body, source=source, url=url, now=now, content_type=content_type)
+        return parse_feed(body, **options)
 
 
 def shutdown_parse_pool() -> None:
@@ -259,11 +265,13 @@ def backfill(
     src = settings.sources[key]
     seen = {a.id for a in first}
     older: list[Article] = []
+    # ``url`` is where the feed ended up; the private licence stays with the source's origin.
+    private_ok = src.local and origin(url) == origin(src.url)
     for page in range(2, src.backfill_pages + 2):
         target = page_url(url, src.page_param, page)
         try:
             with fetch_slots(settings).hold(target):
-                result = fetcher.fetch(target, allow_private=src.local)
+                result = fetcher.fetch(target, allow_private=private_ok)
             parsed = parse(
                 settings,
                 result.body,
@@ -314,8 +322,10 @@ def fill_thin(
     stored = store.articles_by_id([a.id for a in thin]) if store else {}
     src = settings.sources[key]
     # A "local" source may sit on a private address; the links in it get no such licence,
-    # except to that same host (an intranet CMS linking to itself).
-    own_host = (urlsplit(src.url).hostname or "").lower() if src.url else None
+    # except to that same origin (an intranet CMS linking to itself): same scheme, host and
+    # port, so a link to another port of the same machine is checked as a public fetch. The
+    # fetch carries the licence to redirect hops on that origin only.
+    own_origin = origin(src.url) if src.local and src.url else None
     done: dict[str, Article] = {}
     budget = settings.http.max_page_fetches
     for a in thin:
@@ -333,7 +343,7 @@ def fill_thin(
             warnings.append(f"source {key!r}: page fetch limit reached; {a.url} left thin")
             continue
         budget -= 1
-        private_ok = src.local and (urlsplit(a.url).hostname or "").lower() == own_host
+        private_ok = own_origin is not None and origin(a.url) == own_origin
         try:
             with fetch_slots(settings).hold(a.url):
                 page = fetcher.fetch(a.url, allow_private=private_ok)
@@ -344,12 +354,14 @@ def fill_thin(
         body = "".join(f"<p>{html.escape(p)}</p>" for p in extract.paragraphs)
         # The page's own address, after redirects, is the article's canonical URL (the id
         # stays as it was: it came from the guid or the feed's link).
-        done[a.id] = a.model_copy(
-            update={
-                "content_html": body,
-                "image": a.image or extract.image,
-                "url": canonical_url(page.url),
-            }
+        done[a.id] = cap_article(
+            a.model_copy(
+                update={
+                    "content_html": body,
+                    "image": a.image or extract.image,
+                    "url": canonical_url(page.url),
+                }
+            )
         )
     return [done.get(a.id, a) for a in articles]
 
@@ -370,13 +382,32 @@ def record_source_failure(
 
 @dataclass
 class SectionGathered:
-    """What gathering one section did: its articles, how many are new, each source's report."""
+    """What gathering one section did: its articles, how many are new, each source's report.
+
+    ``failed`` names each failing source with its error; ``no_working_source``: every source
+    of the section failed, so its news is missing (a failure, where some failing is a warning).
+    """
 
     section: str
     articles: int = 0
     new: int = 0
     sources: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    no_working_source: bool = False
+
+    def problem(self) -> str:
+        """One line on what failed ('' when every source worked)."""
+        if self.no_working_source:
+            return (
+                f"section {self.section!r}: no working source, all {len(self.sources)} "
+                f"failed: {'; '.join(self.failed)}"
+            )
+        if self.failed:
+            return (
+                f"section {self.section!r}: {len(self.failed)} of {len(self.sources)} "
+                f"source(s) failed, gathered from the others: {'; '.join(self.failed)}"
+            )
+        return ""
 
 
 class PendingReport(Protocol):
@@ -397,7 +428,8 @@ def gather_section(
     """Gather every source of ``section`` and keep the articles that belong to it.
 
     ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
-    any result is read); a source that fails is recorded and reported, never raised.
+    any result is read); a source that fails is recorded and reported, never raised. Some
+    failing is a warning; all failing sets ``no_working_source`` (the caller fails the run).
     """
     out = SectionGathered(section)
     found: list[Article] = []
@@ -409,6 +441,7 @@ def gather_section(
         except Exception as e:  # every failure is reported, none stops the others
             report = record_source_failure(settings, store, key, e, now=now)
             logger.error("source %r failed: %s", key, report.error)
+        if report.status == "failed":
             out.failed.append(f"{key}: {report.error}")
         mine = articles_for_section(report.articles, section, sec, key)
         found.extend(mine)
@@ -423,4 +456,7 @@ def gather_section(
                 "error": report.error,
             }
         )
+    out.no_working_source = bool(out.sources) and len(out.failed) == len(out.sources)
+    if out.failed and not out.no_working_source:
+        logger.warning("%s", out.problem())
     return out, found

@@ -190,6 +190,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(302, Location="http://internal.test/feed")
         elif path == "/to-name":
             self._send(307, Location=f"http://feed.test:{port}/feed")
+        elif path.startswith("/to-port/"):
+            self._send(302, Location=f"http://127.0.0.1:{path.rsplit('/', 1)[1]}/feed")
         else:
             self._send(404)
 
@@ -529,6 +531,40 @@ def test_redirect_to_a_private_address_is_refused_before_connecting(
     assert {host for host, _ in connections} == {"127.0.0.1"}  # never 10.0.0.1
 
 
+def test_the_private_licence_is_the_first_urls_origin_only(
+    server: tuple[str, Seen], connections: list[tuple[str, int]]
+) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.socket() as spare:  # a port nothing listens on once closed
+        spare.bind(("127.0.0.1", 0))
+        other = spare.getsockname()[1]
+    with Fetcher(SETTINGS, resolver=stub_resolver(NAMES)) as f:
+        with pytest.raises(PermanentFetchError) as info:
+            f.fetch(f"{base}/to-internal", allow_private=True)
+        assert "refused (private)" in info.value.message
+        assert f"its own origin (http://127.0.0.1:{port})" in info.value.message
+        with pytest.raises(PermanentFetchError, match=r"refused \(loopback\); a `local` source"):
+            f.fetch(f"{base}/to-port/{other}", allow_private=True)
+        # The same origin, spelt with its default port or not, keeps the licence.
+        assert f.fetch(f"{base}/via/302", allow_private=True).body == FEED
+    assert set(connections) == {("127.0.0.1", port)}
+
+
+def test_origin() -> None:
+    from digest.gather.http import origin
+
+    assert origin("http://Example.ORG/feed") == ("http", "example.org", 80)
+    assert origin("http://example.org:80/x") == origin("http://example.org/y")
+    assert origin("https://example.org/") == ("https", "example.org", 443)
+    assert origin("http://127.0.0.1:8080/") != origin("http://127.0.0.1:8081/")
+    assert origin("https://127.0.0.1:8080/") != origin("http://127.0.0.1:8080/")
+    assert origin("http://[::1]:5/") == ("http", "::1", 5)
+    assert origin("http://bücher.example/") == ("http", "xn--bcher-kva.example", 80)
+    for bad in ("ftp://example.org/", "feed.xml", "http://example.org:99999/", "http:///x"):
+        assert origin(bad) is None
+
+
 def test_every_redirect_status_is_followed(server: tuple[str, Seen]) -> None:
     base, seen = server
     five = SETTINGS.model_copy(update={"max_redirects": 5})
@@ -631,7 +667,7 @@ def test_connection_is_pinned_to_the_checked_address(
     # goes to the address the stub resolver gave for feed.test, with the name kept in Host.
     base, seen = server
     port = int(base.rsplit(":", 1)[1])
-    result = fetcher.fetch(f"{base}/to-name", allow_private=True)
+    result = fetcher.fetch(f"http://feed.test:{port}/to-name", allow_private=True)
     assert result.url == f"http://feed.test:{port}/feed"
     assert result.body == FEED
     assert seen.requests[-1][1]["Host"] == f"feed.test:{port}"

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -306,3 +306,185 @@ def test_pages_are_tried_once_and_links_get_no_private_licence(
     assert moved.url == f"{site.base}/pages/one.html"  # kept, not reverted to the feed's link
     assert store.articles_by_id([moved.id])[moved.id].url == moved.url
     store.close()
+
+
+# A local source's licence: its own origin, nothing else --------------------------------------
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that records every connection it accepts (and answers
+    each with a page that must never be stored)."""
+
+    PAGE = (
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html><body><article><p>"
+        + b"INTERNAL SECRET of the admin console. " * 10
+        + b"</p></article></body></html>"
+    )
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.accepted: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted.append(peer)
+            with conn:
+                conn.settimeout(1)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(self.PAGE)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_a_local_sources_licence_is_its_own_origin_only(
+    make_settings, site: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import ipaddress
+    import socket
+
+    import urllib3.util.connection
+
+    from digest.gather.http import Fetcher
+
+    # Nothing but loopback is ever connected to: a slip would be an assertion, not a packet.
+    attempts: list[tuple[str, int]] = []
+    real = urllib3.util.connection.create_connection
+
+    def guarded(address, *args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(address)
+        if not ipaddress.ip_address(address[0].strip("[]")).is_loopback:
+            raise AssertionError(f"tried to connect to {address}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", guarded)
+
+    def resolver(host: str, port: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        address = {"internal.test": "10.0.0.1"}.get(host, host)
+        ipaddress.ip_address(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    other = Listener()
+    try:
+        secret = f"{other.base}/admin/secret.html"
+        site.redirects["/pages/to-b.html"] = secret
+        site.redirects["/pages/to-internal.html"] = "http://internal.test/latest/meta-data/"
+        site.redirects["/moved.xml"] = f"{other.base}/feed.xml"
+        items = "".join(
+            f"<item><title>Item {n}</title><link>{link}</link><guid>ssrf-{n}</guid>"
+            f"<description>Feed text {n}.</description>"
+            "<pubDate>Fri, 27 Nov 2026 10:00:00 +0000</pubDate></item>"
+            for n, link in (
+                (1, secret),
+                (2, f"{site.base}/pages/to-b.html"),
+                (3, f"{site.base}/pages/to-internal.html"),
+                (4, f"{site.base}/pages/one.html"),
+            )
+        )
+        (site.root / "ssrf.xml").write_text(
+            f'<rss version="2.0"><channel><title>S</title>{items}</channel></rss>',
+            encoding="utf-8",
+        )
+        settings = make_settings(
+            {
+                "sources": {
+                    "qiosk": {"url": f"{site.base}/ssrf.xml", "local": True, "path": ""},
+                    "moved": {"url": f"{site.base}/moved.xml", "local": True},
+                }
+            }
+        )
+        store = Store.open(settings.database_url)
+        with Fetcher(settings.http, resolver=resolver) as fetcher:
+            report = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
+            # The feed itself redirected to another port: refused as a public fetch would be.
+            with pytest.raises(Exception, match=r"127\.0\.0\.1.*refused \(loopback\)"):
+                gather.gather_source(settings, store, fetcher, "moved", now=NOW)
+        store.close()
+    finally:
+        other.close()
+
+    assert other.accepted == []
+    assert all(ipaddress.ip_address(h.strip("[]")).is_loopback for h, _ in attempts)
+    by_title = {a.title: a for a in report.articles}
+    for n in (1, 2, 3):
+        kept = by_title[f"Item {n}"]
+        assert kept.summary_html == f"Feed text {n}." and kept.content_html == ""
+    warnings = " | ".join(report.warnings)
+    assert f"article page {secret}:" in warnings
+    assert f"article page {site.base}/pages/to-b.html:" in warnings
+    assert "internal.test" in warnings and "10.0.0.1" in warnings
+    assert warnings.count("refused") >= 3
+    # A page on the source's own origin is still read.
+    assert by_title["Item 4"].content_html.startswith("<p>")
+    assert by_title["Item 4"].url == f"{site.base}/pages/one.html"
+
+
+def test_a_feed_is_read_up_to_the_item_cap_newest_first(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import random
+    from email.utils import format_datetime
+
+    from digest.gather.feeds import parse_feed
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    hours = list(range(1200))
+    random.Random(7).shuffle(hours)  # not in date order: the cap must pick by date
+    items = "".join(
+        f"<item><title>Item {h}</title><link>https://news.example.org/{h}</link>"
+        f"<guid>g{h}</guid><pubDate>{format_datetime(start + timedelta(hours=h))}</pubDate></item>"
+        for h in hours
+    )
+    path = tmp_path / "big.xml"
+    path.write_text(f'<rss version="2.0"><channel><title>B</title>{items}</channel></rss>')
+    settings = make_settings(
+        {"http": {"max_feed_items": 100}, "sources": {"qiosk": {"path": str(path)}}}
+    )
+    assert make_settings().http.max_feed_items == 500  # the default
+    with make_fetcher(settings) as fetcher:
+        report = gather.gather_source(settings, None, fetcher, "qiosk", now=NOW)
+    assert report.entries == 100
+    assert {a.title for a in report.articles} == {f"Item {h}" for h in range(1100, 1200)}
+    (warning,) = [w for w in report.warnings if "max_feed_items" in w]
+    assert "1200 items" in warning and "newest 100" in warning and "left out 1100" in warning
+
+    # JSON Feed alike; 0 means no cap.
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {
+                "id": f"j{h}",
+                "url": f"https://news.example.org/j{h}",
+                "title": f"J {h}",
+                "date_published": (start + timedelta(hours=h)).isoformat(),
+            }
+            for h in hours[:300]
+        ],
+    }
+    body = json.dumps(feed).encode()
+    capped = parse_feed(body, source="j", url="https://news.example.org/f", now=NOW, max_items=10)
+    newest = sorted(hours[:300])[-10:]
+    assert {a.title for a in capped.articles} == {f"J {h}" for h in newest}
+    whole = parse_feed(body, source="j", url="https://news.example.org/f", now=NOW, max_items=0)
+    assert len(whole.articles) == 300

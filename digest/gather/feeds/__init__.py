@@ -68,6 +68,7 @@ def parse_feed(
     now: datetime,
     content_type: str | None = None,
     fast: bool = True,
+    max_items: int = 0,
 ) -> ParsedFeed:
     """Parse one fetched feed (RSS 0.9x/1.0/2.0, Atom or JSON Feed) into articles.
 
@@ -76,7 +77,8 @@ def parse_feed(
     fetch (articles without any date get it as their ``published``: first-seen time) and
     ``content_type`` the HTTP Content-Type header, whose charset decides the decoding.
     ``fast=False`` turns off the lxml fast path for well-formed RSS 2.0 and Atom 1.0 (the
-    results are the same; the differential tests compare the two).
+    results are the same; the differential tests compare the two). ``max_items`` (0: no cap)
+    keeps only the newest that many items, with a warning giving the counts.
     Raises ``FeedError`` for unusable input, and nothing else.
     """
     label = f"feed {source!r} ({url})"
@@ -88,7 +90,7 @@ def parse_feed(
     if not body.strip():
         raise FeedError(f"{label}: empty body")
     if _is_json(body, content_type):
-        return _parse_json_feed(body, source, url, now, content_type, label)
+        return _parse_json_feed(body, source, url, now, content_type, label, max_items)
 
     headers = {"content-type": _xml_content_type(content_type, body)}
     if _is_http(url):
@@ -127,7 +129,9 @@ def parse_feed(
         feed_info = parsed.get("feed") or {}
     title = clean_title(_text(feed_info.get("title")))
     site = _http_or_none(_text(feed_info.get("link")), url)
-    articles = _articles(entries, source, url, site, now, warnings, label, title)
+    articles = _articles(
+        entries, source, url, site, now, warnings, label, feed_title=title, max_items=max_items
+    )
     if problem and not articles:
         # Broken markup that yielded only unusable fragments is a broken feed, not an empty one.
         raise FeedError(f"{label}: not a usable feed ({problem}); no entry could be read")

@@ -22,6 +22,7 @@ from digest.gather.feeds.normalise import (
     _unique,
     article_id,
     canonical_url,
+    cap_article,
     clean_title,
     sanitize_html,
 )
@@ -46,12 +47,14 @@ def _articles(
     warnings: list[str],
     label: str,
     feed_title: str = "",
+    max_items: int = 0,
 ) -> list[Article]:
     """Articles from feedparser-shaped entries (RSS, Atom and JSON Feed items alike).
 
     Entries that cannot become an article, and repeats of an earlier one, are skipped with a
     warning rather than failing the feed. A category that is the feed's own title is dropped:
-    it names the feed, not the article.
+    it names the feed, not the article. With ``max_items`` (0: no cap), only the newest that
+    many entries are read (a warning gives the counts).
     """
     articles: list[Article] = []
     seen: set[str] = set()
@@ -60,8 +63,16 @@ def _articles(
         guid = _text(entry.get("id")).strip() if isinstance(entry, Mapping) else ""
         if guid:
             guid_counts[guid] = guid_counts.get(guid, 0) + 1
+    positions = _newest(entries, max_items)
+    if len(positions) < len(entries):
+        warnings.append(
+            f"{label}: {len(entries)} items, more than the cap of {max_items} "
+            f"(http.max_feed_items); kept the newest {max_items}, left out "
+            f"{len(entries) - max_items}"
+        )
     undated = 0
-    for position, entry in enumerate(entries, start=1):
+    for position in positions:
+        entry = entries[position - 1]
         if not isinstance(entry, Mapping):
             warnings.append(f"{label}: entry {position} skipped (not an object)")
             continue
@@ -155,7 +166,31 @@ def _article(
         image=image,
         categories=_categories(entry),
     )
-    return article, dated
+    # The id above came from the whole title (when it had to); what is kept is capped.
+    return cap_article(article), dated
+
+
+def _newest(entries: list[Any], limit: int) -> list[int]:
+    """The 1-based positions of the newest ``limit`` entries (every one when ``limit`` is 0 or
+    not exceeded), in feed order. An entry without a date counts as newest: it will be dated
+    at first sight."""
+    if not limit or len(entries) <= limit:
+        return list(range(1, len(entries) + 1))
+
+    def when(position: int) -> tuple[int, ...]:
+        entry = entries[position - 1]
+        if not isinstance(entry, Mapping):
+            return (0,)
+        for key in ("published_parsed", "updated_parsed"):
+            value = dict.get(entry, key) if isinstance(entry, dict) else entry.get(key)
+            moment = _datetime(value)
+            if moment is not None:
+                return (1, *moment.timetuple()[:6])
+        return (2,)
+
+    # Newest first (ties: the feed's order), then back into the feed's order.
+    ranked = sorted(range(1, len(entries) + 1), key=lambda p: (when(p), -p), reverse=True)
+    return sorted(ranked[:limit])
 
 
 def _entry_title(entry: Mapping[str, Any]) -> str:

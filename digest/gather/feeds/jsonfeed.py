@@ -54,6 +54,7 @@ def _parse_json_feed(
     now: datetime,
     content_type: str | None,
     label: str,
+    max_items: int = 0,
 ) -> ParsedFeed:
     warnings: list[str] = []
     # The body is already capped by the fetcher; nesting is capped by the interpreter's
@@ -79,7 +80,9 @@ def _parse_json_feed(
     ]
     title = clean_title(_json_str(document.get("title")))
     site = _http_or_none(_json_str(document.get("home_page_url")), url)
-    articles = _articles(entries, source, url, site, now, warnings, label, title)
+    articles = _articles(
+        entries, source, url, site, now, warnings, label, feed_title=title, max_items=max_items
+    )
     # The spec's image has no alt text of its own: the item's title describes it best.
     articles = [
         a.model_copy(update={"image": a.image.model_copy(update={"alt": a.title})})

@@ -1,9 +1,9 @@
 """URL, id, title and HTML normalisers: what every article's fields go through.
 
 ``canonical_url`` (the URL an article is known by), ``article_id`` (a stable id from a trusted
-guid or the canonical URL), ``clean_title`` (one safe line of plain text) and ``sanitize_html``
-(an explicit allow-list of tags and attributes), with the small helpers the other modules of
-the package share.
+guid or the canonical URL), ``clean_title`` (one safe line of plain text), ``cap_article`` (the
+length caps on its one-line fields) and ``sanitize_html`` (an explicit allow-list of tags and
+attributes), with the small helpers the other modules of the package share.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import nh3
+
+from digest.models import Article
+from digest.text import truncate
 
 _TRACKING_PARAMS = frozenset(
     {"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src", "_hsenc", "_hsmi", "igshid"}
@@ -123,6 +126,48 @@ def clean_title(text: str) -> str:
             break
         current = step
     return current
+
+
+# Caps on an article's one-line fields, in graphemes: far above any real headline, byline or
+# caption, low enough that one broken or hostile item (a 1 MB title) cannot carry megabytes
+# into every edition. Longer text is cut at a sentence end or a word, with an ellipsis
+# (digest.text.truncate); lists keep their first entries.
+TITLE_MAX = 300
+NAME_MAX = 200  # an author, an image credit
+CATEGORY_MAX = 100
+CAPTION_MAX = 500  # an image caption or its alt text
+AUTHORS_MAX = 20
+CATEGORIES_MAX = 50
+
+
+def cap_line(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else cut to ``limit`` graphemes."""
+    return text if len(text) <= limit else truncate(text, limit)
+
+
+def cap_article(article: Article) -> Article:
+    """``article`` with its title, authors, categories and image caption, credit and alt text
+    held to the caps above (the same article when nothing is over)."""
+    changes: dict[str, Any] = {}
+    title = cap_line(article.title, TITLE_MAX)
+    if title != article.title:
+        changes["title"] = title
+    authors = _unique(cap_line(a, NAME_MAX) for a in article.authors[:AUTHORS_MAX])
+    if authors != article.authors:
+        changes["authors"] = authors
+    categories = _unique(cap_line(c, CATEGORY_MAX) for c in article.categories[:CATEGORIES_MAX])
+    if categories != article.categories:
+        changes["categories"] = categories
+    image = article.image
+    if image is not None:
+        texts = {
+            "alt": cap_line(image.alt, CAPTION_MAX),
+            "caption": cap_line(image.caption, CAPTION_MAX),
+            "credit": cap_line(image.credit, NAME_MAX),
+        }
+        if texts != {"alt": image.alt, "caption": image.caption, "credit": image.credit}:
+            changes["image"] = image.model_copy(update=texts)
+    return article.model_copy(update=changes) if changes else article
 
 
 _ALLOWED_TAGS = {
