@@ -276,3 +276,43 @@ def test_remove_leaves_a_suppressed_address_suppressed(cfg: Path, store_of: list
     code, output = invoke(cfg, "remove", "b@example.org")
     assert code == 0 and "suppressed" in output
     assert known(store, "b@example.org").status is SubscriberStatus.BOUNCED
+
+
+def test_a_stray_quote_rejects_its_line_only(
+    cfg: Path, tmp_path: Path, store_of: list[Store]
+) -> None:
+    text = (
+        'email,name\nb@example.com,"Bob\n'  # line 2: the quote is never closed
+        "c@example.com,Cat\nd@example.com,Dan\ne@example.com,Eve\n"
+    )
+    code, output = invoke(cfg, "import", str(write(tmp_path, "list.csv", text)))
+    assert code == 1, output
+    assert "list.csv:2:" in output and "quote" in output
+    assert "4 data line(s): 3 added, 0 updated, 0 unchanged" in output
+    assert "1 rejected" in output
+    store = open_store(cfg, store_of)
+    assert store.subscriber_by_email("b@example.com") is None
+    assert {p.email: p.name for p in store.subscribers()} == {
+        "c@example.com": "Cat",
+        "d@example.com": "Dan",
+        "e@example.com": "Eve",
+    }
+
+
+def test_ten_thousand_rows_with_one_bad_one(
+    cfg: Path, tmp_path: Path, store_of: list[Store]
+) -> None:
+    lines = ["email,name"] + [
+        f'reader{i}@example.org,"Reader {i}' if i == 5_000 else f"reader{i}@example.org,Reader {i}"
+        for i in range(1, 10_001)
+    ]
+    path = write(tmp_path, "big.csv", "\n".join(lines) + "\n")
+    code, output = invoke(cfg, "import", str(path))
+    assert code == 1
+    assert "big.csv:5001:" in output
+    assert "10000 data line(s): 9999 added, 0 updated, 0 unchanged" in output
+    assert output.rstrip().endswith("1 rejected")
+    store = open_store(cfg, store_of)
+    people = store.subscribers()
+    assert len(people) == 9_999
+    assert all(p.name == f"Reader {p.email[6:-12]}" for p in people)
