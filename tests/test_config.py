@@ -154,7 +154,7 @@ def test_http_providers_need_their_credentials_clean(
         parse_settings(data, environ=env)
     assert variable in str(missing.value)
     # A key with a line break inside (two pasted lines) is refused here, naming the key, never
-    # quoting it (surrounding white space is stripped from every variable).
+    # quoting it (white space around it is refused too: see the test below).
     with pytest.raises(ConfigError) as messy:
         parse_settings(data, environ={**env, variable: "SG.secret-\nvalue"})
     assert variable.lower().split("__", 1)[1].replace("__", ".") in str(messy.value)
@@ -170,3 +170,25 @@ def test_mailgun_needs_a_domain(tmp_path: Path) -> None:
     env = {"DIGEST__SECRET_KEY": "k", "DIGEST__DELIVERY__MAILGUN__API_KEY": "key-1"}
     with pytest.raises(ConfigError, match=r"delivery.mailgun.domain"):
         parse_settings(data, environ=env)
+
+
+@pytest.mark.parametrize(
+    "value", [" s3cret-value", "s3cret-value ", "s3cret-value\n", "\ts3cret-value"]
+)
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "DIGEST__SECRET_KEY",
+        "DIGEST__DELIVERY__SMTP__PASSWORD",
+        "DIGEST__WEB__EDITOR_TOKEN",
+        "DIGEST__WEBHOOKS__MAILGUN_SIGNING_KEY",
+    ],
+)
+def test_a_secret_with_white_space_around_it_is_refused(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    problems = _problems(base_config(tmp_path), **{variable: value})
+    key = variable.removeprefix("DIGEST__").lower().replace("__", ".")
+    assert [p for p, _ in problems] == [key]
+    assert variable in problems[0][1] and "s3cret" not in str(problems)
+    assert parse_settings(base_config(tmp_path), environ={variable: value.strip()})

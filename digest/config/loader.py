@@ -28,7 +28,10 @@ def _env_value(raw: str) -> Any:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict from ``DIGEST__A__B=value`` variables (keys lower-cased)."""
+    """Nested dict from ``DIGEST__A__B=value`` variables (keys lower-cased). Values are
+    stripped, and parsed as JSON when they start with ``[`` or ``{``; a secret's value is taken
+    exactly as it is, so that white space around it is refused (``Settings``), not dropped."""
+    secrets = set(_secret_paths(Settings))
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -42,7 +45,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[parts[-1]] = _env_value(value)
+            node[parts[-1]] = value if tuple(parts) in secrets else _env_value(value)
     return out
 
 
