@@ -192,3 +192,59 @@ def test_a_secret_with_white_space_around_it_is_refused(
     assert [p for p, _ in problems] == [key]
     assert variable in problems[0][1] and "s3cret" not in str(problems)
     assert parse_settings(base_config(tmp_path), environ={variable: value.strip()})
+
+
+def test_a_value_of_the_wrong_type_is_refused_with_its_key_path(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["render"] = {"paragraphs": True, "utm": "yes", "teaser_chars": "450"}
+    data["delivery"] = {"batch_size": 500.0, "rate": "fast"}
+    data["sources"]["qiosk"]["local"] = 1
+    data["digests"]["weekly"]["max_items"] = 12.5
+    data["web"] = {"editor_addresses": "ed@example.org"}
+    problems = dict(_problems(data))
+    assert set(problems) == {
+        "render.paragraphs",
+        "render.utm",
+        "render.teaser_chars",
+        "delivery.batch_size",
+        "delivery.rate",
+        "sources.qiosk.local",
+        "digests.weekly.max_items",
+        "web.editor_addresses",
+    }
+    assert "integer" in problems["render.paragraphs"] and "boolean" in problems["render.utm"]
+    # A whole number is a fine float.
+    data = base_config(tmp_path)
+    data["delivery"] = {"rate": 10, "batch_size": 500}
+    assert parse_settings(data, environ={}).delivery.rate == 10.0
+
+
+def test_environment_overrides_are_converted_to_each_key_type(tmp_path: Path) -> None:
+    env = {
+        "DIGEST__DELIVERY__BATCH_SIZE": " 250 ",
+        "DIGEST__DELIVERY__RATE": "2.5",
+        "DIGEST__RENDER__UTM": "false",
+        "DIGEST__RENDER__PARAGRAPHS": "3",
+        "DIGEST__SOURCES__QIOSK__LOCAL": "true",
+        "DIGEST__SOURCES__QIOSK__FETCH_PAGES": "false",
+        "DIGEST__DIGESTS__WEEKLY__APPROVAL_TIMEOUT_HOURS": "2",
+        "DIGEST__WEB__EDITOR_ADDRESSES": '["ed@example.org"]',
+        "DIGEST__PUBLICATION__NAME": "123",
+        "DIGEST__HTTP": '{"retries": 4}',
+    }
+    s = parse_settings(base_config(tmp_path), environ=env)
+    assert (s.delivery.batch_size, s.delivery.rate) == (250, 2.5)
+    assert (s.render.utm, s.render.paragraphs) == (False, 3)
+    assert (s.sources["qiosk"].local, s.sources["qiosk"].fetch_pages) == (True, False)
+    assert s.digests["weekly"].approval_timeout_hours == 2.0
+    assert s.web.editor_addresses == ["ed@example.org"] and s.publication.name == "123"
+    assert s.http.retries == 4
+    problems = dict(
+        _problems(
+            base_config(tmp_path),
+            DIGEST__RENDER__UTM="maybe",
+            DIGEST__DELIVERY__RATE="fast",
+            DIGEST__HTTP='{"retries": 1.5}',
+        )
+    )
+    assert set(problems) == {"render.utm", "delivery.rate", "http.retries"}
