@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,52 +58,36 @@ def test_compatibility_characters_are_normalised(given: str, normal: str) -> Non
     assert email_key(given) == email_key(normal) == normal
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(f"sqlite:///{tmp_path / 'digest.db'}")
+    yield s
+    s.close()
+
+
 @pytest.mark.parametrize(("given", "normal"), LOOKALIKES)
 def test_an_import_sees_a_lookalike_as_the_same_subscriber(
-    given: str, normal: str, tmp_path: Path
+    given: str, normal: str, store: Store
 ) -> None:
     result = read_subscribers_csv(f"email\n{normal}\n{given}\n", known_sections=())
     assert [p.email for p in result.people] == [normal]
     assert [p.line for p in result.problems] == [3] and "listed twice" in result.problems[0].message
 
-    store = Store.open(f"sqlite:///{tmp_path / 'digest.db'}")
-    try:
-        store.import_subscribers(result.people, now=NOW)
-        again = read_subscribers_csv(f"email\n{given}\n", known_sections=())
-        counts = store.import_subscribers(again.people, now=NOW)
-        assert counts.added == 0
-        assert [p.email for p in store.subscribers()] == [normal]
-    finally:
-        store.close()
+    store.import_subscribers(result.people, now=NOW)
+    again = read_subscribers_csv(f"email\n{given}\n", known_sections=())
+    assert store.import_subscribers(again.people, now=NOW).added == 0
+    assert [p.email for p in store.subscribers()] == [normal]
 
 
 @pytest.mark.parametrize(("given", "normal"), LOOKALIKES)
 def test_a_sign_up_with_a_lookalike_is_the_same_subscriber(
-    given: str, normal: str, tmp_path: Path, make_settings: Callable[..., Settings]
+    given: str, normal: str, store: Store, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings()
-    store = Store.open(f"sqlite:///{tmp_path / 'digest.db'}")
-    try:
-        first = signup(
-            store,
-            settings,
-            email=normal,
-            name="Bob",
-            sections=["qiosk"],
-            digests=["weekly"],
-            now=NOW,
-        )
-        second = signup(
-            store,
-            settings,
-            email=given,
-            name="Bob",
-            sections=["qiosk"],
-            digests=["weekly"],
-            now=NOW,
-        )
-        assert first.added and not second.added
-        assert second.subscriber.id == first.subscriber.id
-        assert [p.email for p in store.subscribers()] == [normal]
-    finally:
-        store.close()
+    choices = {"sections": ["qiosk"], "digests": ["weekly"]}
+    first, second = (
+        signup(store, settings, email=e, name="Bob", now=NOW, **choices) for e in (normal, given)
+    )
+    assert first.added and not second.added
+    assert second.subscriber.id == first.subscriber.id
+    assert [p.email for p in store.subscribers()] == [normal]
