@@ -33,6 +33,11 @@ class PermanentError(DigestError):
     retryable = False
 
 
+class StoreUnusable(PermanentError):
+    """The store cannot be opened where the settings put it: a data folder that cannot be made,
+    a file that is not a database. The operator's to fix; the message says what and where."""
+
+
 class ConfigError(PermanentError):
     """The configuration is invalid. ``problems`` lists ``(key path, message)`` pairs."""
 

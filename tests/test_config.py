@@ -154,7 +154,7 @@ def test_http_providers_need_their_credentials_clean(
         parse_settings(data, environ=env)
     assert variable in str(missing.value)
     # A key with a line break inside (two pasted lines) is refused here, naming the key, never
-    # quoting it (surrounding white space is stripped from every variable).
+    # quoting it (white space around it is refused too: see the test below).
     with pytest.raises(ConfigError) as messy:
         parse_settings(data, environ={**env, variable: "SG.secret-\nvalue"})
     assert variable.lower().split("__", 1)[1].replace("__", ".") in str(messy.value)
@@ -170,3 +170,81 @@ def test_mailgun_needs_a_domain(tmp_path: Path) -> None:
     env = {"DIGEST__SECRET_KEY": "k", "DIGEST__DELIVERY__MAILGUN__API_KEY": "key-1"}
     with pytest.raises(ConfigError, match=r"delivery.mailgun.domain"):
         parse_settings(data, environ=env)
+
+
+@pytest.mark.parametrize(
+    "value", [" s3cret-value", "s3cret-value ", "s3cret-value\n", "\ts3cret-value"]
+)
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "DIGEST__SECRET_KEY",
+        "DIGEST__DELIVERY__SMTP__PASSWORD",
+        "DIGEST__WEB__EDITOR_TOKEN",
+        "DIGEST__WEBHOOKS__MAILGUN_SIGNING_KEY",
+    ],
+)
+def test_a_secret_with_white_space_around_it_is_refused(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    problems = _problems(base_config(tmp_path), **{variable: value})
+    key = variable.removeprefix("DIGEST__").lower().replace("__", ".")
+    assert [p for p, _ in problems] == [key]
+    assert variable in problems[0][1] and "s3cret" not in str(problems)
+    assert parse_settings(base_config(tmp_path), environ={variable: value.strip()})
+
+
+def test_a_value_of_the_wrong_type_is_refused_with_its_key_path(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["render"] = {"paragraphs": True, "utm": "yes", "teaser_chars": "450"}
+    data["delivery"] = {"batch_size": 500.0, "rate": "fast"}
+    data["sources"]["qiosk"]["local"] = 1
+    data["digests"]["weekly"]["max_items"] = 12.5
+    data["web"] = {"editor_addresses": "ed@example.org"}
+    problems = dict(_problems(data))
+    assert set(problems) == {
+        "render.paragraphs",
+        "render.utm",
+        "render.teaser_chars",
+        "delivery.batch_size",
+        "delivery.rate",
+        "sources.qiosk.local",
+        "digests.weekly.max_items",
+        "web.editor_addresses",
+    }
+    assert "integer" in problems["render.paragraphs"] and "boolean" in problems["render.utm"]
+    # A whole number is a fine float.
+    data = base_config(tmp_path)
+    data["delivery"] = {"rate": 10, "batch_size": 500}
+    assert parse_settings(data, environ={}).delivery.rate == 10.0
+
+
+def test_environment_overrides_are_converted_to_each_key_type(tmp_path: Path) -> None:
+    env = {
+        "DIGEST__DELIVERY__BATCH_SIZE": " 250 ",
+        "DIGEST__DELIVERY__RATE": "2.5",
+        "DIGEST__RENDER__UTM": "false",
+        "DIGEST__RENDER__PARAGRAPHS": "3",
+        "DIGEST__SOURCES__QIOSK__LOCAL": "true",
+        "DIGEST__SOURCES__QIOSK__FETCH_PAGES": "false",
+        "DIGEST__DIGESTS__WEEKLY__APPROVAL_TIMEOUT_HOURS": "2",
+        "DIGEST__WEB__EDITOR_ADDRESSES": '["ed@example.org"]',
+        "DIGEST__PUBLICATION__NAME": "123",
+        "DIGEST__HTTP": '{"retries": 4}',
+    }
+    s = parse_settings(base_config(tmp_path), environ=env)
+    assert (s.delivery.batch_size, s.delivery.rate) == (250, 2.5)
+    assert (s.render.utm, s.render.paragraphs) == (False, 3)
+    assert (s.sources["qiosk"].local, s.sources["qiosk"].fetch_pages) == (True, False)
+    assert s.digests["weekly"].approval_timeout_hours == 2.0
+    assert s.web.editor_addresses == ["ed@example.org"] and s.publication.name == "123"
+    assert s.http.retries == 4
+    problems = dict(
+        _problems(
+            base_config(tmp_path),
+            DIGEST__RENDER__UTM="maybe",
+            DIGEST__DELIVERY__RATE="fast",
+            DIGEST__HTTP='{"retries": 1.5}',
+        )
+    )
+    assert set(problems) == {"render.utm", "delivery.rate", "http.retries"}

@@ -7,6 +7,8 @@ sign-up page's sentence, the importer's per-row problem); the reason is email-va
 
 from __future__ import annotations
 
+import unicodedata
+
 from email_validator import EmailNotValidError, validate_email
 
 
@@ -21,10 +23,14 @@ class InvalidAddress(ValueError):
 
 
 def normalise_email(raw: str) -> str:
-    """The address in its normal form (syntax checked, domain lower-cased, Unicode NFC), as the
-    store keeps it. The domain is not looked up. Raises InvalidAddress."""
+    """The address in its normal form (syntax checked, domain lower-cased, Unicode NFKC), as the
+    store keeps it. The domain is not looked up. Raises InvalidAddress.
+
+    NFKC folds compatibility characters into the ones they stand for (fullwidth ``ｂｏｂ`` and
+    ``＠``, the ligature ``ﬁ``), so one person cannot hold two subscriptions that look the same."""
     address = raw.strip()
     try:
-        return validate_email(address, check_deliverability=False).normalized
+        compatible = unicodedata.normalize("NFKC", address)
+        return validate_email(compatible, check_deliverability=False).normalized
     except EmailNotValidError as e:
         raise InvalidAddress(address, str(e)) from None

@@ -1,22 +1,35 @@
 """Subscriber lists as CSV, in and out; bad rows are reported with their line, never guessed.
 
 Import reads a header that names ``email`` and, optionally, ``name``, ``sections`` and
-``digests`` (keys separated by ``;``; empty means every section or every digest). Export writes
+``digests`` (keys separated by ``;``; empty means every section or every digest). Every row is
+one line with as many fields as the header: a quote left open, a value spanning lines or a
+wrong number of fields rejects that line alone, and the next line is read as its own row (a
+stray quote never swallows the rows after it). Names are one line of at most ``MAX_NAME``
+characters without control characters. Export writes
 ``email,name,status,sections,digests,source,created_at,updated_at``, which import reads back:
 of an export's rows only the active ones are imported, since an import adds people as active and
 must never turn someone who left into a subscriber again.
+
+A spreadsheet takes a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+for a formula, and a name from an anonymous sign-up may be one (``=HYPERLINK(…)``). As OWASP's
+CSV injection guidance recommends, export puts a single quote before such a cell (and before a
+cell that is quotes followed by one, so that the quote it adds is never ambiguous); import takes
+that one quote away again, and only there, so an export reads back as the original values.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from digest.audience.addresses import InvalidAddress, normalise_email
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
+from digest.store.subscribers import email_key
 
 EXPORT_COLUMNS = (
     "email",
@@ -29,6 +42,22 @@ EXPORT_COLUMNS = (
     "updated_at",
 )
 KEY_SEPARATOR = ";"
+MAX_NAME = 200
+# What ends a line in a CSV file; a row never goes past one.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A cell a spreadsheet would read as a formula (OWASP), or one the export's quote would make
+# ambiguous: quotes followed by such a character.
+_FORMULA = re.compile("'*[=+\\-@\t\r]")
+
+
+def neutralise_cell(value: str) -> str:
+    """``value`` safe to open in a spreadsheet: a single quote put before a formula."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def restore_cell(value: str) -> str:
+    """The value ``neutralise_cell`` was given: its quote taken away, where it put one."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
 
 
 @dataclass(frozen=True)
@@ -45,6 +74,9 @@ class SubscriberList:
     people: list[NewSubscriber] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     skipped: list[RowProblem] = field(default_factory=list)
+    # Data lines read (blank lines and the header not counted): each is one of the people, a
+    # problem or a skipped row.
+    lines: int = 0
 
 
 class InvalidSubscriber(ValueError):
@@ -73,6 +105,23 @@ def _keys(values: Iterable[str] | None) -> frozenset[str] | None:
     return keys or None
 
 
+def _name(email: str, raw: str) -> str:
+    """A name as one line: white space (tabs, line breaks) collapsed to single spaces; refused
+    with a control character in it or over ``MAX_NAME`` characters."""
+    name = " ".join(raw.split())
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise InvalidSubscriber(
+            f"{email}: the name has a control character (U+{ord(control):04X}); "
+            "a name is one line of text"
+        )
+    if len(name) > MAX_NAME:
+        raise InvalidSubscriber(
+            f"{email}: the name is longer than {MAX_NAME} characters ({len(name)})"
+        )
+    return name
+
+
 def _check(email: str, kind: str, keys: frozenset[str] | None, known: Iterable[str]) -> None:
     known_set = set(known)
     unknown = sorted((keys or frozenset()) - known_set)
@@ -92,62 +141,88 @@ def new_subscriber(
     known_sections: Iterable[str],
     known_digests: Iterable[str] | None = None,
 ) -> NewSubscriber:
-    """A subscriber checked as an import checks each row: a valid address, section and digest
-    keys the configuration knows (no keys: every one). ``known_digests`` None: not checked.
-    Raises InvalidSubscriber."""
+    """A subscriber checked as an import checks each row: a valid address, a name of one line
+    (see ``_name``), section and digest keys the configuration knows (no keys: every one).
+    ``known_digests`` None: not checked. Raises InvalidSubscriber."""
     address = _address(email)
+    clean_name = _name(address, name)
     chosen_sections, chosen_digests = _keys(sections), _keys(digests)
     _check(address, "section", chosen_sections, known_sections)
     if known_digests is not None:
         _check(address, "digest", chosen_digests, known_digests)
     return NewSubscriber(
         email=address,
-        name=" ".join(name.split()),
+        name=clean_name,
         sections=chosen_sections,
         digests=chosen_digests,
     )
 
 
+class _BadLine(ValueError):
+    """A line that is not one CSV row; the message says why."""
+
+
+def _fields(line: str) -> list[str]:
+    """The fields of one line of CSV. Raises _BadLine when a quote is left open (the row
+    would run into the next lines) or text follows a closing quote."""
+    try:
+        return next(csv.reader((line,), strict=True), [])
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            raise _BadLine(
+                'a quoted value is not closed on this line (a stray `"`?); a row is one line, '
+                "so a value cannot span lines"
+            ) from None
+        raise _BadLine(
+            f'not valid CSV: {e} (a value with a `"` in it is written in double quotes, '
+            'each `"` inside doubled)'
+        ) from None
+
+
 def read_subscribers_csv(
     text: str, *, known_sections: Iterable[str], known_digests: Iterable[str] | None = None
 ) -> SubscriberList:
-    """Read a subscriber list. Line numbers are those of the file (a row's first line)."""
+    """Read a subscriber list, one row per line. Line numbers are those of the file."""
     known_s, known_d = set(known_sections), None if known_digests is None else set(known_digests)
     result = SubscriberList()
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    lines = _LINE_BREAK.split(text.lstrip("\ufeff"))
+    if lines[-1] == "":
+        lines.pop()  # the last line's end
     header: list[str] | None = None
     first_line: dict[str, int] = {}
-    end = 0
-    try:
-        for fields in reader:
-            line, end = end + 1, reader.line_num
-            if not any(f.strip() for f in fields):
-                continue
-            if header is None:
-                header = [f.strip().lower() for f in fields]
-                if "email" not in header:
-                    result.problems.append(
-                        RowProblem(line, "the header must name an `email` column")
-                    )
-                    return result
-                continue
-            if len(fields) > len(header):
-                result.problems.append(
-                    RowProblem(
-                        line,
-                        f"{len(fields)} fields where the header has {len(header)} "
-                        "(a value with a comma needs double quotes)",
-                    )
-                )
-                continue
-            _read_row(
-                dict(zip(header, fields, strict=False)), line, known_s, known_d, first_line, result
+    data_lines = 0
+    for line, raw in enumerate(lines, 1):
+        if not raw.replace(",", "").strip():
+            continue  # blank
+        if header is None:
+            try:
+                header = [f.strip().lower() for f in _fields(raw)]
+            except _BadLine as e:
+                result.problems.append(RowProblem(line, f"the header: {e}"))
+                return result
+            if "email" not in header:
+                result.problems.append(RowProblem(line, "the header must name an `email` column"))
+                return result
+            continue
+        data_lines += 1
+        try:
+            fields = _fields(raw)
+        except _BadLine as e:
+            result.problems.append(RowProblem(line, str(e)))
+            continue
+        if len(fields) != len(header):
+            hint = (
+                " (a value with a comma needs double quotes)" if len(fields) > len(header) else ""
             )
-    except csv.Error as e:
-        result.problems.append(RowProblem(reader.line_num, f"not valid CSV: {e}"))
+            result.problems.append(
+                RowProblem(line, f"{len(fields)} field(s) where the header has {len(header)}{hint}")
+            )
+            continue
+        row = dict(zip(header, map(restore_cell, fields), strict=True))
+        _read_row(row, line, known_s, known_d, first_line, result)
     if header is None and not result.problems:
         result.problems.append(RowProblem(1, "empty file: the header must name an `email` column"))
-    return result
+    return replace(result, lines=data_lines)
 
 
 def _read_row(
@@ -164,7 +239,7 @@ def _read_row(
     except InvalidSubscriber as e:
         result.problems.append(RowProblem(line, str(e)))
         return
-    first = first_line.setdefault(email.lower(), line)
+    first = first_line.setdefault(email_key(email), line)
     if first != line:
         result.problems.append(
             RowProblem(
@@ -218,23 +293,23 @@ def export_csv(
     people: Iterable[Subscriber],
     times: Mapping[int, tuple[datetime | None, datetime | None]] | None = None,
 ) -> str:
-    """Subscribers as CSV with ``EXPORT_COLUMNS``; ``times`` gives each id's created_at and
-    updated_at (missing: left empty)."""
+    """Subscribers as CSV with ``EXPORT_COLUMNS``, one line per subscriber (white space in a
+    value collapsed to single spaces) and every cell neutralised (``neutralise_cell``);
+    ``times`` gives each id's created_at and updated_at (missing: left empty)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for p in people:
         created, updated = (times or {}).get(p.id, (None, None))
-        writer.writerow(
-            [
-                p.email,
-                p.name,
-                p.status.value,
-                join_keys(p.sections),
-                join_keys(p.digests),
-                p.source,
-                _when(created),
-                _when(updated),
-            ]
-        )
+        cells = [
+            p.email,
+            p.name,
+            p.status.value,
+            join_keys(p.sections),
+            join_keys(p.digests),
+            p.source,
+            _when(created),
+            _when(updated),
+        ]
+        writer.writerow([neutralise_cell(" ".join(c.split())) for c in cells])
     return buf.getvalue()

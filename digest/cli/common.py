@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from digest.config import Settings, load_settings
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, DigestError, StoreUnusable
 
 if TYPE_CHECKING:
     from digest.store import Store
@@ -63,7 +64,7 @@ DEFAULT_CONFIG = Path("config/example.toml")
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -88,11 +89,15 @@ def digest_key(settings: Settings, key: str | None, path: Path) -> str:
 
 @contextmanager
 def store_for(settings: Settings) -> Iterator[Store]:
-    """The store for one command; a failure of the outside world exits 1 with its message."""
+    """The store for one command; a store the settings put where none can be (a data_dir
+    that cannot be made, a file that is not a database) exits 2, a failure of the outside
+    world 1, each with its message."""
     from digest.factory import open_store
 
     try:
         store = open_store(settings)
+    except StoreUnusable as e:
+        raise fail(str(e), 2) from None
     except DigestError as e:
         raise fail(str(e), 1) from None
     try:
@@ -101,6 +106,13 @@ def store_for(settings: Settings) -> Iterator[Store]:
         raise fail(str(e), 1) from None
     finally:
         store.close()
+
+
+def check_store(settings: Settings) -> None:
+    """Open (and migrate) the store once before flows start, so that a store that cannot be
+    opened is one line and its exit code (``store_for``), not a failed flow run."""
+    with store_for(settings):
+        pass
 
 
 def parse_now(value: str | None) -> datetime | None:

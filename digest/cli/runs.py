@@ -16,6 +16,7 @@ from digest.cli.common import (
     DigestOpt,
     NowOpt,
     app,
+    check_store,
     digest_key,
     fail,
     out,
@@ -77,6 +78,7 @@ def run(
     settings = settings_from(config)
     key = digest_key(settings, digest, config)
     when = parse_now(now)
+    check_store(settings)
     quiet_prefect()
     from flows.pipeline import run_flow
 
@@ -118,6 +120,7 @@ def gather(
     unknown = [k for k in keys if k not in settings.sections]
     if unknown:
         raise fail(f"{config}: no section {', '.join(map(repr, unknown))}", 2)
+    check_store(settings)
     quiet_prefect()
     from flows.pipeline import gather_section_flow, gathered_result
 

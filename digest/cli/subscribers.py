@@ -70,8 +70,9 @@ def subscribers_import(
 
     New addresses are added as active. Running it again changes nothing. An address that is
     not active (unsubscribed, bounced, complained, paused, pending) stays as it is: an import
-    never re-subscribes anyone, only double opt-in does. Bad rows are reported with their line
-    and the others imported; the exit code is then 1."""
+    never re-subscribes anyone, only double opt-in does. A row is one line with as many fields
+    as the header; bad rows (a stray quote, a wrong number of fields, a bad address or name) are
+    reported with their line and the others imported; the exit code is then 1."""
     from digest.audience.csv_import import read_subscribers_csv
 
     settings = settings_from(config)
@@ -91,7 +92,9 @@ def subscribers_import(
             rows.people, now=datetime.now(UTC), source=f"import:{file.name}"
         )
     unchanged = len(rows.people) - counts.added - counts.updated - counts.kept_unsubscribed
+    # Every data line is counted once: added, updated, unchanged, kept, skipped or rejected.
     summary = (
+        f"{rows.lines} data line(s): "
         f"{counts.added} added, {counts.updated} updated, {unchanged} unchanged, "
         f"{counts.kept_unsubscribed} kept as they were (not active: not re-subscribed)"
     )
@@ -114,8 +117,11 @@ def subscribers_export(
     """Write subscribers as CSV, to stdout or a file.
 
     Columns: email,name,status,sections,digests,source,created_at,updated_at (sections and
-    digests separated by ';', empty: all; times in UTC). `import` reads it back, taking only the
-    active rows. The file holds personal data: it is created readable by its owner only."""
+    digests separated by ';', empty: all; times in UTC), one line per subscriber. A cell a
+    spreadsheet would take for a formula (starting with =, +, -, @, tab or carriage return)
+    gets a single quote in front (OWASP's advice); `import` reads it back as it was, taking
+    only the active rows. The file holds personal data: it is created readable by its owner
+    only."""
     from digest.audience.csv_import import export_csv
 
     settings = settings_from(config)

@@ -17,7 +17,10 @@ SECRET: JsonDict = {"secret": True}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # Strict: a value of the wrong type in the file (`paragraphs = true`, `utm = "yes"`,
+    # `batch_size = 500.0`) is an error with its key path, never converted. Environment
+    # overrides are text: the loader converts them to their key's type first.
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
 
 def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -8,9 +8,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from digest.config.base import ENV_PREFIX, _secret_paths
 from digest.config.settings import Settings
@@ -27,8 +27,55 @@ def _env_value(raw: str) -> Any:
     return raw
 
 
+def _key_type(path: tuple[str, ...]) -> Any:
+    """The type of the setting at ``path`` (dict levels take a key), or None when there is
+    no such setting."""
+    node: Any = Settings
+    keyed = False
+    for part in path:
+        if keyed:
+            keyed = False
+            continue
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            return None
+        field = node.model_fields.get(part)
+        if field is None:
+            return None
+        node = field.annotation
+        if get_origin(node) is dict:
+            node, keyed = get_args(node)[1], True
+    return None if keyed else node
+
+
+def _typed(path: tuple[str, ...], value: Any) -> Any:
+    """An override's text as a value of its key's type (``"250"`` → 250, ``"false"`` →
+    False), as pydantic converts text; left as it is when it does not convert, so that the
+    settings' (strict) validation reports it with its key path."""
+    kind = _key_type(path)
+    if not isinstance(value, str) or kind is None:
+        return value
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return value  # a whole section is given as JSON, or not at all
+    try:
+        return TypeAdapter(kind).validate_strings(value)
+    except ValidationError:
+        return value
+
+
+def _typed_overrides(over: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Overrides with each text converted to its key's type (``_typed``)."""
+    return {
+        k: _typed_overrides(v, (*path, k)) if isinstance(v, Mapping) else _typed((*path, k), v)
+        for k, v in over.items()
+    }
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict from ``DIGEST__A__B=value`` variables (keys lower-cased)."""
+    """Nested dict from ``DIGEST__A__B=value`` variables (keys lower-cased). Values are
+    stripped, and parsed as JSON when they start with ``[`` or ``{``; a secret's value is taken
+    exactly as it is, so that white space around it is refused (``Settings``), not dropped.
+    ``parse_settings`` converts the text to each key's type (``_typed``)."""
+    secrets = set(_secret_paths(Settings))
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -42,7 +89,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[parts[-1]] = _env_value(value)
+            node[parts[-1]] = value if tuple(parts) in secrets else _env_value(value)
     return out
 
 
@@ -100,7 +147,7 @@ def parse_settings(
             problems.append(
                 (".".join(path), f"secrets are read only from the environment; set {env}")
             )
-    merged = _merge(dict(data), env_overrides(environ))
+    merged = _merge(dict(data), _typed_overrides(env_overrides(environ)))
     merged.pop("base_dir", None)
     try:
         settings = Settings.model_validate(merged)

@@ -87,10 +87,12 @@ class Settings(_Section):
                 value = getattr(value, part)
             secret = value.get_secret_value()
             if secret != secret.strip() or not secret.isprintable():
-                # Caught here, not in a request whose error message would quote it.
+                # Caught here, not in a request whose error message would quote it; never
+                # stripped, since a value that is not what the provider issued is a mistake.
+                env = ENV_PREFIX + "__".join(p.upper() for p in path)
                 problems.append(
-                    f"{'.'.join(path)}: has spaces at either end or control characters "
-                    "(a line break pasted with it?)"
+                    f"{'.'.join(path)}: has white space at either end or control characters "
+                    f"(a line break pasted with it?): set {env} to the value alone"
                 )
         needs = {
             "postmark": [("token", self.delivery.postmark.token)],

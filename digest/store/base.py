@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Engine
 
-from digest.errors import PermanentError, TransientError
+from digest.errors import PermanentError, StoreUnusable, TransientError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -64,6 +64,45 @@ def _insert_ignore_keys(
     return [r[0] for r in result]
 
 
+def _make_folder(folder: Path) -> None:
+    """Make the database's folder (``data_dir``). Raises StoreUnusable, naming what is in
+    the way, when it cannot be made."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.filename and Path(e.filename) != folder:
+            reason += f" ({e.filename})"
+    in_the_way = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if in_the_way is not None:
+        reason = f"{in_the_way} is a file, not a folder"
+    raise StoreUnusable(
+        f"store: cannot make the data folder {folder}: {reason}; set data_dir (or [store] url) "
+        "to a folder this user can create and write"
+    )
+
+
+# SQLite's words for a file that is not (or no longer) a database.
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+
+
+def _sqlite_unusable(path: str, e: sa.exc.DatabaseError) -> None:
+    """Raise StoreUnusable for a SQLite file that is not a database or cannot be opened;
+    return for anything else (a lock, say, which passes)."""
+    reason = str(e.orig)
+    if any(words in reason for words in _NOT_A_DATABASE):
+        raise StoreUnusable(
+            f"store: {path} is not a SQLite database ({reason}); it was left as it is: restore "
+            "it from a backup, or move it away to start an empty store"
+        ) from e
+    if "unable to open database file" in reason:
+        raise StoreUnusable(
+            f"store: cannot open {path} ({reason}); check that data_dir is a folder this user "
+            "can write and that the path is not a folder"
+        ) from e
+
+
 # Databases this process has brought to the newest schema: a run opens the store once per flow,
 # and checking the migrations each time costs more than the work of a small flow.
 _MIGRATED: set[str] = set()
@@ -83,8 +122,10 @@ class StoreBase:
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Self:
+        """Connect to ``url`` and migrate. Raises StoreUnusable when the database's folder
+        cannot be made or its file is not a database (the file is never changed then)."""
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _make_folder(Path(url.removeprefix("sqlite:///")).parent)
         try:
             engine = sa.create_engine(url)
         except (sa.exc.ArgumentError, ImportError) as e:
@@ -103,8 +144,12 @@ class StoreBase:
             with self.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
-        except sa.exc.OperationalError as e:
-            raise TransientError(f"store: cannot reach the database: {e.orig}") from e
+        except sa.exc.DatabaseError as e:
+            if self.engine.dialect.name == "sqlite":
+                _sqlite_unusable(self.engine.url.database or "", e)
+            if isinstance(e, sa.exc.OperationalError):
+                raise TransientError(f"store: cannot reach the database: {e.orig}") from e
+            raise
 
     def close(self) -> None:
         self.engine.dispose()

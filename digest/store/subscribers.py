@@ -4,6 +4,7 @@ audit trail, soft bounces, and providers' webhook events applied once."""
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,8 +35,9 @@ class _Seen(Exception):
 
 
 def email_key(email: str) -> str:
-    """An address as the store compares it: addresses differing only in case are one."""
-    return email.strip().casefold()
+    """An address as the store compares it: addresses differing only in case or in
+    compatibility characters (fullwidth letters; NFKC, as ``normalise_email``) are one."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
 class SubscriberStore(StoreBase):

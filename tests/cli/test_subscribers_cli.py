@@ -276,3 +276,81 @@ def test_remove_leaves_a_suppressed_address_suppressed(cfg: Path, store_of: list
     code, output = invoke(cfg, "remove", "b@example.org")
     assert code == 0 and "suppressed" in output
     assert known(store, "b@example.org").status is SubscriberStatus.BOUNCED
+
+
+def test_a_stray_quote_rejects_its_line_only(
+    cfg: Path, tmp_path: Path, store_of: list[Store]
+) -> None:
+    text = (
+        'email,name\nb@example.com,"Bob\n'  # line 2: the quote is never closed
+        "c@example.com,Cat\nd@example.com,Dan\ne@example.com,Eve\n"
+    )
+    code, output = invoke(cfg, "import", str(write(tmp_path, "list.csv", text)))
+    assert code == 1, output
+    assert "list.csv:2:" in output and "quote" in output
+    assert "4 data line(s): 3 added, 0 updated, 0 unchanged" in output
+    assert "1 rejected" in output
+    store = open_store(cfg, store_of)
+    assert store.subscriber_by_email("b@example.com") is None
+    assert {p.email: p.name for p in store.subscribers()} == {
+        "c@example.com": "Cat",
+        "d@example.com": "Dan",
+        "e@example.com": "Eve",
+    }
+
+
+def test_ten_thousand_rows_with_one_bad_one(
+    cfg: Path, tmp_path: Path, store_of: list[Store]
+) -> None:
+    lines = ["email,name"] + [
+        f'reader{i}@example.org,"Reader {i}' if i == 5_000 else f"reader{i}@example.org,Reader {i}"
+        for i in range(1, 10_001)
+    ]
+    path = write(tmp_path, "big.csv", "\n".join(lines) + "\n")
+    code, output = invoke(cfg, "import", str(path))
+    assert code == 1
+    assert "big.csv:5001:" in output
+    assert "10000 data line(s): 9999 added, 0 updated, 0 unchanged" in output
+    assert output.rstrip().endswith("1 rejected")
+    store = open_store(cfg, store_of)
+    people = store.subscribers()
+    assert len(people) == 9_999
+    assert all(p.name == f"Reader {p.email[6:-12]}" for p in people)
+
+
+@pytest.mark.parametrize("first", ["=", "+", "-", "@", "\t", "\r"])
+def test_export_neutralises_formulas_and_import_reads_them_back(
+    cfg: Path, tmp_path: Path, store_of: list[Store], first: str
+) -> None:
+    from digest.audience.csv_import import new_subscriber
+    from digest.models import NewSubscriber
+
+    names = {
+        "a@example.org": first + 'HYPERLINK("http://evil.example/","Click")',
+        f"{first if first in '=+-' else '='}cmd@example.org": first + "cmd|' /C calc'!A0",
+        "c@example.org": "'" + first + "1+1",
+    }
+    store = open_store(cfg, store_of)
+    for email, name in names.items():  # as a sign-up or an older version may have stored them
+        store.add_subscriber(
+            NewSubscriber(email=email, name=name),
+            status=SubscriberStatus.ACTIVE,
+            source="signup",
+            now=datetime.now(UTC),
+            cause="test",
+        )
+    exported = tmp_path / "export.csv"
+    code, output = invoke(cfg, "export", "--out", str(exported))
+    assert code == 0, output
+    rows = list(csv.reader(io.StringIO(exported.read_text(encoding="utf-8"))))
+    assert len(rows) == 4
+    assert all(not cell or cell[0] not in "=+-@\t\r" for row in rows[1:] for cell in row)
+
+    other = make_config(tmp_path / "other")
+    code, output = invoke(other, "import", str(exported))
+    assert code == 0, output
+    back = {p.email: p.name for p in open_store(other, store_of).subscribers()}
+    # What any way in keeps of each name: exactly the original, but for white space at its start.
+    assert back == {e: new_subscriber(e, name=n, known_sections=()).name for e, n in names.items()}
+    if first.strip():
+        assert back == names
