@@ -203,12 +203,9 @@ def _half(name: str) -> int:
 
 
 def _lede_rates(pages_dir: Path) -> dict[str, float | None]:
-    # Page ledes are measured by bench/lede_rate.py; until that module is present the two
-    # figures are null rather than made up.
-    try:
-        from bench.lede_rate import lede_rates
-    except ImportError:
-        return {"lede_rate": None, "trafilatura_lede_rate": None}
+    # Page ledes are measured by bench/lede_rate.py (one definition of the metric).
+    from bench.lede_rate import lede_rates
+
     rates = lede_rates(pages_dir)
     return {k: rates.get(k) for k in ("lede_rate", "trafilatura_lede_rate")}
 
