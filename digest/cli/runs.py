@@ -18,9 +18,9 @@ from digest.cli.common import (
     app,
     digest_key,
     fail,
+    flows_api,
     out,
     parse_now,
-    quiet_prefect,
     settings_from,
     store_for,
 )
@@ -79,11 +79,11 @@ def run(
     settings = settings_from(config)
     key = digest_key(settings, digest, config)
     when = parse_now(now)
-    quiet_prefect()
-    from flows.pipeline import run_flow
-
     try:
-        summary = run_flow(str(config), key, when, dry_run)
+        with flows_api():
+            from flows.pipeline import run_flow
+
+            summary = run_flow(str(config), key, when, dry_run)
     except DigestError as e:
         raise fail(str(e), 1) from None
     _print_summary(summary)
@@ -110,16 +110,17 @@ def gather(
     unknown = [k for k in keys if k not in settings.sections]
     if unknown:
         raise fail(f"{config}: no section {', '.join(map(repr, unknown))}", 2)
-    quiet_prefect()
-    from flows.pipeline import gather_section_flow
-
+    when = parse_now(now)
     failed = False
-    for key in keys:
-        result = gather_section_flow(str(config), key, parse_now(now))
-        out.print(f"{key}: {result['articles']} articles, {result['new']} new")
-        for f in result["failed"]:
-            failed = True
-            out.print(f"  failed: {f}")
+    with flows_api():
+        from flows.pipeline import gather_section_flow
+
+        for key in keys:
+            result = gather_section_flow(str(config), key, when)
+            out.print(f"{key}: {result['articles']} articles, {result['new']} new")
+            for f in result["failed"]:
+                failed = True
+                out.print(f"  failed: {f}")
     if failed:
         raise typer.Exit(1)
 
