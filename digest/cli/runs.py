@@ -49,7 +49,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(
         f"Recipients   {s['recipients']}  (skipped, no news in their sections: {s['skipped']})"
     )
-    out.print(f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run")
+    recovered = s.get("recovered", 0)
+    out.print(
+        f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run"
+        + (f", {recovered} by an interrupted run (from its journals)" if recovered else "")
+    )
     exhausted = s.get("exhausted", 0)
     out.print(
         f"Failed       {s['transient'] + s['permanent'] + exhausted} "

@@ -8,6 +8,7 @@ sessions in flight per kill (the message each session had handed over but not ye
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -120,9 +121,14 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
         assert _received(server) == settled, "a sending process outlived its run"
     assert kills >= 10, f"only {kills} kills landed before the send finished"
 
+    before = _received(server)
     final = _start(config, edition_id)
-    _, err = final.communicate(timeout=120)
+    out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
+    # "This run" is what the last run sent itself; what it settled from the journals of the
+    # run killed before it is counted apart.
+    report = json.loads(out.splitlines()[-1])
+    assert report["submitted"] == _received(server) - before, report
     # No worker, fork server or tracker of any of the killed runs is still around.
     MARK.assert_gone()
 
@@ -136,7 +142,10 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
     ledger = store.delivery_counts(edition_id)
     assert ledger["submitted"] == total and ledger["sending"] == ledger["pending"] == 0
     assert not any((settings.data_path / "journal").rglob("*.jsonl")), "journals left behind"
-    print(f"{kills} kills, {duplicates} duplicate(s) among {total} recipients")
+    print(
+        f"{kills} kills, {duplicates} duplicate(s) among {total} recipients; the last run sent "
+        f"{report['submitted']} and recorded {report['recovered']} from a killed run's journals"
+    )
 
 
 def test_two_runs_of_one_edition_at_once_send_each_copy_once(
