@@ -9,30 +9,19 @@ re-parented to init is found as well.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE, base_config, write_toml
+from tests.conftest import ROOT, base_config, write_toml
 from tests.processes import Mark, descendants, environ
 from tests.servers import FeedServer
 
 NOW = "2026-11-30T14:00:00Z"
-
-
-@pytest.fixture
-def feeds(tmp_path: Path) -> Iterator[FeedServer]:
-    root = tmp_path / "site"
-    shutil.copytree(SAMPLE, root)
-    server = FeedServer(root)
-    yield server
-    server.close()
 
 
 def _config(tmp_path: Path, feeds: FeedServer) -> Path:
@@ -79,10 +68,10 @@ def _api_server(run: int) -> int | None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("when", ["server starting", "gathering"])
 def test_kill_9_of_digest_run_leaves_no_prefect_server(
-    tmp_path: Path, feeds: FeedServer, when: str
+    tmp_path: Path, feed_server: FeedServer, when: str
 ) -> None:
     mark = Mark()
-    config = _config(tmp_path, feeds)
+    config = _config(tmp_path, feed_server)
     run = subprocess.Popen(
         [sys.executable, "-m", "digest.cli", "run", "--config", str(config), "--now", NOW],
         cwd=tmp_path,
@@ -93,7 +82,7 @@ def test_kill_9_of_digest_run_leaves_no_prefect_server(
     try:
         deadline = time.monotonic() + 180
         server = None
-        while server is None or (when == "gathering" and not feeds.requests):
+        while server is None or (when == "gathering" and not feed_server.requests):
             assert run.poll() is None, run.stderr.read().decode() if run.stderr else ""
             assert time.monotonic() < deadline, f"no API server or no gathering (server {server})"
             server = server or _api_server(run.pid)
@@ -110,9 +99,11 @@ def test_kill_9_of_digest_run_leaves_no_prefect_server(
 
 
 @pytest.mark.timeout(300)
-def test_a_command_that_ends_stops_its_prefect_server(tmp_path: Path, feeds: FeedServer) -> None:
+def test_a_command_that_ends_stops_its_prefect_server(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     mark = Mark()
-    config = _config(tmp_path, feeds)
+    config = _config(tmp_path, feed_server)
     done = subprocess.run(
         [sys.executable, "-m", "digest.cli", "gather", "--config", str(config), "-s", "analysis"],
         cwd=tmp_path,
