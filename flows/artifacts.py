@@ -109,13 +109,15 @@ def edition_artifact(
 
 
 def delivery_artifact(edition: Edition, summary: RunSummary) -> None:
-    """One row: the ledger's counts for the edition and what this run sent, how fast."""
+    """One row: the ledger's counts for the edition and what this run sent, how fast (and what
+    a run interrupted before it had sent, recorded from its journals)."""
     row = {
         "edition": edition.id,
         "status": summary.edition_status,
         "recipients": summary.recipients,
         "submitted": summary.submitted,
         "submitted_this_run": summary.submitted_now,
+        "submitted_by_interrupted_run": summary.recovered,
         "failed_transient": summary.transient,
         "failed_permanent": summary.permanent,
         "failed_exhausted": summary.exhausted,

@@ -32,6 +32,7 @@ for _name in [n for n in os.environ if n.startswith("DIGEST__") or n == "DIGEST_
 
 from digest.config import Settings, parse_settings  # noqa: E402
 from digest.models import Article, EditionAction, EditionStatus, Image  # noqa: E402
+from tests.servers import FeedServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "config" / "sample"
@@ -139,6 +140,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from tests.postgres import create_database
 
     return create_database(request.getfixturevalue("pg_base"), f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def feed_server(tmp_path: Path) -> Iterator[FeedServer]:
+    """The sample feeds served on 127.0.0.1 (a copy under tmp_path, which a test may change)."""
+    root = tmp_path / "site"
+    shutil.copytree(SAMPLE, root)
+    server = FeedServer(root)
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -131,5 +131,20 @@ def quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+@contextmanager
+def flows_api() -> Iterator[None]:
+    """Around a command that runs flows: no telemetry unless asked, and a Prefect API. Without
+    PREFECT_API_URL that is a temporary server which dies with this command, even a killed one
+    (flows/temporary_api.py); one that cannot start exits 1 with why."""
+    quiet_prefect()
+    from flows.temporary_api import ApiServerError, temporary_api
+
+    try:
+        with temporary_api():
+            yield
+    except ApiServerError as e:
+        raise fail(str(e), 1) from None
+
+
 def when_text(value: datetime | None) -> str:
     return "-" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"

@@ -19,9 +19,9 @@ from digest.cli.common import (
     check_store,
     digest_key,
     fail,
+    flows_api,
     out,
     parse_now,
-    quiet_prefect,
     settings_from,
     store_for,
 )
@@ -48,7 +48,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(
         f"Recipients   {s['recipients']}  (skipped, no news in their sections: {s['skipped']})"
     )
-    out.print(f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run")
+    recovered = s.get("recovered", 0)
+    out.print(
+        f"Submitted    {s['submitted']} in all, {s['submitted_now']} this run"
+        + (f", {recovered} by an interrupted run (from its journals)" if recovered else "")
+    )
     exhausted = s.get("exhausted", 0)
     out.print(
         f"Failed       {s['transient'] + s['permanent'] + exhausted} "
@@ -79,11 +83,11 @@ def run(
     key = digest_key(settings, digest, config)
     when = parse_now(now)
     check_store(settings)
-    quiet_prefect()
-    from flows.pipeline import run_flow
-
     try:
-        summary = run_flow(str(config), key, when, dry_run)
+        with flows_api():
+            from flows.pipeline import run_flow
+
+            summary = run_flow(str(config), key, when, dry_run)
     except DigestError as e:
         raise fail(str(e), 1) from None
     _print_summary(summary)
@@ -121,18 +125,19 @@ def gather(
     if unknown:
         raise fail(f"{config}: no section {', '.join(map(repr, unknown))}", 2)
     check_store(settings)
-    quiet_prefect()
-    from flows.pipeline import gather_section_flow, gathered_result
-
+    when = parse_now(now)
     failed = False
-    for key in keys:
-        state = gather_section_flow(str(config), key, parse_now(now), return_state=True)
-        result = gathered_result(state)
-        none = " (no working source)" if result.get("no_working_source") else ""
-        out.print(f"{key}: {result['articles']} articles, {result['new']} new{none}")
-        for f in result["failed"]:
-            failed = True
-            out.print(f"  failed: {f}")
+    with flows_api():
+        from flows.pipeline import gather_section_flow, gathered_result
+
+        for key in keys:
+            state = gather_section_flow(str(config), key, when, return_state=True)
+            result = gathered_result(state)
+            none = " (no working source)" if result.get("no_working_source") else ""
+            out.print(f"{key}: {result['articles']} articles, {result['new']} new{none}")
+            for f in result["failed"]:
+                failed = True
+                out.print(f"  failed: {f}")
     if failed:
         raise typer.Exit(1)
 

@@ -12,6 +12,7 @@ from digest.cli.common import (
     ConfigOpt,
     app,
     fail,
+    flows_api,
     out,
     settings_from,
 )
@@ -59,8 +60,9 @@ def web(
 def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Serve the gather and edition deployments on the schedules from the config."""
     settings = settings_from(config)
-    from flows.deployments import serve_config
+    with flows_api():
+        from flows.deployments import serve_config
 
-    if settings.alerts.webhook_url:
-        out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
-    serve_config(settings, str(config))
+        if settings.alerts.webhook_url:
+            out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
+        serve_config(settings, str(config))

@@ -12,7 +12,8 @@ One module per step, the single place that a Prefect task (``flows/``), a CLI co
 - :mod:`~digest.steps.ledger`: where a send is recorded (prepare, settle, record, finish, the
   delivery lease);
 - :mod:`~digest.steps.sending`: the send loop of one process;
-- :mod:`~digest.steps.workers`: the sending processes and their lifeline;
+- :mod:`~digest.steps.workers`: the sending processes;
+- :mod:`~digest.steps.lifeline`: how a process started for a run dies with it;
 - :mod:`~digest.steps.deliver`: deliver an edition (and its dry run);
 - :mod:`~digest.steps.edition`: an edition run from composition to the last send.
 """

@@ -62,7 +62,8 @@ class RunSummary:
     items: int = 0
     recipients: int = 0
     submitted: int = 0
-    submitted_now: int = 0
+    submitted_now: int = 0  # by this run
+    recovered: int = 0  # by an interrupted run, recorded by this one from its journals
     transient: int = 0
     permanent: int = 0
     exhausted: int = 0
@@ -310,6 +311,7 @@ class EditionRun:
         summary.recipients = recipients(counts)
         summary.submitted = counts["submitted"]
         summary.submitted_now = total.submitted
+        summary.recovered = total.recovered
         summary.transient = counts["transient"]
         summary.permanent = counts["permanent"]
         summary.exhausted = counts["exhausted"]

@@ -45,11 +45,14 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class DeliveryReport:
-    """What one run did for one edition."""
+    """What one run did for one edition. ``submitted`` counts what this run handed over;
+    ``recovered`` what a run that stopped before recording it (a crash) had handed over, which
+    this run recorded from its journals."""
 
     edition_id: str
     recipients: int = 0
     submitted: int = 0
+    recovered: int = 0
     transient: int = 0
     permanent: int = 0
     exhausted: int = 0
@@ -69,7 +72,8 @@ class DeliveryReport:
         return self.submitted / self.elapsed if self.elapsed > 0 else 0.0
 
     def add(self, other: DeliveryReport) -> None:
-        for name in ("submitted", "transient", "permanent", "exhausted", "skipped", "suppressed"):
+        counts = ("submitted", "recovered", "transient", "permanent", "exhausted", "skipped")
+        for name in (*counts, "suppressed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed += other.elapsed
         self.waited += other.waited
@@ -82,6 +86,11 @@ class DeliveryReport:
             f"attempts), {self.skipped} skipped, {self.suppressed} suppressed, "
             f"{self.elapsed:.1f} s sending ({self.rate:.0f} messages/s)"
             + (f", {self.waited:.0f} s waiting for retries" if self.waited else "")
+            + (
+                f"; {self.recovered} submitted by an interrupted run, recorded from its journals"
+                if self.recovered
+                else ""
+            )
         )
 
 
@@ -146,10 +155,11 @@ def prepare_delivery(
 
     Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
     time get no row. Rows of subscribers who left since are closed as skipped. Rows a crashed
-    run left in ``sending`` are settled from its journal where it recorded an answer, and go
-    back to pending where it did not. A sent edition gets no new rows: someone who subscribed
-    after it went out does not get last period's email. Only an approved (or sending) edition
-    starts sending: any other raises :class:`~digest.errors.EditionStateError`, rows unwritten.
+    run left in ``sending`` are settled from its journal where it recorded an answer (those it
+    submitted are counted as ``recovered``, not as this run's), and go back to pending where it
+    did not. A sent edition gets no new rows: someone who subscribed after it went out does not
+    get last period's email. Only an approved (or sending) edition starts sending: any other
+    raises :class:`~digest.errors.EditionStateError`, rows unwritten.
     """
     wanted = [s for s in subscribers if variant_key(edition, s.sections) != frozenset()]
     if store.edition_status(edition.id) is not EditionStatus.SENT:
@@ -160,6 +170,8 @@ def prepare_delivery(
     report = DeliveryReport(edition.id, skipped=len(subscribers) - len(wanted))
     root = journal_root(settings)
     settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
+    # What the journals say went out, the crashed run sent: recovered, not submitted by this one.
+    report.recovered, report.submitted = report.submitted, 0
     journals.discard(root, edition.id)
     store.release_stale(edition.id, now=now)
     store.skip_inactive(edition.id, now=now)

@@ -8,15 +8,10 @@ the run holds ends them the moment the run is gone, however it went.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.util
 import os
-import signal
-import sys
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -29,46 +24,11 @@ from digest.errors import TransientDeliveryError
 from digest.models import Edition, Subscriber
 from digest.render.variants import Variants
 from digest.steps.ledger import Clock, Recorder, journal_root
+from digest.steps.lifeline import check_run, die_with_parent
 from digest.steps.messages import Builder
 from digest.steps.sending import Runner, Sent, send_rows, sender
 from digest.store import Claimed, Store
 from digest.store import journal as journals
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(run: int, lifeline: Connection) -> None:
-    """Have this worker die with the run that started it, so a killed run leaves no orphan
-    sending the rest of its batches.
-
-    ``lifeline`` is the reading end of a pipe whose only writing end the run holds: when the
-    run dies, however it dies, the read ends (EOF) and a watcher thread ends this process at
-    once. (A parent-death signal alone is not enough: under the fork server the parent is the
-    server, which stays up while workers hold its pipe.) A run already gone means exit now.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            lifeline.recv()  # nothing is ever sent: this returns only when the run is gone
-        os._exit(1)
-
-    threading.Thread(target=watch, name="lifeline", daemon=True).start()
-    check_run(run)
-
-
-def check_run(run: int) -> None:
-    try:
-        os.kill(run, 0)
-    except ProcessLookupError:
-        os._exit(1)
-    except PermissionError:
-        pass  # alive, under another user (cannot happen for our own run, but harmless)
 
 
 def pool_context() -> multiprocessing.context.BaseContext:

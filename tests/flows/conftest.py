@@ -1,15 +1,11 @@
-"""Flow tests: one Prefect test harness for the session, feeds served on 127.0.0.1."""
+"""Flow tests: one Prefect test harness for the session (feeds on 127.0.0.1: ``feed_server``
+in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-from tests.conftest import SAMPLE
-from tests.servers import FeedServer
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,12 +19,3 @@ def prefect_harness() -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=120),
     ):
         yield
-
-
-@pytest.fixture
-def feed_server(tmp_path: Path) -> Iterator[FeedServer]:
-    root = tmp_path / "site"
-    shutil.copytree(SAMPLE, root)
-    server = FeedServer(root)
-    yield server
-    server.close()

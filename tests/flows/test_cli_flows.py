@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,26 @@ def test_deployments_follow_the_config(example: Path) -> None:
     }
     (hourly,) = deployments["gather-qiosk"].schedules
     assert hourly.schedule.cron == "0 * * * *"
+
+
+def test_after_a_crash_the_rerun_says_what_it_sent(example: Path) -> None:
+    from digest.steps.compose import approve, compose
+    from tests.steps.world import crash_mid_send
+
+    gathered = runner.invoke(app, ["gather", "--config", str(example), "--now", NOW])
+    assert gathered.exit_code == 0, gathered.output
+    settings = load_settings(example)
+    store = Store.open(settings.database_url)
+    composed = compose(settings, store, "weekly", now=datetime.fromisoformat(NOW))
+    assert composed.edition is not None
+    edition = approve(store, composed.edition, now=datetime.fromisoformat(NOW))
+    crash_mid_send(settings, store, edition, sent=5)
+    store.close()
+    outbox = settings.outbox_path / edition.id
+    assert len(list(outbox.glob("*.eml"))) == 5
+
+    result = runner.invoke(app, ["run", "--config", str(example), "--now", NOW])
+    assert result.exit_code == 0, result.output
+    assert len(list(outbox.glob("*.eml"))) == 12  # the rerun wrote 7
+    line = "Submitted    12 in all, 7 this run, 5 by an interrupted run (from its journals)"
+    assert line in result.output, result.output

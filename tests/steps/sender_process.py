@@ -2,7 +2,8 @@
 
 ``python -m tests.steps.sender_process CONFIG EDITION_ID`` does what the edition flow does
 once an edition is approved (render, lock, prepare the ledger, deliver, finish), without
-Prefect, and prints the report as JSON. Exit 3: another run holds the edition.
+Prefect, and prints the report as JSON: what this run submitted, what it recorded from an
+interrupted run's journals, the ledger's counts. Exit 3: another run holds the edition.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ def main(config: str, edition_id: str) -> int:
     try:
         with delivery_lock(store, edition) as owner:
             print("locked", flush=True)
-            prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
-            report = deliver(settings, store, edition, variants, now=now, owner=owner)
+            people = store.active_subscribers()
+            report = prepare_delivery(settings, store, edition, people, now=now)
+            report.add(deliver(settings, store, edition, variants, now=now, owner=owner))
             counts = finish_delivery(store, edition, now=now)
     except DeliveryLocked as e:
         print(str(e), file=sys.stderr)
         return 3
-    print(json.dumps({"submitted": report.submitted, "counts": counts}), flush=True)
+    done = {"submitted": report.submitted, "recovered": report.recovered, "counts": counts}
+    print(json.dumps(done), flush=True)
     return 0
 
 

@@ -8,12 +8,12 @@ sessions in flight per kill (the message each session had handed over but not ye
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from digest.steps.compose import approve, compose
 from digest.store import Store
 from tests.conftest import ROOT, article, base_config, write_toml
 from tests.delivery.test_smtp import Running, smtp_server
+from tests.processes import Mark
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 SESSIONS = 4
@@ -62,37 +63,14 @@ def _setup(tmp_path: Path, server: Running, recipients: int, sessions: int) -> t
 
 
 # Marks every process these tests start, and what those start in turn (fork server, workers).
-MARK = f"DIGEST_CRASH_TEST={uuid.uuid4().hex}"
+MARK = Mark("DIGEST_CRASH_TEST")
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST__")}
     env["DIGEST__SECRET_KEY"] = "crash-test-key"
     env["PYTHONPATH"] = str(ROOT)
-    name, _, value = MARK.partition("=")
-    env[name] = value
-    return env
-
-
-def _marked() -> list[int]:
-    """Processes still running that one of these tests started (directly or not)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if MARK.encode() in environ.split(b"\0"):
-                found.append(int(entry.name))
-    return found
-
-
-def _assert_nothing_left() -> None:
-    deadline = time.monotonic() + 5
-    while _marked() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _marked(), "processes of a killed run outlived it"
+    return MARK.env(env)
 
 
 def _start(config: Path, edition_id: str) -> subprocess.Popen[str]:
@@ -143,11 +121,16 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
         assert _received(server) == settled, "a sending process outlived its run"
     assert kills >= 10, f"only {kills} kills landed before the send finished"
 
+    before = _received(server)
     final = _start(config, edition_id)
-    _, err = final.communicate(timeout=120)
+    out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err
+    # "This run" is what the last run sent itself; what it settled from the journals of the
+    # run killed before it is counted apart.
+    report = json.loads(out.splitlines()[-1])
+    assert report["submitted"] == _received(server) - before, report
     # No worker, fork server or tracker of any of the killed runs is still around.
-    _assert_nothing_left()
+    MARK.assert_gone()
 
     counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
     assert len(counts) == total, "somebody was skipped"
@@ -159,7 +142,10 @@ def test_kill_9_at_a_dozen_points_loses_nobody_and_repeats_little(
     ledger = store.delivery_counts(edition_id)
     assert ledger["submitted"] == total and ledger["sending"] == ledger["pending"] == 0
     assert not any((settings.data_path / "journal").rglob("*.jsonl")), "journals left behind"
-    print(f"{kills} kills, {duplicates} duplicate(s) among {total} recipients")
+    print(
+        f"{kills} kills, {duplicates} duplicate(s) among {total} recipients; the last run sent "
+        f"{report['submitted']} and recorded {report['recovered']} from a killed run's journals"
+    )
 
 
 def test_two_runs_of_one_edition_at_once_send_each_copy_once(
@@ -175,6 +161,6 @@ def test_two_runs_of_one_edition_at_once_send_each_copy_once(
     assert edition_id in refused and "another run" in refused
     counts = Counter(r.rcpt_tos[0] for r in server.handler.received)
     assert len(counts) == total and max(counts.values()) == 1
-    _assert_nothing_left()
+    MARK.assert_gone()
     # The run that sent did so over two sessions, each one reused connection.
     assert len(server.handler.peers) == 2

@@ -14,11 +14,12 @@ import pytest
 from digest.config import Settings
 from digest.errors import DeliveryLocked, TransientDeliveryError
 from digest.models import Edition, EditionAction, EditionStatus, NewSubscriber
-from digest.steps.compose import Decision
+from digest.steps.compose import Decision, approve, compose
 from digest.steps.edition import EditionOutcome, EditionStages, deliver_stage, run_edition
 from digest.steps.ledger import DeliveryReport, lease_name
 from digest.store import Store
 from tests.conftest import article
+from tests.steps.world import crash_mid_send
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 READERS = ["one@example.org", "two@example.org", "three@example.org"]
@@ -288,3 +289,20 @@ def test_each_stage_is_called_through_the_stages_given(publication) -> None:  # 
     outcome = run_edition(settings, store, "weekly", NOW, stages=stages)
     assert called == ["compose", "render", "prepare", "deliver"]
     assert outcome.summary.submitted_now == 3
+
+
+def test_after_a_crash_this_run_counts_only_what_it_sent(publication) -> None:  # type: ignore[no-untyped-def]
+    settings, store = publication()
+    composed = compose(settings, store, "weekly", now=NOW)
+    assert composed.edition is not None
+    edition = approve(store, composed.edition, now=NOW)
+    crash_mid_send(settings, store, edition, sent=2)
+    by_crashed = sent_to(settings)
+    assert len(by_crashed) == 2 and store.delivery_counts(edition.id)["sending"] == 3
+
+    outcome = run_edition(settings, store, "weekly", NOW)
+    summary = outcome.summary
+    assert sent_to(settings) == sorted(READERS)  # nobody twice, nobody left out
+    sent_now = len(READERS) - len(by_crashed)
+    assert (summary.submitted, summary.submitted_now, summary.recovered) == (3, sent_now, 2)
+    assert summary.recipients == 3 and summary.edition_status == "sent"

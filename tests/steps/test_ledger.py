@@ -92,7 +92,8 @@ def test_replayed_submitted_answers_are_recorded_and_the_journal_removed(world) 
         prepared = prepare_delivery(
             w.settings, w.store, w.edition, w.store.active_subscribers(), now=NOW
         )
-    assert prepared.submitted == 2
+    # Submitted by the crashed run, recorded by this one: not this run's sending.
+    assert (prepared.recovered, prepared.submitted) == (2, 0)
     by_id = {r["id"]: r for r in w.ledger().values()}
     assert by_id[ids[0]]["status"] == "submitted" and by_id[ids[0]]["provider_id"] == "prov-0"
     assert by_id[ids[1]]["status"] == "submitted" and by_id[ids[1]]["provider_id"] == "prov-1"
@@ -103,6 +104,7 @@ def test_replayed_submitted_answers_are_recorded_and_the_journal_removed(world) 
     provider = MemoryProvider()
     result = run(w, provider)
     assert len(provider.sent) == 1 and result.counts["submitted"] == 3
+    assert result.sent.submitted == 1
 
 
 # Leaving while a crashed run held one's row --------------------------------------------------
@@ -213,6 +215,7 @@ def test_the_summary_names_every_count() -> None:
     r = DeliveryReport(
         "weekly-2026-48",
         submitted=40,
+        recovered=5,
         transient=1,
         permanent=2,
         exhausted=3,
@@ -232,5 +235,6 @@ def test_the_summary_names_every_count() -> None:
         "2 suppressed",
         "20 messages/s",
         "90 s waiting for retries",
+        "5 submitted by an interrupted run",
     ):
         assert part in text, (part, text)

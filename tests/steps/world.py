@@ -21,6 +21,7 @@ from digest.steps.ledger import (
     journal_root,
     prepare_delivery,
 )
+from digest.steps.sending import Sent, send_rows, sender
 from digest.store import Store
 from digest.store import journal as journals
 from digest.store import schema as t
@@ -110,6 +111,21 @@ def crash_mid_batch(w: World) -> list[int]:
         prepare_delivery(w.settings, w.store, w.edition, w.store.active_subscribers(), now=NOW)
         claimed = w.store.claim_batch(w.edition.id, 100, now=NOW)
     return [c.delivery_id for c in claimed]
+
+
+def crash_mid_send(settings: Settings, store: Store, edition: Edition, sent: int) -> None:
+    """A run killed mid-batch after handing ``sent`` messages to the provider: its rows
+    claimed, those answers journaled (the real send loop), nothing recorded in the ledger."""
+    variants = render_variants(settings, edition, store.section_choices())
+    with delivery_lock(store, edition):
+        prepare_delivery(settings, store, edition, store.active_subscribers(), now=NOW)
+        claimed = store.claim_batch(edition.id, 1000, now=NOW)
+        provider, builder = sender(settings, edition, variants, now=NOW, rate=0)
+        journal = journals.Journal(journal_root(settings), edition.id)
+        rows = [(c.delivery_id, c.subscriber) for c in claimed[:sent]]
+        send_rows(builder, provider, journal, rows, Sent())
+        journal.close(remove=False)
+        provider.close()
 
 
 def write_journal(w: World, answers: dict[int, SendResult]) -> None:
