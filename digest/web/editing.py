@@ -26,7 +26,7 @@ from digest.web.forms import form_text, form_texts
 
 MAX_INTRO = 10_000
 MAX_REF = 200
-# The texts an editor may write over the digest's template: field, label, longest.
+# The lines an editor may write over the digest's template: name -> (label, longest).
 LINES = {"subject": ("subject", SUBJECT_MAX), "preheader": ("preheader", PREHEADER_MAX)}
 
 
