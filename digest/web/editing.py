@@ -18,7 +18,7 @@ from starlette.datastructures import FormData
 
 from digest.compose.editions import PREHEADER_MAX, SUBJECT_MAX, section_order
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.errors import DigestError, PermanentError
 from digest.models import Edition, Overrides
 from digest.steps.compose import resolve_article
 from digest.store import Store
@@ -30,12 +30,8 @@ MAX_REF = 200
 LINES = {"subject": ("subject", SUBJECT_MAX), "preheader": ("preheader", PREHEADER_MAX)}
 
 
-class FormError(ValueError):
-    """What is wrong with a posted edit form, said for the editor."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class FormError(PermanentError):
+    """What is wrong with a posted edit form, said for the editor (``message``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ from digest.steps.compose import edit_changes, edit_edition, transition
 from digest.steps.messages import message_for_test
 from digest.steps.preview import preview
 from digest.store import Store
-from digest.web.editing import FormError, asked, edit_form
+from digest.web.editing import asked, edit_form
 from digest.web.forms import form_text
 
 log = logging.getLogger(__name__)
@@ -488,7 +488,7 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
         )
     try:
         changes = edit_changes(settings, store, edition, **asked(settings, store, edition, fields))
-    except (FormError, DigestError) as e:  # DigestError: a reference that is no article
+    except DigestError as e:  # a FormError, or a reference that is no article
         return _edition_page(request, edition, error=f"Not saved: {e.message}", status_code=400)
     have = store.overrides(edition.id)
     if have.model_validate({**have.model_dump(), **changes}) == have:

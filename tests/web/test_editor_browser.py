@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from digest.models import Edition, EditionStatus
 from digest.store import Store
@@ -18,6 +18,15 @@ from tests.web.test_browser import ARTIFACTS, DESKTOP, base_url, browser
 from tests.web.test_editor import TOKEN, app, edition, make_app, settings
 
 __all__ = ["app", "base_url", "browser", "edition", "make_app", "settings"]
+
+
+def _editor_context(browser: Browser) -> BrowserContext:
+    """A desktop browser, scripts off, signed in as an editor by basic auth."""
+    return browser.new_context(
+        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
+        java_script_enabled=False,
+        http_credentials={"username": "ana", "password": TOKEN},
+    )
 
 
 @pytest.fixture
@@ -40,11 +49,7 @@ def test_preview_frames_and_approve_in_a_browser(
     store: Store,
     shots: dict[str, Path],
 ) -> None:
-    context = browser.new_context(
-        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-        java_script_enabled=False,
-        http_credentials={"username": "ana", "password": TOKEN},
-    )
+    context = _editor_context(browser)
     page = context.new_page()
     page.goto(f"{base_url}/editions/{edition.id}")
     expect(page.get_by_role("heading", name=edition.subject)).to_be_visible()
@@ -82,11 +87,7 @@ def test_a_subject_change_shows_in_both_frames_before_deciding(
     for path in (before, after):
         path.unlink(missing_ok=True)
     subject = "Ceasefire week: what the talks left open"
-    context = browser.new_context(
-        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-        java_script_enabled=False,
-        http_credentials={"username": "ana", "password": TOKEN},
-    )
+    context = _editor_context(browser)
     page = context.new_page()
     page.goto(f"{base_url}/editions/{edition.id}")
 
