@@ -1,6 +1,7 @@
 """The editors' pages: the editions with their state and delivery counts, and for each edition
-its preview (desktop and phone frames, the plain-text part), an intro and exclusions form, a
-"send a test" form, and Approve / Reject buttons.
+its preview (desktop and phone frames, the plain-text part), the edit form (subject,
+preheader, intro, pins, exclusions, sections' order: ``digest.web.editing``), a "send a test"
+form, and Approve / Reject buttons.
 
 Access (read when the app is created, into :class:`EditorAccess`): the pages are never served
 without a secret.
@@ -64,10 +65,11 @@ from digest.config import Settings
 from digest.errors import DigestError, EditionStateError
 from digest.factory import make_provider
 from digest.models import Edition, EditionAction, EditionStatus, SendStatus, allowed_actions
-from digest.steps.compose import edit_edition, transition
+from digest.steps.compose import edit_changes, edit_edition, transition
 from digest.steps.messages import message_for_test
 from digest.steps.preview import preview
 from digest.store import Store
+from digest.web.editing import asked, edit_form
 from digest.web.forms import form_text
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,6 @@ class NoRunWaiting(LookupError):
 
 EDITIONS_LISTED = 50
 MAX_ID = 200
-MAX_INTRO = 10_000
 MAX_FORM = 64 * 1024
 TEST_PREFIX = "[Test] "
 # Wider pages than the subscribers' forms, for the two preview frames side by side.
@@ -101,12 +102,17 @@ th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: sta
 .frames { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; margin: 0 0 16px; }
 .frames figure { margin: 0; }
 .frames figcaption { color: var(--muted); font-size: 0.85rem; }
+.frames .inbox { margin: 0 0 6px; padding: 6px 8px; border: 1px solid var(--line);
+  font-size: 0.9rem; overflow-wrap: anywhere; max-width: 100%; }
+.frames .wide { width: 600px; }
+.frames .narrow { width: 375px; }
 .frames iframe { border: 1px solid var(--line); background: #ffffff; max-width: 100%; }
 textarea { width: 100%; min-height: 8rem; font: 0.95rem/1.4 ui-monospace, monospace; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; padding: 12px;
   border: 1px solid var(--line); font-size: 0.85rem; max-height: 30rem; overflow: auto; }
 .actions { display: flex; gap: 12px; flex-wrap: wrap; }
 .state { font-weight: 700; }
+input[type="number"] { width: 5rem; padding: 6px 8px; font: inherit; }
 """
 # The email itself: inline styles and https images, no script, framed only by these pages.
 PREVIEW_CSP = "; ".join(
@@ -127,6 +133,7 @@ PREVIEW_HEADERS = {
 }
 NOTES = {
     "edited": "Saved. The edition is a draft again and needs approving.",
+    "unchanged": "Nothing to save: the form asks for the edition as it is.",
     "tested": "Test message sent.",
     "approved": "Approved.",
     "rejected": "Rejected.",
@@ -316,14 +323,6 @@ class Listed:
     counts: dict[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
-    id: str
-    title: str
-    section: str
-    excluded: bool
-
-
 def state_of(settings: Settings, digest: str, status: str) -> str:
     """The state an editor sees: a draft of a digest that needs approval awaits it."""
     config = settings.digests.get(digest)
@@ -391,20 +390,6 @@ async def _form(request: Request) -> FormData:
 Form = Annotated[FormData, Depends(_form)]
 
 
-def _choices(store: Store, edition: Edition) -> list[Choice]:
-    """The edition's articles and those an editor excluded, each with its title."""
-    excluded = store.overrides(edition.id).excluded
-    out = [Choice(t.article_id, t.title, t.section, False) for t in edition.teasers]
-    shown = {c.id for c in out}
-    gone = [i for i in excluded if i not in shown]
-    articles = store.articles_by_id(gone)
-    for i in gone:
-        article = articles.get(i)
-        title, source = (article.title, article.source) if article else (i, "")
-        out.append(Choice(i, title, source, True))
-    return out
-
-
 def _edition_page(
     request: Request,
     edition: Edition,
@@ -429,8 +414,7 @@ def _edition_page(
         edition=edition,
         state=state_of(settings, edition.digest, edition.status.value),
         counts=store.delivery_counts(edition.id),
-        intro=store.overrides(edition.id).intro,
-        choices=_choices(store, edition),
+        form=edit_form(settings, store, edition),
         text=text,
         addresses=access.addresses,
         base=_page_url(edition.id),
@@ -502,20 +486,15 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
             error="Only the edition of the current period can be edited.",
             status_code=409,
         )
-    intro = form_text(fields, "intro").replace("\r\n", "\n").strip()
-    if len(intro) > MAX_INTRO:
-        return _edition_page(
-            request,
-            edition,
-            error=f"The intro is longer than {MAX_INTRO} characters.",
-            status_code=400,
-        )
-    known = {c.id for c in _choices(store, edition)}
-    excluded = sorted({i for i in fields.getlist("exclude") if isinstance(i, str)} & known)
     try:
-        edit_edition(
-            settings, store, edition.digest, {"intro": intro, "excluded": excluded}, now=now
-        )
+        changes = edit_changes(settings, store, edition, **asked(settings, store, edition, fields))
+    except DigestError as e:  # a FormError, or a reference that is no article
+        return _edition_page(request, edition, error=f"Not saved: {e.message}", status_code=400)
+    have = store.overrides(edition.id)
+    if have.model_validate({**have.model_dump(), **changes}) == have:
+        return _see(edition.id, "unchanged")
+    try:
+        edit_edition(settings, store, edition.digest, changes, now=now)
     except EditionStateError as e:  # decided meanwhile: show what it is now
         return _edition_page(
             request,

@@ -111,6 +111,28 @@ def test_token_as_bearer_or_basic_password(app: FastAPI, edition: Edition) -> No
             assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
 
+def test_the_front_door_sends_editors_to_the_editions_and_others_to_sign_up(
+    app: FastAPI, edition: Edition
+) -> None:
+    with TestClient(app, base_url=BASE) as c:
+        for headers in ({}, {"Authorization": "Bearer nope"}, basic("ed", "wrong")):
+            r = c.get("/", headers=headers, follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (303, "/subscribe"), headers
+            assert r.headers["cache-control"] == "no-store"
+        landed = c.get("/")
+        assert (landed.status_code, landed.url.path) == (200, "/subscribe")
+        for headers in (BEARER, basic("ana", TOKEN)):
+            r = c.get("/", headers=headers, follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (303, "/editions"), headers
+            assert r.headers["cache-control"] == "no-store"
+        # Signed in with the login link's session cookie.
+        c.get(f"/editor/login?token={TOKEN}", follow_redirects=False)
+        r = c.get("/", follow_redirects=False)
+        assert r.headers["location"] == "/editions"
+        assert edition.id in c.get("/").text
+        assert c.head("/", follow_redirects=False).status_code == 303
+
+
 # Pages -------------------------------------------------------------------------------------------
 def test_list_shows_editions_with_state_and_counts(
     editor: TestClient, edition: Edition, store: Store, clock: Clock
