@@ -245,6 +245,17 @@ def ask(store: Store, edition: Edition, clock: Clock) -> Edition:
     return transition(store, edition, EditionAction.ASK, now=clock())
 
 
+def recording_approver() -> tuple[Approvals, Callable[[str, dict[str, Any]], str]]:
+    """An approver that records what it is told and says it resumed a run."""
+    calls: Approvals = []
+
+    def approver(edition_id: str, decision: dict[str, Any]) -> str:
+        calls.append((edition_id, decision))
+        return "resumed"
+
+    return calls, approver
+
+
 def state_badge(page: str) -> str:
     """The state the edition's page shows beside its id."""
     import re
@@ -285,11 +296,7 @@ def test_a_decision_is_recorded_then_the_waiting_run_told(
 def test_a_rejection_is_recorded_then_the_waiting_run_told(
     make_app: Callable[..., FastAPI], edition: Edition, store: Store, clock: Clock
 ) -> None:
-    calls: Approvals = []
-
-    def approver(edition_id: str, decision: dict[str, Any]) -> str:
-        calls.append((edition_id, decision))
-        return "resumed"
+    calls, approver = recording_approver()
 
     edition = ask(store, edition, clock)
     with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
@@ -320,11 +327,7 @@ def test_a_draft_is_decided_in_the_store_without_asking_a_run(
     make_app: Callable[..., FastAPI], edition: Edition, store: Store
 ) -> None:
     """No run asked about a draft: the approver is not called, the store decides."""
-    calls: Approvals = []
-
-    def approver(edition_id: str, decision: dict[str, Any]) -> str:
-        calls.append((edition_id, decision))
-        return "resumed"
+    calls, approver = recording_approver()
 
     with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
         r = c.post(
@@ -447,11 +450,7 @@ def test_a_rejected_edition_is_not_passed_to_the_approver(
 ) -> None:
     from digest.steps.compose import reject
 
-    calls: Approvals = []
-
-    def approver(edition_id: str, decision: dict[str, Any]) -> str:
-        calls.append((edition_id, decision))
-        return "resumed"
+    calls, approver = recording_approver()
 
     reject(store, edition, now=clock())
     with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
