@@ -8,7 +8,7 @@ import re
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from digest.config import Settings
-from digest.models import Edition
+from digest.models import Edition, edition_state
 from digest.steps.edition import RunSummary
 from digest.steps.gather import SectionGathered
 
@@ -106,7 +106,7 @@ def delivery_artifact(edition: Edition, summary: RunSummary) -> None:
     a run interrupted before it had sent, recorded from its journals)."""
     row = {
         "edition": edition.id,
-        "status": summary.edition_status,
+        "status": edition_state(summary.edition_status),
         "recipients": summary.recipients,
         "submitted": summary.submitted,
         "submitted_this_run": summary.submitted_now,
@@ -130,7 +130,7 @@ def note_artifact(summary: RunSummary) -> None:
     """A short summary for a run that delivered nothing (no edition, rejected, awaiting
     approval, dry run), so that every edition run leaves one."""
     title = summary.edition_id or f"digest {summary.digest}: no edition"
-    lines = [f"# {title}", "", f"Status: {summary.edition_status or '-'}"]
+    lines = [f"# {title}", "", f"Status: {edition_state(summary.edition_status) or '-'}"]
     if summary.message:
         lines += ["", summary.message]
     if summary.dry_run:
@@ -141,5 +141,6 @@ def note_artifact(summary: RunSummary) -> None:
         key=artifact_key(
             "edition", summary.edition_id or summary.digest, "dry-run" if summary.dry_run else ""
         ),
-        description=f"Edition run of {summary.digest}: {summary.edition_status or 'no edition'}",
+        description=f"Edition run of {summary.digest}: "
+        f"{edition_state(summary.edition_status) or 'no edition'}",
     )
