@@ -204,8 +204,8 @@ def shutdown_parse_pool() -> None:
 class SourceCounter:
     """Counts sources as they finish and tells a progress hook (from any thread)."""
 
-    def __init__(self, total: int, progress: ProgressHook | None) -> None:
-        self.total, self.progress = total, progress
+    def __init__(self, task: str, total: int, progress: ProgressHook | None) -> None:
+        self.task, self.total, self.progress = task, total, progress
         self.done = self.failed = 0
         self._lock = threading.Lock()
 
@@ -213,7 +213,7 @@ class SourceCounter:
         with self._lock:
             self.done += 1
             self.failed += r.status == "failed"
-            event = Progress("gather", self.done, self.total, note=r.source, failed=self.failed)
+            event = Progress(self.task, self.done, self.total, note=r.source, failed=self.failed)
         report_progress(self.progress, event)
 
 
@@ -228,7 +228,7 @@ def gather_sources(
     """Gather many sources at once (``http.concurrency`` threads, big feeds parsed in worker
     processes); a failing source is recorded and reported, never raised. ``progress`` hears
     of each source as it finishes."""
-    counter = SourceCounter(len(keys), progress)
+    counter = SourceCounter("gather", len(keys), progress)
 
     def one(key: str) -> SourceReport:
         try:
@@ -564,7 +564,7 @@ def gather_section(
     found: list[Article] = []
     sec = settings.sections[section]
     futures = {key: submit(key) for key in sec.sources}
-    counter = SourceCounter(len(futures), progress)
+    counter = SourceCounter(f"gather {section}", len(futures), progress)
     for key, fut in futures.items():
         try:
             report = fut.result()

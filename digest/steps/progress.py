@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Progress:
-    """``done`` of ``total`` units of ``task`` ("gather", "deliver", "import"); ``note`` names
-    the unit just done (a source's key), ``failed`` counts those that failed so far."""
+    """``done`` of ``total`` units of ``task``, which names the work ("gather qiosk",
+    "deliver weekly-2026-W49"); ``note`` names the unit just done (a source's key), ``failed``
+    counts those that failed so far."""
 
     task: str
     done: int

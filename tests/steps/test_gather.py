@@ -536,7 +536,7 @@ def test_pages_that_fail_are_counted_in_one_line_per_source(
         assert line.count("qiosk") <= 1, line
     assert f"article page http://{UNRESOLVED}/story-1: cannot resolve '{UNRESOLVED}'" in details[0]
     # The progress hook heard of the source, with counts.
-    assert events == [Progress("gather", 1, 1, note="qiosk", failed=0)]
+    assert events == [Progress("gather qiosk", 1, 1, note="qiosk", failed=0)]
     # `digest sources` finds the counts and the pages in the source's state.
     state = store.source_state("qiosk")
     store.close()
