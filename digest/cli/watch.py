@@ -58,7 +58,8 @@ def sources(
         lines = text.splitlines()
         stamp = f"{state.last_error_at:%Y-%m-%d %H:%M} UTC: " if state.last_error_at else ""
         label = "last error" if failures else "last warning"
-        _line(f"    {label} {stamp}{lines[0]}")
+        # The source's own URL is known (--details shows it): the reason comes first.
+        _line(f"    {label} {stamp}{lines[0].removeprefix(f'{state.url}: ')}")
         if details:
             for more in lines[1:]:
                 out.print(f"      {more}")

@@ -55,7 +55,7 @@ def test_sources_fit_80_columns_with_the_key_facts(tmp_path: Path) -> None:
     assert max(len(line) for line in lines) <= 80, result.output
     text = result.output
     assert "diplomacy-watch: FAILING (3 in a row), last success 2026-11-29 14:00 UTC" in text
-    assert "last error 2026-11-30 14:00 UTC: https://feeds.example-publication.org" in text
+    assert "last error 2026-11-30 14:00 UTC: cannot resolve 'feeds.example-publication" in text
     assert "…" in text  # the long error is cut, not wrapped
     assert "qiosk-and-the-world-brief: ok (warnings), last success 2026-11-30 14:00 UTC" in text
     assert "last warning 2026-11-30 14:00 UTC: 12 article pages not read (HTTP 404: 12)" in text
