@@ -51,7 +51,28 @@ class ConfigError(PermanentError):
         return self.message
 
 
-class FetchError(DigestError):
+class LocatedError(DigestError):
+    """An error about one URL, its message ``"<label>: <detail>"`` where the label names the URL.
+
+    ``url`` is where it happened (after redirects); ``reason`` says what happened in a few words,
+    the same for the same kind of failure ("HTTP 404", "cannot resolve host"), so that many
+    failures can be counted by kind in one line.
+    """
+
+    label_prefix = ""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason or "failed"
+
+    @property
+    def detail(self) -> str:
+        """The message without the label it starts with (for a caller that names the URL)."""
+        return self.message.removeprefix(f"{self.label_prefix}{self.url}: ")
+
+
+class FetchError(LocatedError):
     """Fetching a source or page failed. Subclasses decide whether a retry helps."""
 
 

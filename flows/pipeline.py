@@ -122,13 +122,8 @@ def _digest_run_name() -> str:
 def fetch_source(
     settings: Settings, store: Store | None, key: str, now: datetime
 ) -> gather.SourceReport:
-    report = gather.fetch_source(settings, store, key, now=now)
-    get_run_logger().info(
-        "source %r: %s, %d entries, %d new", key, report.status, report.entries, report.new
-    )
-    for w in report.warnings:
-        get_run_logger().warning("source %r: %s", key, w)
-    return report
+    # The section's gather logs one line per source (digest.steps.gather.gather_section).
+    return gather.fetch_source(settings, store, key, now=now)
 
 
 @task(name="compose-edition", cache_policy=NO_CACHE)

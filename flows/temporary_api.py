@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -43,15 +43,18 @@ class ApiServerError(TransientError):
 
 
 @contextmanager
-def temporary_api() -> Iterator[str | None]:
+def temporary_api(starting: Callable[[], None] | None = None) -> Iterator[str | None]:
     """Yield the Prefect API's URL for the command's flows: the configured one, or a temporary
-    server's that ends with this block (or with this process, if it is killed)."""
+    server's that ends with this block (or with this process, if it is killed). ``starting``
+    is called just before a temporary server starts (it takes seconds: say so)."""
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         yield settings.api.url
         return
+    if starting is not None:
+        starting()
     server = _Server(
         settings.to_environment_variables(exclude_unset=True),
         max(float(settings.server.ephemeral.startup_timeout_seconds), MIN_STARTUP_WAIT),

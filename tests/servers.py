@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -81,3 +84,49 @@ class FeedServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# A feed whose article pages fail in several ways ----------------------------------------------
+
+# The hosts `noisy_feed` links to that do not resolve (see `stub_resolver`).
+UNRESOLVED = "nowhere.test"
+
+
+def noisy_feed(server: FeedServer, name: str = "noisy.xml") -> dict[str, int]:
+    """Write a feed of thin items (a title and a link) whose pages fail in several ways: three
+    on a host that does not resolve, two missing (404), one answering 500 and one that is no
+    article; one page is read. Returns how many pages fail each way, by reason."""
+    pages = server.root / "pages"
+    pages.mkdir(exist_ok=True)
+    seed = Path(__file__).resolve().parent / "data" / "pages" / "seed_like.html"
+    (pages / "good.html").write_bytes(seed.read_bytes())
+    (pages / "blank.html").write_text("<html><body><p>Hi.</p></body></html>", encoding="utf-8")
+    links = [
+        *(f"http://{UNRESOLVED}/story-{n}" for n in (1, 2, 3)),
+        f"{server.base}/pages/gone-1.html",
+        f"{server.base}/pages/gone-2.html",
+        f"{server.base}/broken.xml",
+        f"{server.base}/pages/blank.html",
+        f"{server.base}/pages/good.html",
+    ]
+    items = "".join(
+        f"<item><title>Story {n}</title><link>{link}</link><guid>noisy-{n}</guid>"
+        "<pubDate>Fri, 27 Nov 2026 10:00:00 +0000</pubDate></item>"
+        for n, link in enumerate(links, 1)
+    )
+    (server.root / name).write_text(
+        f'<rss version="2.0"><channel><title>Noisy</title><link>{server.base}/</link>'
+        f"{items}</channel></rss>",
+        encoding="utf-8",
+    )
+    return {"cannot resolve host": 3, "HTTP 404": 2, "HTTP 500": 1, "no article text": 1}
+
+
+def stub_resolver(host: str, port: int, *args: object, **kwargs: object) -> list[Any]:
+    """``socket.getaddrinfo`` without DNS: IP literals resolve to themselves, anything else
+    (such as `UNRESOLVED`) does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]

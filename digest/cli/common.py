@@ -7,11 +7,11 @@ key; failures of the outside world exit with 1 and say whether a retry helps."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -131,19 +131,82 @@ def quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+STARTING_SERVER = (
+    "Starting a temporary Prefect server (it takes some seconds)… set PREFECT_API_URL to use yours."
+)
+
+
 @contextmanager
 def flows_api() -> Iterator[None]:
     """Around a command that runs flows: no telemetry unless asked, and a Prefect API. Without
     PREFECT_API_URL that is a temporary server which dies with this command, even a killed one
-    (flows/temporary_api.py); one that cannot start exits 1 with why."""
+    (flows/temporary_api.py), announced on stderr; one that cannot start exits 1 with why.
+    Meanwhile the steps' progress shows on stderr when it is a terminal."""
     quiet_prefect()
     from flows.temporary_api import ApiServerError, temporary_api
 
     try:
-        with temporary_api():
+        with (
+            temporary_api(starting=lambda: err.print(STARTING_SERVER, soft_wrap=True)),
+            progress_bars(),
+        ):
             yield
     except ApiServerError as e:
         raise fail(str(e), 1) from None
+
+
+@contextmanager
+def progress_bars() -> Iterator[None]:
+    """A progress bar on stderr per long step running in this process (a section's gather, a
+    delivery with its rate), only when stderr is a terminal: nothing in logs, CI or tests."""
+    if not err.is_terminal:
+        yield
+        return
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from digest.steps.progress import Progress as Step
+    from digest.steps.progress import listening
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[extra]}"),
+        console=err,
+        transient=True,
+    )
+    tasks: dict[str, tuple[Any, float]] = {}
+
+    def show(e: Step) -> None:
+        if e.task not in tasks:
+            tasks[e.task] = (bars.add_task(e.task, total=e.total, extra=""), time.monotonic())
+        task, started = tasks[e.task]
+        extra = [e.note] if e.note else []
+        if e.task.startswith("deliver"):
+            seconds = time.monotonic() - started
+            extra.append(f"{e.done / seconds:.0f}/s" if seconds > 0 else "")
+        if e.failed:
+            extra.append(f"{e.failed} failed")
+        bars.update(task, completed=e.done, total=e.total, extra=", ".join(x for x in extra if x))
+
+    with bars, listening(show):
+        yield
+
+
+@contextmanager
+def counting_bar(description: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr for ``total`` units, when stderr is a terminal: yields the
+    callable to tell it how many are done (None when there is no terminal to show it on)."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bars:
+        task = bars.add_task(description, total=total)
+        yield lambda done: bars.update(task, completed=done)
 
 
 def when_text(value: datetime | None) -> str:

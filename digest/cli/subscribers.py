@@ -14,6 +14,7 @@ from rich.table import Table
 from digest.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
+    counting_bar,
     err,
     fail,
     out,
@@ -87,9 +88,12 @@ def subscribers_import(
         err.print(f"{file}:{p.line}: {p.message}", markup=False, soft_wrap=True)
     for s in rows.skipped:
         out.print(f"{file}:{s.line}: skipped: {s.message}", soft_wrap=True)
-    with store_for(settings) as store:
+    with (
+        store_for(settings) as store,
+        counting_bar("importing subscribers", len(rows.people)) as progress,
+    ):
         counts = store.import_subscribers(
-            rows.people, now=datetime.now(UTC), source=f"import:{file.name}"
+            rows.people, now=datetime.now(UTC), source=f"import:{file.name}", progress=progress
         )
     unchanged = len(rows.people) - counts.added - counts.updated - counts.kept_unsubscribed
     # Every data line is counted once: added, updated, unchanged, kept, skipped or rejected.

@@ -7,7 +7,6 @@ import os
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from digest.cli.common import (
     DEFAULT_CONFIG,
@@ -23,30 +22,58 @@ from digest.models import edition_state
 
 
 @app.command()
-def sources(config: ConfigOpt = DEFAULT_CONFIG) -> None:
-    """Each source's health: last success, failures in a row, last error."""
+def sources(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    details: Annotated[
+        bool,
+        typer.Option(
+            "--details", help="Every line of each last error or warning (each page not read)."
+        ),
+    ] = False,
+) -> None:
+    """Each source's health: state, last success, failures in a row, last error or what the
+    last gather left out (article pages not read, feed warnings). Exits 1 while one fails."""
     settings = settings_from(config)
     with store_for(settings) as store:
         states = {s.key: s for s in store.source_states()}
-    table = Table(title="Sources", title_justify="left")
-    for col in ("source", "sections", "last success", "failures", "last error"):
-        table.add_column(col, overflow="fold")
+    out.print("Sources")
     unhealthy = False
     for key in settings.sources:
         state = states.get(key)
-        sections = ", ".join(k for k, sec in settings.sections.items() if key in sec.sources)
         if state is None:
-            table.add_row(key, sections, "never fetched", "-", "-")
+            _line(f"  {key}: never fetched")
             continue
-        unhealthy |= state.consecutive_failures > 0
+        failures = state.consecutive_failures
+        unhealthy |= failures > 0
         when = f"{state.last_success_at:%Y-%m-%d %H:%M} UTC" if state.last_success_at else "never"
-        error = state.last_error or "-"
-        if state.last_error and state.last_error_at:
-            error = f"{state.last_error_at:%Y-%m-%d %H:%M} UTC: {state.last_error}"
-        table.add_row(key, sections, when, str(state.consecutive_failures), error)
-    out.print(table)
+        head = f"FAILING ({failures} in a row)" if failures else "ok"
+        if state.note:
+            head += " (warnings)"
+        _line(f"  {key}: {head}, last success {when}")
+        if details:
+            sections = [k for k, sec in settings.sections.items() if key in sec.sources]
+            out.print(f"    sections: {', '.join(sections) or '-'}; url: {state.url}")
+        text = state.last_error or ""
+        if not text:
+            continue
+        lines = text.splitlines()
+        stamp = f"{state.last_error_at:%Y-%m-%d %H:%M} UTC: " if state.last_error_at else ""
+        label = "last error" if failures else "last warning"
+        # The source's own URL is known (--details shows it): the reason comes first.
+        _line(f"    {label} {stamp}{lines[0].removeprefix(f'{state.url}: ')}")
+        if details:
+            for more in lines[1:]:
+                out.print(f"      {more}")
+        elif len(lines) > 1:
+            _line(f"    … {len(lines) - 1} more line(s): digest sources --details")
     if unhealthy:
         raise typer.Exit(1)
+
+
+def _line(text: str) -> None:
+    """One line, cut with an ellipsis to the terminal's width (80 columns when not a
+    terminal) rather than wrapped."""
+    out.print(text, no_wrap=True, overflow="ellipsis", crop=True)
 
 
 def _duration_text(seconds: float | None) -> str:

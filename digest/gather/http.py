@@ -83,9 +83,15 @@ class TransientHttpError(TransientFetchError):
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        url: str = "",
+        reason: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, url=url, reason=reason or f"HTTP {status}")
         self.status = status
         self.retry_after = retry_after
 
@@ -191,12 +197,18 @@ class Fetcher:
                 if status in _REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
-                        raise PermanentFetchError(f"{current}: HTTP {status} without Location")
+                        raise PermanentFetchError(
+                            f"{current}: HTTP {status} without Location",
+                            url=current,
+                            reason="redirect without Location",
+                        )
                     hops += 1
                     if hops > s.max_redirects:
                         raise PermanentFetchError(
                             f"{url}: too many redirects (more than {s.max_redirects}), "
-                            f"last to {urljoin(current, location)}"
+                            f"last to {urljoin(current, location)}",
+                            url=url,
+                            reason="too many redirects",
                         )
                     current = urljoin(current, location.strip())
                     continue
@@ -229,25 +241,33 @@ class Fetcher:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as e:
-            raise PermanentFetchError(f"{url}: not a valid URL ({e})") from None
+            raise PermanentFetchError(
+                f"{url}: not a valid URL ({e})", url=url, reason="invalid URL"
+            ) from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise PermanentFetchError(
-                f"{url}: scheme {scheme or '(none)'!r} refused; only http and https are fetched"
+                f"{url}: scheme {scheme or '(none)'!r} refused; only http and https are fetched",
+                url=url,
+                reason="scheme refused",
             )
         host = parts.hostname
         if not host:
-            raise PermanentFetchError(f"{url}: no host in URL")
+            raise PermanentFetchError(f"{url}: no host in URL", url=url, reason="invalid URL")
         try:
             ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
         except UnicodeError:
-            raise PermanentFetchError(f"{url}: host {host!r} cannot be encoded") from None
+            raise PermanentFetchError(
+                f"{url}: host {host!r} cannot be encoded", url=url, reason="invalid URL"
+            ) from None
         port = port or (443 if scheme == "https" else 80)
         try:
             infos = self._resolver(ascii_host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as e:
             # Usually a resolver hiccup or a domain that lapsed; both may pass.
-            raise TransientHttpError(f"{url}: cannot resolve {ascii_host!r} ({e})") from None
+            raise TransientHttpError(
+                f"{url}: cannot resolve {ascii_host!r} ({e})", url=url, reason="cannot resolve host"
+            ) from None
         addresses = []
         for info in infos:
             raw = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
@@ -255,10 +275,16 @@ class Fetcher:
                 addresses.append(ipaddress.ip_address(raw))
             except ValueError:
                 raise PermanentFetchError(
-                    f"{url}: resolver returned a non-address {raw!r}"
+                    f"{url}: resolver returned a non-address {raw!r}",
+                    url=url,
+                    reason="cannot resolve host",
                 ) from None
         if not addresses:
-            raise TransientHttpError(f"{url}: {ascii_host!r} resolved to no address")
+            raise TransientHttpError(
+                f"{url}: {ascii_host!r} resolved to no address",
+                url=url,
+                reason="cannot resolve host",
+            )
         off_origin = licensed is not None and (scheme, ascii_host.lower(), port) != licensed
         if not allow_private or off_origin:
             # Every address must be global: a client may connect to any of them.
@@ -268,12 +294,16 @@ class Fetcher:
                     raise PermanentFetchError(
                         f"{url}: address {address} of {ascii_host!r} refused ({reason}); "
                         f"a `local` source may reach its own origin ({_origin_text(licensed)}) "
-                        "only"
+                        "only",
+                        url=url,
+                        reason="address refused",
                     )
                 if reason:
                     raise PermanentFetchError(
                         f"{url}: address {address} of {ascii_host!r} refused ({reason}); "
-                        "mark the source `local` to allow it"
+                        "mark the source `local` to allow it",
+                        url=url,
+                        reason="address refused",
                     )
         return _Target(
             scheme=scheme,
@@ -294,7 +324,11 @@ class Fetcher:
         s = self.settings
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TransientHttpError(f"{url}: total deadline of {s.total_timeout:g} s exceeded")
+            raise TransientHttpError(
+                f"{url}: total deadline of {s.total_timeout:g} s exceeded",
+                url=url,
+                reason="timed out",
+            )
         headers = {
             "User-Agent": s.user_agent,
             "Accept": FEED_ACCEPT,
@@ -315,14 +349,22 @@ class Fetcher:
                 timeout=(min(s.connect_timeout, remaining), min(s.read_timeout, remaining)),
             )
         except requests.exceptions.Timeout as e:
-            raise TransientHttpError(f"{url}: timed out ({_short(e)})") from None
+            raise TransientHttpError(
+                f"{url}: timed out ({_short(e)})", url=url, reason="timed out"
+            ) from None
         except requests.exceptions.SSLError as e:
             # A certificate that does not match is not going to fix itself in a minute.
-            raise PermanentFetchError(f"{url}: TLS error ({_short(e)})") from None
+            raise PermanentFetchError(
+                f"{url}: TLS error ({_short(e)})", url=url, reason="TLS error"
+            ) from None
         except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as e:
-            raise PermanentFetchError(f"{url}: invalid URL ({_short(e)})") from None
+            raise PermanentFetchError(
+                f"{url}: invalid URL ({_short(e)})", url=url, reason="invalid URL"
+            ) from None
         except requests.exceptions.RequestException as e:
-            raise TransientHttpError(f"{url}: connection failed ({_short(e)})") from None
+            raise TransientHttpError(
+                f"{url}: connection failed ({_short(e)})", url=url, reason="connection failed"
+            ) from None
 
     def _read_body(self, url: str, response: requests.Response, deadline: float) -> bytes:
         s = self.settings
@@ -331,7 +373,9 @@ class Fetcher:
         encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         if not encoded and declared.isdigit() and int(declared) > cap:
             raise PermanentFetchError(
-                f"{url}: body of {int(declared)} bytes exceeds the cap of {cap} bytes"
+                f"{url}: body of {int(declared)} bytes exceeds the cap of {cap} bytes",
+                url=url,
+                reason="too big",
             )
         chunks: list[bytes] = []
         size = 0
@@ -340,17 +384,27 @@ class Fetcher:
             for chunk in _stream(response):
                 size += len(chunk)
                 if size > cap:
-                    raise PermanentFetchError(f"{url}: decoded body exceeds the cap of {cap} bytes")
+                    raise PermanentFetchError(
+                        f"{url}: decoded body exceeds the cap of {cap} bytes",
+                        url=url,
+                        reason="too big",
+                    )
                 if time.monotonic() > deadline:
                     raise TransientHttpError(
-                        f"{url}: total deadline of {s.total_timeout:g} s exceeded while reading"
+                        f"{url}: total deadline of {s.total_timeout:g} s exceeded while reading",
+                        url=url,
+                        reason="timed out",
                     )
                 chunks.append(chunk)
         except urllib3.exceptions.DecodeError as e:
-            raise PermanentFetchError(f"{url}: body cannot be decoded ({_short(e)})") from None
+            raise PermanentFetchError(
+                f"{url}: body cannot be decoded ({_short(e)})", url=url, reason="undecodable body"
+            ) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
             # Read timeouts, resets and truncated bodies: all worth another try.
-            raise TransientHttpError(f"{url}: reading the body failed ({_short(e)})") from None
+            raise TransientHttpError(
+                f"{url}: reading the body failed ({_short(e)})", url=url, reason="connection failed"
+            ) from None
         return b"".join(chunks)
 
 
@@ -480,9 +534,9 @@ def _raise_for_status(url: str, response: requests.Response) -> None:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         extra = f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""
         raise TransientHttpError(
-            f"{url}: HTTP {status}{extra}", status=status, retry_after=retry_after
+            f"{url}: HTTP {status}{extra}", url=url, status=status, retry_after=retry_after
         )
-    raise PermanentFetchError(f"{url}: HTTP {status}")
+    raise PermanentFetchError(f"{url}: HTTP {status}", url=url, reason=f"HTTP {status}")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

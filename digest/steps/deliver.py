@@ -24,6 +24,7 @@ from digest.models import Edition, SendStatus, Subscriber
 from digest.render.variants import Variants, render_variants, variant_key
 from digest.steps.ledger import Clock, DeliveryReport, Recorder, journal_root
 from digest.steps.messages import Builder
+from digest.steps.progress import ProgressHook
 from digest.steps.sending import LocalRunner
 from digest.steps.workers import PoolRunner
 from digest.store import Store
@@ -48,6 +49,7 @@ def deliver(
     sleep: Callable[[float], None] = time.sleep,
     provider: Provider | None = None,
     log: Callable[[str], None] | None = None,
+    progress: ProgressHook | None = None,
 ) -> DeliveryReport:
     """Send every due row of ``edition``'s ledger; call it holding
     :func:`~digest.steps.ledger.delivery_lock`.
@@ -56,11 +58,14 @@ def deliver(
     ``now`` plus the real time elapsed), by which retries come due. ``provider`` replaces the
     configured one in this process (tests, dry runs); with ``delivery.sessions`` above 1 each
     worker process builds its own from settings. Raises when the provider cannot be used at
-    all (after giving unsent rows back), as the port says.
+    all (after giving unsent rows back), as the port says. ``progress`` hears after each
+    batch how many rows were answered of those due (the process's installed hook without one).
     """
     clock = clock or run_clock(now)
     report = DeliveryReport(edition.id)
-    recorder = Recorder(settings, store, report, clock)
+    counts = store.delivery_counts(edition.id)
+    to_answer = counts["pending"] + counts["sending"] + counts["transient"]
+    recorder = Recorder(settings, store, report, clock, progress=progress, total=to_answer)
     retry = settings.delivery.retry
     deadline = clock() + timedelta(seconds=retry.wait)
     started = time.perf_counter()

@@ -12,12 +12,13 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from digest.compose.teasers import lede
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.errors import DigestError, LocatedError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
 from digest.gather.feeds.normalise import cap_article
@@ -33,13 +34,28 @@ from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
+from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PageFailure:
+    """An article page that could not be read: the article's link, what happened in a few
+    words (to count by: "HTTP 404", "cannot resolve host") and the whole story in one line."""
+
+    url: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class SourceReport:
+    """What gathering one source did. ``warnings`` are about the feed (the report names the
+    source, so they do not); ``page_failures`` list the article pages not read and
+    ``left_thin`` the thin items over the page fetch limit."""
+
     source: str
     location: str
     status: str  # "updated", "not-modified", "failed"
@@ -48,10 +64,48 @@ class SourceReport:
     error: str = ""
     warnings: tuple[str, ...] = ()
     articles: tuple[Article, ...] = field(default=(), repr=False)
+    page_failures: tuple[PageFailure, ...] = ()
+    left_thin: int = 0
 
     @property
     def new(self) -> int:
         return len(self.new_ids)
+
+    @property
+    def troubled(self) -> bool:
+        """Whether the line deserves a warning: the source failed or left something out."""
+        return self.status == "failed" or bool(
+            self.warnings or self.page_failures or self.left_thin
+        )
+
+    def notes(self) -> str:
+        """What went wrong short of failing, counted ('' when nothing did): "12 article pages
+        not read (cannot resolve host: 9, HTTP 404: 3); 2 items left thin (page fetch limit)"."""
+        parts = []
+        if self.page_failures:
+            kinds = Counter(f.reason for f in self.page_failures)
+            counted = ", ".join(f"{reason}: {n}" for reason, n in kinds.most_common())
+            pages = len(self.page_failures)
+            parts.append(f"{pages} article page{'s' if pages != 1 else ''} not read ({counted})")
+        if self.left_thin:
+            parts.append(f"{self.left_thin} item(s) left thin (page fetch limit reached)")
+        if self.warnings:
+            parts.append(f"{len(self.warnings)} feed warning(s)")
+        return "; ".join(parts)
+
+    def line(self) -> str:
+        """The one log line for this source: what it gave, with counts of what went wrong."""
+        head = f"source {self.source!r}: "
+        if self.status == "failed":
+            return f"{head}failed: {self.error}"
+        if self.status == "not-modified":
+            return f"{head}not modified since the last gather"
+        notes = self.notes()
+        return f"{head}{self.entries} articles, {self.new} new" + (f"; {notes}" if notes else "")
+
+    def details(self) -> list[str]:
+        """One line per feed warning and per page not read (for debug logs)."""
+        return [*self.warnings, *(f.detail for f in self.page_failures)]
 
 
 def source_location(settings: Settings, key: str) -> str:
@@ -147,17 +201,42 @@ def shutdown_parse_pool() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class SourceCounter:
+    """Counts sources as they finish and tells a progress hook (from any thread)."""
+
+    def __init__(self, task: str, total: int, progress: ProgressHook | None) -> None:
+        self.task, self.total, self.progress = task, total, progress
+        self.done = self.failed = 0
+        self._lock = threading.Lock()
+
+    def finished(self, r: SourceReport) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += r.status == "failed"
+            event = Progress(self.task, self.done, self.total, note=r.source, failed=self.failed)
+        report_progress(self.progress, event)
+
+
 def gather_sources(
-    settings: Settings, store: Store | None, keys: Sequence[str], *, now: datetime
+    settings: Settings,
+    store: Store | None,
+    keys: Sequence[str],
+    *,
+    now: datetime,
+    progress: ProgressHook | None = None,
 ) -> list[SourceReport]:
     """Gather many sources at once (``http.concurrency`` threads, big feeds parsed in worker
-    processes); a failing source is recorded and reported, never raised."""
+    processes); a failing source is recorded and reported, never raised. ``progress`` hears
+    of each source as it finishes."""
+    counter = SourceCounter("gather", len(keys), progress)
 
     def one(key: str) -> SourceReport:
         try:
-            return fetch_source(settings, store, key, now=now)
+            r = fetch_source(settings, store, key, now=now)
         except Exception as e:  # every failure is reported, none stops the others
-            return record_source_failure(settings, store, key, e, now=now)
+            r = record_source_failure(settings, store, key, e, now=now)
+        counter.finished(r)
+        return r
 
     with ThreadPoolExecutor(max_workers=settings.http.concurrency) as threads:
         return list(threads.map(one, keys))
@@ -220,23 +299,50 @@ def gather_source(
     if src.backfill_pages and first_gather:
         articles += backfill(settings, fetcher, key, result.url, articles, warnings, now=now)
     fetch_pages = src.fetch_pages if src.fetch_pages is not None else bool(src.url)
+    thin = ThinResult(articles)
     if fetch_pages and settings.http.max_page_fetches:
-        articles = fill_thin(settings, store, fetcher, key, articles, warnings)
+        thin = fill_thin(settings, store, fetcher, key, articles)
     new: set[str] = set()
-    if store:
-        new = store.save_articles(articles, now=now)
-        store.record_fetch_success(
-            key, location, etag=result.etag, last_modified=result.last_modified, now=now
-        )
-    return SourceReport(
+    done = SourceReport(
         key,
         location,
         "updated",
-        entries=len(articles),
-        new_ids=frozenset(new),
+        entries=len(thin.articles),
         warnings=tuple(warnings),
-        articles=tuple(articles),
+        articles=tuple(thin.articles),
+        page_failures=tuple(thin.failures),
+        left_thin=thin.left_thin,
     )
+    if store:
+        new = store.save_articles(done.articles, now=now)
+        store.record_fetch_success(
+            key,
+            location,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            now=now,
+            note=source_note(done),
+        )
+    return replace(done, new_ids=frozenset(new))
+
+
+# What ``digest sources`` shows of a gather that worked but left something out: the counts,
+# then the pages not read, at most this many.
+NOTE_PAGES = 20
+
+
+def source_note(r: SourceReport) -> str | None:
+    """What to remember of a source's gather that worked but left something out (shown by
+    ``digest sources``): the counts, then each warning and page not read (the first
+    ``NOTE_PAGES``); None when nothing was."""
+    notes = r.notes()
+    if not notes:
+        return None
+    details = r.details()
+    lines = [notes, *details[:NOTE_PAGES]]
+    if len(details) > NOTE_PAGES:
+        lines.append(f"… and {len(details) - NOTE_PAGES} more")
+    return "\n".join(lines)
 
 
 def page_url(url: str, param: str, page: int) -> str:
@@ -281,7 +387,7 @@ def backfill(
                 content_type=result.content_type,
             )
         except DigestError as e:
-            warnings.append(f"source {key!r}: backfill stopped at page {page}: {e}")
+            warnings.append(f"feed {key!r}: backfill stopped at page {page}: {e}")
             break
         fresh = [a for a in parsed.articles if a.id not in seen]
         if not fresh:
@@ -301,24 +407,43 @@ def is_thin(article: Article) -> bool:
     return sum(len(p) for p in text) < THIN_CHARS
 
 
+@dataclass
+class ThinResult:
+    """The articles after :func:`fill_thin`, the pages it could not read and how many thin
+    items it left for lack of page fetches."""
+
+    articles: list[Article]
+    failures: list[PageFailure] = field(default_factory=list)
+    left_thin: int = 0
+
+
+def page_failure(url: str, error: DigestError) -> PageFailure:
+    """An article page not read: ``url`` is the article's link; the error names where it
+    failed (a redirect may have taken the fetch elsewhere), said once."""
+    if isinstance(error, LocatedError) and error.url:
+        where = url if error.url == url else f"{url} (at {error.url})"
+        return PageFailure(url, error.reason, f"article page {where}: {error.detail}")
+    return PageFailure(url, "failed", f"article page {url}: {error}")
+
+
 def fill_thin(
     settings: Settings,
     store: Store | None,
     fetcher: Fetcher,
     key: str,
     articles: list[Article],
-    warnings: list[str],
-) -> list[Article]:
+) -> ThinResult:
     """Complete thin items from their article pages (same safe fetch), each page once.
 
     Only an article seen for the first time has its page fetched: one already stored keeps
     what its first fetch gave (a lede and the page's URL, or nothing when that page failed).
     At most ``http.max_page_fetches`` pages are fetched per source and run. A page that fails
-    leaves the item as the feed gave it, with a warning.
+    leaves the item as the feed gave it, and is counted by what happened to it.
     """
     thin = [a for a in articles if is_thin(a)]
+    out = ThinResult(articles)
     if not thin:
-        return articles
+        return out
     stored = store.articles_by_id([a.id for a in thin]) if store else {}
     src = settings.sources[key]
     # A "local" source may sit on a private address; the links in it get no such licence,
@@ -340,7 +465,7 @@ def fill_thin(
             )
             continue
         if budget <= 0:
-            warnings.append(f"source {key!r}: page fetch limit reached; {a.url} left thin")
+            out.left_thin += 1
             continue
         budget -= 1
         private_ok = own_origin is not None and origin(a.url) == own_origin
@@ -349,7 +474,7 @@ def fill_thin(
                 page = fetcher.fetch(a.url, allow_private=private_ok)
             extract = extract_page(page.body, url=page.url)
         except DigestError as e:
-            warnings.append(f"source {key!r}: article page {a.url}: {e}")
+            out.failures.append(page_failure(a.url, e))
             continue
         body = "".join(f"<p>{html.escape(p)}</p>" for p in extract.paragraphs)
         # The page's own address, after redirects, is the article's canonical URL (the id
@@ -363,7 +488,8 @@ def fill_thin(
                 }
             )
         )
-    return [done.get(a.id, a) for a in articles]
+    out.articles = [done.get(a.id, a) for a in articles]
+    return out
 
 
 def record_source_failure(
@@ -424,23 +550,32 @@ def gather_section(
     now: datetime,
     submit: Callable[[str], PendingReport],
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    progress: ProgressHook | None = None,
 ) -> tuple[SectionGathered, list[Article]]:
     """Gather every source of ``section`` and keep the articles that belong to it.
 
     ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
     any result is read); a source that fails is recorded and reported, never raised. Some
     failing is a warning; all failing sets ``no_working_source`` (the caller fails the run).
+    Each source is one line in the log (a warning when it left something out, with counts),
+    its details at debug level; ``progress`` hears of each source as it is read.
     """
     out = SectionGathered(section)
     found: list[Article] = []
     sec = settings.sections[section]
     futures = {key: submit(key) for key in sec.sources}
+    counter = SourceCounter(f"gather {section}", len(futures), progress)
     for key, fut in futures.items():
         try:
             report = fut.result()
         except Exception as e:  # every failure is reported, none stops the others
             report = record_source_failure(settings, store, key, e, now=now)
-            logger.error("source %r failed: %s", key, report.error)
+            logger.error("%s", report.line())
+        else:
+            logger.log(logging.WARNING if report.troubled else logging.INFO, "%s", report.line())
+            for detail in report.details():
+                logger.debug("%s", detail)
+        counter.finished(report)
         if report.status == "failed":
             out.failed.append(f"{key}: {report.error}")
         mine = articles_for_section(report.articles, section, sec, key)

@@ -34,6 +34,7 @@ from digest.models import (
     Subscriber,
 )
 from digest.render.variants import variant_key
+from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store, lock_owner
 from digest.store import journal as journals
 
@@ -238,10 +239,14 @@ class Recorder:
         store: Store,
         report: DeliveryReport,
         clock: Clock,
+        progress: ProgressHook | None = None,
+        total: int = 0,
     ) -> None:
         self.retry = settings.delivery.retry
         self.store, self.report, self.clock = store, report, clock
         self.rng = random.Random()
+        # Rows to answer in this run (``total``), for the progress hook after each batch.
+        self.progress, self.total = progress, total
 
     def record(
         self,
@@ -290,4 +295,11 @@ class Recorder:
                 kind = f"transient, out of attempts after {attempts[delivery_id]}"
             if len(report.failures) < 200:
                 report.failures.append(f"{r.key}: {kind}: {r.reason}")
+        failed = report.permanent + report.transient + report.exhausted
+        done = report.submitted + report.skipped + failed
+        self.total = max(self.total, done)
+        report_progress(
+            self.progress,
+            Progress(f"deliver {report.edition_id}", done, self.total, failed=failed),
+        )
         return bool(answers) and all(r.status is SendStatus.TRANSIENT for r in answers.values())

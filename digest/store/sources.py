@@ -24,6 +24,12 @@ class SourceState:
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
 
+    @property
+    def note(self) -> str | None:
+        """What the last gather, which worked, left out ("12 article pages not read …", then
+        one line per page); None when nothing was or the source is failing."""
+        return self.last_error if self.consecutive_failures == 0 else None
+
 
 class SourceStore(StoreBase):
     """The ``sources`` table: what each fetch of a feed left behind."""
@@ -64,8 +70,13 @@ class SourceStore(StoreBase):
         etag: str | None,
         last_modified: str | None,
         now: datetime,
+        note: str | None = None,
     ) -> None:
-        """Keep the validators for the next conditional GET and clear the failure streak."""
+        """Keep the validators for the next conditional GET and clear the failure streak.
+
+        ``note``: what this gather left out though it worked (pages not read, feed warnings),
+        kept in ``last_error`` with its time; a source is failing only while
+        ``consecutive_failures`` is above 0 (see :attr:`SourceState.note`)."""
         with self.engine.begin() as c:
             self._upsert_source(
                 c,
@@ -76,7 +87,8 @@ class SourceStore(StoreBase):
                     "last_modified": last_modified,
                     "last_fetched_at": now,
                     "last_success_at": now,
-                    "last_error": None,
+                    "last_error": note,
+                    **({"last_error_at": now} if note else {}),
                     "consecutive_failures": 0,
                 },
             )

@@ -115,4 +115,7 @@ def test_a_command_that_ends_stops_its_prefect_server(
     assert done.returncode == 0, done.stderr
     assert "analysis: 10 articles, 10 new" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr
+    # It said why it waits, and drew no progress bar (stderr is not a terminal).
+    assert "Starting a temporary Prefect server" in done.stderr, done.stderr
+    assert "━" not in done.stderr
     mark.assert_gone(within=0.5, what="processes of a finished `digest gather`")

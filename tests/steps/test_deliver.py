@@ -230,3 +230,19 @@ def test_elapsed_leaves_out_the_waits_for_retries(world) -> None:  # type: ignor
     assert r.waited == pytest.approx(sum(sleeps), abs=1.0), "waited follows the injected sleep"
     assert r.elapsed < r.waited
     assert "waiting for retries" in r.summary()
+
+
+def test_delivery_tells_its_progress_hook_after_each_batch(world) -> None:  # type: ignore[no-untyped-def]
+    from digest.steps.progress import Progress
+
+    w = world(recipients=5, delivery={"batch_size": 2, "retry": {"attempts": 1, "wait": 0}})
+    provider = MemoryProvider(fail={w.emails[0]: SendStatus.PERMANENT})
+    events: list[Progress] = []
+    run(w, provider, progress=events.append)
+    task = f"deliver {w.edition.id}"
+    assert [(e.task, e.done, e.total) for e in events] == [
+        (task, 2, 5),
+        (task, 4, 5),
+        (task, 5, 5),
+    ]
+    assert events[-1].failed == 1

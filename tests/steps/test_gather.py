@@ -16,6 +16,7 @@ import pytest
 
 from digest.factory import make_fetcher
 from digest.steps import gather
+from digest.steps.progress import Progress
 from digest.store import Store
 from tests.conftest import ROOT
 from tests.servers import FeedServer
@@ -160,7 +161,7 @@ def test_thin_items_get_their_lede_from_the_page_once(make_settings, site: FeedS
     assert not gather.is_thin(one) and one.image is not None
     assert one.content_html.startswith("<p>") and "Follow us" not in one.content_html
     assert gather.is_thin(two)
-    assert any("missing.html" in w and "404" in w for w in report.warnings)
+    assert any("missing.html" in w and "404" in w for w in report.details())
     pages = [p for p, _ in site.requests if p.startswith("/pages/")]
     assert sorted(pages) == [
         "/pages/missing.html",
@@ -262,7 +263,7 @@ def test_backfill_reads_older_pages_on_the_first_gather_only(make_settings, tmp_
         # Pages 2 and 3 exist; page 4 is a 404 that ends the backfill with a warning.
         assert first.entries == 9 and len(first.new_ids) == 9
         assert [p for p in seen] == ["/feed?x=1", "/feed?x=1&p=2", "/feed?x=1&p=3", "/feed?x=1&p=4"]
-        assert any("page 4" in w and "404" in w for w in first.warnings)
+        assert any("page 4" in w and "404" in w for w in first.details())
         seen.clear()
         gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
         assert seen == ["/feed?x=1"]
@@ -292,7 +293,7 @@ def test_pages_are_tried_once_and_links_get_no_private_licence(
     store = Store.open(settings.database_url)
     with make_fetcher(settings) as fetcher:
         first = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
-        assert any("localhost" in w and "refused" in w.lower() for w in first.warnings)
+        assert any("localhost" in w and "refused" in w.lower() for w in first.details())
         feed.write_text(feed.read_text().replace("<title>Thin</title>", "<title>Thin 2</title>"))
         second = gather.gather_source(settings, store, fetcher, "qiosk", now=NOW)
     pages = [p for p, _ in site.requests if p.startswith("/pages/")]
@@ -430,9 +431,9 @@ def test_a_local_sources_licence_is_its_own_origin_only(
     for n in (1, 2, 3):
         kept = by_title[f"Item {n}"]
         assert kept.summary_html == f"Feed text {n}." and kept.content_html == ""
-    warnings = " | ".join(report.warnings)
+    warnings = " | ".join(report.details())
     assert f"article page {secret}:" in warnings
-    assert f"article page {site.base}/pages/to-b.html:" in warnings
+    assert f"article page {site.base}/pages/to-b.html (at {secret}):" in warnings
     assert "internal.test" in warnings and "10.0.0.1" in warnings
     assert warnings.count("refused") >= 3
     # A page on the source's own origin is still read.
@@ -488,3 +489,86 @@ def test_a_feed_is_read_up_to_the_item_cap_newest_first(make_settings, tmp_path:
     assert {a.title for a in capped.articles} == {f"J {h}" for h in newest}
     whole = parse_feed(body, source="j", url="https://news.example.org/f", now=NOW, max_items=0)
     assert len(whole.articles) == 300
+
+
+# One line per source -------------------------------------------------------------------------
+
+
+def test_pages_that_fail_are_counted_in_one_line_per_source(
+    make_settings, site: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from digest.gather.http import Fetcher
+    from tests.servers import UNRESOLVED, noisy_feed, stub_resolver
+
+    kinds = noisy_feed(site)
+    settings = make_settings(
+        {
+            "sources": {"qiosk": {"url": f"{site.base}/noisy.xml", "local": True, "path": ""}},
+            "http": {"retries": 0},
+        }
+    )
+    store = Store.open(settings.database_url)
+    events: list[Progress] = []
+    with Fetcher(settings.http, resolver=stub_resolver) as fetcher:
+        caplog.set_level(logging.DEBUG, logger="digest")
+        gathered, _ = gather.gather_section(
+            settings,
+            store,
+            "qiosk",
+            now=NOW,
+            submit=lambda key: _Done(gather.gather_source(settings, store, fetcher, key, now=NOW)),
+            progress=events.append,
+        )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "source 'qiosk': 8 articles, 8 new; 7 article pages not read (cannot resolve host: 3, "
+        "HTTP 404: 2, HTTP 500: 1, no article text: 1)"
+    ]
+    assert sum(kinds.values()) == 7
+    details = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(details) == 7
+    # Each page said once: no name or URL twice in one line.
+    for line in details:
+        url = line.split(" ")[2].rstrip(":")
+        assert line.count(url) == 1, line
+        assert line.count("qiosk") <= 1, line
+    assert f"article page http://{UNRESOLVED}/story-1: cannot resolve '{UNRESOLVED}'" in details[0]
+    # The progress hook heard of the source, with counts.
+    assert events == [Progress("gather qiosk", 1, 1, note="qiosk", failed=0)]
+    # `digest sources` finds the counts and the pages in the source's state.
+    state = store.source_state("qiosk")
+    store.close()
+    assert state is not None and state.consecutive_failures == 0 and state.note
+    note = state.note.splitlines()
+    assert note[0] == warnings[0].split("; ", 1)[1]
+    assert len(note) == 8 and f"{site.base}/pages/gone-1.html: HTTP 404" in state.note
+    assert gathered.articles == 8 and not gathered.failed
+
+
+class _Done:
+    def __init__(self, report: gather.SourceReport) -> None:
+        self.report = report
+
+    def result(self) -> gather.SourceReport:
+        return self.report
+
+
+def test_gather_sources_tells_its_progress_hook_each_source(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from digest.steps.progress import listening
+
+    settings = make_settings()
+    events: list[Progress] = []
+    reports = gather.gather_sources(
+        settings, None, ["qiosk", "analysis"], now=NOW, progress=events.append
+    )
+    assert [r.status for r in reports] == ["updated", "updated"]
+    assert sorted((e.done, e.total) for e in events) == [(1, 2), (2, 2)]
+    assert {e.note for e in events} == {"qiosk", "analysis"}
+    # Without a hook of its own a step tells the one an entry point installed, else nobody.
+    heard: list[Progress] = []
+    with listening(heard.append):
+        gather.gather_sources(settings, None, ["qiosk"], now=NOW)
+    gather.gather_sources(settings, None, ["qiosk"], now=NOW)
+    assert [(e.done, e.total, e.note) for e in heard] == [(1, 1, "qiosk")]

@@ -226,3 +226,12 @@ def test_links_carry_a_random_id_not_the_row_id(store: Store) -> None:
     payload = make_token("k", first.link_id, "unsubscribe").split(".")[0]
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     assert decoded == str(first.token_id) and decoded != str(first.id)
+
+
+def test_an_import_tells_its_progress_hook_how_many_are_done(store: Store) -> None:
+    from digest.store.subscribers import IMPORT_STEP
+
+    people = [NewSubscriber(email=f"p{i}@example.org") for i in range(2 * IMPORT_STEP + 5)]
+    done: list[int] = []
+    store.import_subscribers(people, now=NOW, progress=done.append)
+    assert done == [IMPORT_STEP, 2 * IMPORT_STEP, 2 * IMPORT_STEP + 5]

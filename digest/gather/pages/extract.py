@@ -13,7 +13,7 @@ from typing import Any
 
 import trafilatura
 
-from digest.errors import PermanentError
+from digest.errors import LocatedError, PermanentError
 from digest.gather.feeds import clean_title
 from digest.gather.pages.body import (
     PRUNE,
@@ -37,8 +37,11 @@ MAX_PAGE_BYTES = 5 * 1024 * 1024
 _MIN_TEXT = 80
 
 
-class PageError(PermanentError):
-    """An article page could not be turned into a lede (no article text, too big, unreadable)."""
+class PageError(LocatedError, PermanentError):
+    """An article page could not be turned into a lede (no article text, too big, unreadable).
+    Its message starts with "page <url>"."""
+
+    label_prefix = "page "
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,20 @@ def extract_page(html: bytes | str, *, url: str, max_paragraphs: int = 5) -> Pag
     if isinstance(html, bytearray | memoryview):
         html = bytes(html)
     if not isinstance(html, bytes | str):
-        raise PageError(f"{label}: expected bytes or str, got {type(html).__name__}")
+        raise PageError(
+            f"{label}: expected bytes or str, got {type(html).__name__}",
+            url=url,
+            reason="not a page",
+        )
     size = len(html) if isinstance(html, bytes) else len(html.encode("utf-8", "surrogatepass"))
     if size > MAX_PAGE_BYTES:
-        raise PageError(f"{label}: {size} bytes, over the {MAX_PAGE_BYTES}-byte limit")
+        raise PageError(
+            f"{label}: {size} bytes, over the {MAX_PAGE_BYTES}-byte limit",
+            url=url,
+            reason="page too big",
+        )
     if not html.strip():
-        raise PageError(f"{label}: empty page")
+        raise PageError(f"{label}: empty page", url=url, reason="empty page")
     base = url if _is_http(url) else ""
 
     text = _decode(html) if isinstance(html, bytes) else html
@@ -81,16 +92,20 @@ def extract_page(html: bytes | str, *, url: str, max_paragraphs: int = 5) -> Pag
     try:
         tree = trafilatura.load_html(text, MAX_PAGE_BYTES)
     except Exception as e:  # lxml and trafilatura on hostile markup: any failure is the page's
-        raise PageError(f"{label}: unreadable HTML ({type(e).__name__})") from None
+        raise PageError(
+            f"{label}: unreadable HTML ({type(e).__name__})", url=url, reason="unreadable HTML"
+        ) from None
     if tree is None:
-        raise PageError(f"{label}: not an HTML page")
+        raise PageError(f"{label}: not an HTML page", url=url, reason="not an HTML page")
 
     try:
-        return _extract(tree, label, base, max_paragraphs)
+        return _extract(tree, url, base, max_paragraphs)
     except PageError:
         raise
     except Exception as e:  # trafilatura and our passes on a hostile tree (deep nesting, …)
-        raise PageError(f"{label}: extraction failed ({type(e).__name__})") from None
+        raise PageError(
+            f"{label}: extraction failed ({type(e).__name__})", url=url, reason="extraction failed"
+        ) from None
 
 
 # trafilatura's metadata pass also guesses a date with htmldate; we read only stated times
@@ -102,7 +117,7 @@ _DATES: dict[str, Any] = {
 }
 
 
-def _extract(tree: Any, label: str, base: str, max_paragraphs: int) -> PageExtract:
+def _extract(tree: Any, url: str, base: str, max_paragraphs: int) -> PageExtract:
     # The text passes work on a copy; ``tree`` stays whole for the images and metadata.
     text_tree = copy.deepcopy(tree)
     wrap_loose_text(text_tree)
@@ -143,7 +158,7 @@ def _extract(tree: Any, label: str, base: str, max_paragraphs: int) -> PageExtra
         if sum(len(p) for p in kept) >= _MIN_TEXT:
             break
     else:
-        raise PageError(f"{label}: no article text found")
+        raise PageError(f"page {url}: no article text found", url=url, reason="no article text")
     return PageExtract(
         paragraphs=tuple(kept),
         image=image,
