@@ -68,6 +68,19 @@ def paths(requests: list[Request], method: str) -> list[str]:
     return [urlsplit(r.path).path for r in requests if r.method == method]
 
 
+def crash_at(monkeypatch: pytest.MonkeyPatch, method: str, action: Callable[[], object]) -> None:
+    """Run ``action`` with the store's ``method`` killing the process (as far as the run can
+    tell): what came before it happened, nothing after."""
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt(f"killed in Store.{method}")
+
+    with monkeypatch.context() as m:
+        m.setattr(Store, method, crash)
+        with pytest.raises(KeyboardInterrupt):
+            action()
+
+
 @pytest.fixture
 def mailchimp() -> Iterator[tuple[ApiServer, FakeMailchimp]]:
     fake = FakeMailchimp(api_key=MC_KEY)
@@ -127,13 +140,7 @@ def test_mailchimp_crash_between_create_and_store_is_recovered_by_lookup(  # typ
         "settings": {"title": "digest weekly-2026-W01 [all]"},
     }
 
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed between create and store")
-
-    with monkeypatch.context() as m:
-        m.setattr(Store, "record_campaign", crash)
-        with pytest.raises(KeyboardInterrupt):
-            run(settings, store, edition)
+    crash_at(monkeypatch, "record_campaign", lambda: run(settings, store, edition))
     assert store.campaign(edition.id, "all") is None
     assert len(fake.campaigns) == 2 and fake.sent == []
 
@@ -151,13 +158,7 @@ def test_mailchimp_crash_between_send_and_record_does_not_send_twice(  # type: i
     api, fake = mailchimp
     settings = mailchimp_settings(make_settings, base, api.url)
 
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed after the send")
-
-    with monkeypatch.context() as m:
-        m.setattr(Store, "mark_campaign_started", crash)
-        with pytest.raises(KeyboardInterrupt):
-            run(settings, store, edition)
+    crash_at(monkeypatch, "mark_campaign_started", lambda: run(settings, store, edition))
     record = store.campaign(edition.id, "all")
     assert record is not None and record.status == "created"  # kept before it was sent
 
@@ -263,13 +264,7 @@ def test_listmonk_crash_between_create_and_store_is_recovered_by_lookup(  # type
     api, fake = listmonk
     settings = listmonk_settings(make_settings, base, api.url)
 
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed between create and store")
-
-    with monkeypatch.context() as m:
-        m.setattr(Store, "record_campaign", crash)
-        with pytest.raises(KeyboardInterrupt):
-            run(settings, store, edition)
+    crash_at(monkeypatch, "record_campaign", lambda: run(settings, store, edition))
     assert list(fake.campaigns) == [1] and fake.started == []
     again = run(settings, store, edition)
     assert list(fake.campaigns) == [1] and fake.started == [1]

@@ -25,7 +25,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -175,3 +175,24 @@ class CampaignApi:
 
     def close(self) -> None:
         self.client.close()
+
+
+class CampaignProviderBase:
+    """What the adapters share: their :class:`CampaignApi`, the variants configured besides
+    the full edition, reading a campaign's status (anything but ``draft_status`` is started)."""
+
+    name = "campaigns"
+    draft_status = ""
+
+    def __init__(self, api: CampaignApi, variants: Iterable[str]) -> None:
+        self.api = api
+        self.variant_names = tuple(sorted(n for n in variants if n != FULL))
+
+    def remote(self, campaign: Mapping[str, Any]) -> RemoteCampaign:
+        status = str(campaign.get("status", ""))
+        return RemoteCampaign(
+            id=str(campaign["id"]), status=status, started=status != self.draft_status
+        )
+
+    def close(self) -> None:
+        self.api.close()

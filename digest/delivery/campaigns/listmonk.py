@@ -26,9 +26,9 @@ import requests
 
 from digest.config import ListmonkSettings, PublicationSettings, RetrySettings
 from digest.delivery.campaigns.base import (
-    FULL,
     CampaignApi,
     CampaignContent,
+    CampaignProviderBase,
     MergeTags,
     RemoteCampaign,
     no_campaign_id,
@@ -65,11 +65,12 @@ def _data(body: Any) -> Any:
     return body.get("data") if isinstance(body, dict) else None
 
 
-class ListmonkCampaigns:
+class ListmonkCampaigns(CampaignProviderBase):
     """Campaigns for ``settings.list_ids``; other lists per variant from ``settings.lists``."""
 
     name = "listmonk"
     tags = TAGS
+    draft_status = DRAFT
 
     def __init__(
         self,
@@ -82,7 +83,6 @@ class ListmonkCampaigns:
     ) -> None:
         self.settings = settings
         self.publication = publication
-        self.variant_names = tuple(sorted(n for n in settings.lists if n != FULL))
         token = f"{settings.api_user}:{settings.token.get_secret_value()}"
         client = ApiClient.for_provider(
             "listmonk",
@@ -92,15 +92,7 @@ class ListmonkCampaigns:
             sleep=sleep,
             rng=rng,
         )
-        self.api = CampaignApi(client, message)
-
-    def close(self) -> None:
-        self.api.close()
-
-    @staticmethod
-    def _remote(c: dict[str, Any]) -> RemoteCampaign:
-        status = str(c.get("status", ""))
-        return RemoteCampaign(id=str(c["id"]), status=status, started=status != DRAFT)
+        super().__init__(CampaignApi(client, message), settings.lists)
 
     def find(self, title: str) -> RemoteCampaign | None:
         body = self.api.json(
@@ -112,7 +104,7 @@ class ListmonkCampaigns:
         results = (_data(body) or {}).get("results")
         for c in results if isinstance(results, list) else []:
             if isinstance(c, dict) and c.get("name") == title and "id" in c:
-                return self._remote(c)
+                return self.remote(c)
         return None
 
     def get(self, campaign_id: str) -> RemoteCampaign:
@@ -120,7 +112,7 @@ class ListmonkCampaigns:
         data = _data(body)
         if not isinstance(data, dict) or "id" not in data:
             raise no_campaign_id("listmonk", f"read campaign {campaign_id}")
-        return self._remote(data)
+        return self.remote(data)
 
     def payload(self, content: CampaignContent) -> dict[str, Any]:
         pub = self.publication

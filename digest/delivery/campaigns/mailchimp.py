@@ -33,9 +33,9 @@ import requests
 
 from digest.config import MailchimpSettings, PublicationSettings, RetrySettings
 from digest.delivery.campaigns.base import (
-    FULL,
     CampaignApi,
     CampaignContent,
+    CampaignProviderBase,
     MergeTags,
     RemoteCampaign,
     no_campaign_id,
@@ -85,11 +85,12 @@ def problem(response: requests.Response) -> str:
     return text[:500]
 
 
-class MailchimpCampaigns:
+class MailchimpCampaigns(CampaignProviderBase):
     """Campaigns for ``settings.list_id``; segments per variant from ``settings.segments``."""
 
     name = "mailchimp"
     tags = TAGS
+    draft_status = DRAFT
 
     def __init__(
         self,
@@ -103,7 +104,6 @@ class MailchimpCampaigns:
         self.settings = settings
         self.publication = publication
         key = settings.api_key.get_secret_value()
-        self.variant_names = tuple(sorted(n for n in settings.segments if n != FULL))
         client = ApiClient.for_provider(
             "Mailchimp",
             settings.model_copy(update={"base_url": api_root(settings, key)}),
@@ -113,15 +113,7 @@ class MailchimpCampaigns:
             sleep=sleep,
             rng=rng,
         )
-        self.api = CampaignApi(client, problem)
-
-    def close(self) -> None:
-        self.api.close()
-
-    @staticmethod
-    def _remote(body: Any) -> RemoteCampaign:
-        status = str(body.get("status", ""))
-        return RemoteCampaign(id=str(body["id"]), status=status, started=status != DRAFT)
+        super().__init__(CampaignApi(client, problem), settings.segments)
 
     def find(self, title: str) -> RemoteCampaign | None:
         offset = 0
@@ -142,14 +134,14 @@ class MailchimpCampaigns:
                 return None
             for c in found:
                 if isinstance(c, dict) and (c.get("settings") or {}).get("title") == title:
-                    return self._remote(c)
+                    return self.remote(c)
             offset += len(found)
             if not found or offset >= int(page.get("total_items") or 0):
                 return None
 
     def get(self, campaign_id: str) -> RemoteCampaign:
         body = self.api.json("GET", f"/campaigns/{campaign_id}", f"read campaign {campaign_id}")
-        return self._remote(body)
+        return self.remote(body)
 
     def payload(self, content: CampaignContent) -> dict[str, Any]:
         pub = self.publication
