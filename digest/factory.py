@@ -1,9 +1,11 @@
-"""The one place where settings become adapters: store, fetcher, provider."""
+"""The one place where settings become adapters: store, fetcher, provider, campaign provider."""
 
 from __future__ import annotations
 
-from digest.config import Settings
+from digest.config import CAMPAIGN_PROVIDERS, Settings
 from digest.delivery.base import Provider
+from digest.delivery.campaigns.base import CampaignProvider
+from digest.errors import PermanentDeliveryError
 from digest.gather.http import Fetcher
 from digest.store import Store
 
@@ -43,4 +45,24 @@ def make_provider(settings: Settings, *, dry_run: bool = False) -> Provider:
         from digest.delivery.mailgun import MailgunProvider
 
         return MailgunProvider(settings.delivery.mailgun, settings.delivery.retry)
+    if name in CAMPAIGN_PROVIDERS:
+        raise PermanentDeliveryError(
+            f"provider {name} owns the list and takes whole editions as campaigns; it cannot "
+            "send single messages (test sends, confirmations): configure another provider for "
+            "those"
+        )
     raise ValueError(f"unknown provider {name!r}")
+
+
+def make_campaign_provider(settings: Settings) -> CampaignProvider | None:
+    """The configured provider when it owns the list (Mailchimp, listmonk); else None."""
+    name, delivery = settings.delivery.provider, settings.delivery
+    if name == "mailchimp":
+        from digest.delivery.campaigns.mailchimp import MailchimpCampaigns
+
+        return MailchimpCampaigns(delivery.mailchimp, settings.publication, delivery.retry)
+    if name == "listmonk":
+        from digest.delivery.campaigns.listmonk import ListmonkCampaigns
+
+        return ListmonkCampaigns(delivery.listmonk, settings.publication, delivery.retry)
+    return None

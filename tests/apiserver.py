@@ -72,7 +72,7 @@ class ApiServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                request = Request("POST", self.path, self.headers, body)
+                request = Request(self.command, self.path, self.headers, body)
                 api.requests.append(request)
                 status, headers, payload = api.script.pop(0) if api.script else api.respond(request)
                 request.answer = status
@@ -91,7 +91,7 @@ class ApiServer:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
 
-            do_GET = do_POST
+            do_GET = do_PUT = do_POST
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -24,9 +24,12 @@ from digest.config.content import (
     SourceSettings,
 )
 from digest.config.delivery import (
+    CAMPAIGN_PROVIDERS,
     REMOTE_PROVIDERS,
     ApiSettings,
     DeliverySettings,
+    ListmonkSettings,
+    MailchimpSettings,
     MailgunSettings,
     OutboxSettings,
     PostmarkSettings,
@@ -40,6 +43,7 @@ from digest.config.settings import Settings, StoreSettings
 from digest.config.web import AlertSettings, WebhookSettings, WebSettings
 
 __all__ = [
+    "CAMPAIGN_PROVIDERS",
     "ENV_PREFIX",
     "KEY_RE",
     "REMOTE_PROVIDERS",
@@ -50,6 +54,8 @@ __all__ = [
     "DigestSettings",
     "HttpSettings",
     "Key",
+    "ListmonkSettings",
+    "MailchimpSettings",
     "MailgunSettings",
     "OutboxSettings",
     "PostmarkSettings",

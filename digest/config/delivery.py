@@ -70,6 +70,55 @@ class MailgunSettings(ApiSettings):
     )
 
 
+class MailchimpSettings(ApiSettings):
+    """Mailchimp owns the list: each edition variant becomes one campaign for an audience."""
+
+    base_url: str = Field(
+        default="",
+        description="API root; empty: `https://<server_prefix>.api.mailchimp.com/3.0`.",
+    )
+    api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Marketing API key, ending in `-<datacenter>` (env only: "
+        "DIGEST__DELIVERY__MAILCHIMP__API_KEY).",
+        json_schema_extra=SECRET,
+    )
+    server_prefix: str = Field(
+        default="",
+        pattern=r"^[a-z0-9]*$",
+        description="Datacenter, e.g. `us21`; empty: the API key's suffix after its last `-`.",
+    )
+    list_id: str = Field(default="", description="The audience (list) id campaigns go to.")
+    segments: dict[str, int] = Field(
+        default_factory=dict,
+        description="Saved segment or tag id per variant: `all` for the full edition, the "
+        'section keys joined by `+` (sorted) for a variant, e.g. `{ "tech+world" = 42 }`. '
+        "Only variants named here besides `all` get a campaign.",
+    )
+
+
+class ListmonkSettings(ApiSettings):
+    """listmonk owns the list: each edition variant becomes one campaign for its lists."""
+
+    base_url: str = Field(
+        default="", description="Where listmonk answers, e.g. `https://lists.example.org`."
+    )
+    api_user: str = Field(default="", description="API user (Admin → Users → API user).")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="The API user's token (env only: DIGEST__DELIVERY__LISTMONK__TOKEN).",
+        json_schema_extra=SECRET,
+    )
+    list_ids: list[int] = Field(
+        default_factory=list, description="Lists the full edition's campaign goes to."
+    )
+    lists: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="Lists per variant (section keys joined by `+`, sorted); only variants "
+        "named here get a campaign besides the full edition.",
+    )
+
+
 class RetrySettings(_Section):
     """How transient failures are tried again: exponential backoff with full jitter."""
 
@@ -97,11 +146,17 @@ class RetrySettings(_Section):
 
 
 REMOTE_PROVIDERS = ("smtp", "postmark", "sendgrid", "mailgun")
+# These hand over whole editions: the provider owns the list and sends each recipient's copy.
+CAMPAIGN_PROVIDERS = ("mailchimp", "listmonk")
 
 
 class DeliverySettings(_Section):
-    provider: Literal["outbox", "smtp", "postmark", "sendgrid", "mailgun", "memory"] = Field(
-        default="outbox", description="Where messages go."
+    provider: Literal[
+        "outbox", "smtp", "postmark", "sendgrid", "mailgun", "mailchimp", "listmonk", "memory"
+    ] = Field(
+        default="outbox",
+        description="Where messages go; `mailchimp` and `listmonk` hand each edition over as "
+        "campaigns to a list kept there.",
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, description="Messages per batch.")
     sessions: int = Field(
@@ -122,3 +177,5 @@ class DeliverySettings(_Section):
     postmark: PostmarkSettings = Field(default_factory=PostmarkSettings)
     sendgrid: SendGridSettings = Field(default_factory=SendGridSettings)
     mailgun: MailgunSettings = Field(default_factory=MailgunSettings)
+    mailchimp: MailchimpSettings = Field(default_factory=MailchimpSettings)
+    listmonk: ListmonkSettings = Field(default_factory=ListmonkSettings)

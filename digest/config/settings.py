@@ -99,6 +99,8 @@ class Settings(_Section):
             "postmark": [("token", self.delivery.postmark.token)],
             "sendgrid": [("api_key", self.delivery.sendgrid.api_key)],
             "mailgun": [("api_key", self.delivery.mailgun.api_key)],
+            "mailchimp": [("api_key", self.delivery.mailchimp.api_key)],
+            "listmonk": [("token", self.delivery.listmonk.token)],
         }
         for name, value in needs.get(provider, []):
             if not value.get_secret_value():
@@ -106,6 +108,7 @@ class Settings(_Section):
                 problems.append(f"delivery.{provider}.{name}: required (set {env})")
         if provider == "mailgun" and not self.delivery.mailgun.domain:
             problems.append("delivery.mailgun.domain: required with the mailgun provider")
+        problems.extend(_campaign_problems(self.delivery))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -153,3 +156,27 @@ class Settings(_Section):
     def signing_key(self) -> str:
         """The token key; a fixed development key stands in only for local providers."""
         return self.secret_key.get_secret_value() or "insecure-development-key"
+
+
+def _campaign_problems(delivery: DeliverySettings) -> list[str]:
+    """What a campaign provider needs besides its secret: where the list is."""
+    problems = []
+    if delivery.provider == "mailchimp":
+        mc = delivery.mailchimp
+        if not mc.list_id:
+            problems.append("delivery.mailchimp.list_id: required with the mailchimp provider")
+        key = mc.api_key.get_secret_value()
+        if not (mc.base_url or mc.server_prefix or "-" in key):
+            problems.append(
+                "delivery.mailchimp.server_prefix: required when the API key has no "
+                "`-<datacenter>` suffix"
+            )
+    if delivery.provider == "listmonk":
+        lm = delivery.listmonk
+        if not lm.base_url:
+            problems.append("delivery.listmonk.base_url: required with the listmonk provider")
+        if not lm.api_user:
+            problems.append("delivery.listmonk.api_user: required with the listmonk provider")
+        if not lm.list_ids:
+            problems.append("delivery.listmonk.list_ids: at least one list id is required")
+    return problems

@@ -44,7 +44,7 @@ class RequestFailed(Exception):
 
 
 class ApiClient:
-    """POSTs to one provider's API. ``sleep`` and ``rng`` are injectable for tests."""
+    """Requests to one provider's API. ``sleep`` and ``rng`` are injectable for tests."""
 
     @classmethod
     def for_provider(
@@ -106,7 +106,12 @@ class ApiClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
-        """POST ``path``; the first answer that is not worth retrying, else RequestFailed.
+        """POST ``path``; see :meth:`request`."""
+        return self.request("POST", path, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """``method`` on ``path``; the first answer that is not worth retrying, else
+        RequestFailed.
 
         401 and 403 raise :class:`PermanentDeliveryError` (credentials refused: nothing was
         sent, and nothing will be until the configuration changes).
@@ -117,8 +122,8 @@ class ApiClient:
             tries = attempt
             self.requests += 1
             try:
-                response = self.session.post(
-                    url, timeout=self.timeout, allow_redirects=False, **kwargs
+                response = self.session.request(
+                    method, url, timeout=self.timeout, allow_redirects=False, **kwargs
                 )
             except requests.exceptions.InvalidHeader:
                 # Its message quotes the header, which may be a credential: never repeat it.

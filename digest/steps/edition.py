@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from digest.config import Settings
+from digest.config import CAMPAIGN_PROVIDERS, Settings
 from digest.errors import DigestError, EditionStateError
-from digest.factory import make_provider
+from digest.factory import make_campaign_provider, make_provider
 from digest.models import Article, Edition, EditionAction, EditionStatus, edition_state
 from digest.render.variants import Variants, render_variants
+from digest.steps.campaigns import HandOver, hand_over
 from digest.steps.compose import (
     ComposeOutcome,
     Decision,
@@ -81,6 +82,7 @@ class RunSummary:
     preview: str | None = None
     dry_run: bool = False
     failures: list[str] = field(default_factory=list)
+    campaigns: dict[str, str] = field(default_factory=dict)  # variant: id at the provider
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +128,17 @@ def deliver_stage(
     return deliver(settings, store, edition, variants, now=now, owner=owner, log=log.info)
 
 
+def hand_over_stage(
+    settings: Settings, store: Store, edition: Edition, variants: Variants, now: datetime
+) -> HandOver:
+    """Hand every variant over as one campaign to the provider that owns the list (hold the
+    lease)."""
+    provider = make_campaign_provider(settings)
+    assert provider is not None, "hand_over_stage needs a campaign provider"
+    with closing(provider):
+        return hand_over(settings, store, edition, variants, provider, now=now, log=log.info)
+
+
 # Waits for an editor's decision on the draft (given its HTML size, to show); None when none
 # came in time.
 AwaitDecision = Callable[[Edition, int], Decision | None]
@@ -145,6 +158,7 @@ class EditionStages:
     deliver: Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport] = (
         deliver_stage
     )
+    hand_over: Callable[[Settings, Store, Edition, Variants, datetime], HandOver] = hand_over_stage
     await_decision: AwaitDecision | None = None
 
 
@@ -309,9 +323,32 @@ class EditionRun:
         logger.info("edition %s was approved by %s", edition.id, who)
         return edition
 
+    def _hand_over(self, edition: Edition, summary: RunSummary) -> EditionOutcome:
+        """Render and hand the variants over as campaigns, under the edition's lease (the
+        provider owns the list: no ledger, no per-subscriber messages)."""
+        settings, store, now, logger = self.settings, self.store, self.now, self.logger
+        variants = self.stages.render(settings, store, edition)
+        failure: DigestError | None = None
+        with delivery_lock(store, edition):
+            try:
+                done = self.stages.hand_over(settings, store, edition, variants, now)
+                logger.info(done.summary())
+            except EditionStateError:
+                raise
+            except DigestError as e:
+                # What was made is stored; the next run picks it up. Report, then fail the run.
+                failure = e
+                summary.failures.append(f"hand-over stopped: {e}")
+                logger.error("edition %s: hand-over stopped: %s", edition.id, e)
+        summary.campaigns = {c.variant_key: c.campaign_id for c in store.campaigns(edition.id)}
+        summary.edition_status = (store.edition(edition.id) or edition).status.value
+        return EditionOutcome(summary, edition, len(variants[None].html.encode()), failure)
+
     def _deliver(self, edition: Edition, summary: RunSummary) -> EditionOutcome:
         """Render, write the preview, and deliver under the edition's lease."""
         settings, store, now, logger = self.settings, self.store, self.now, self.logger
+        if settings.delivery.provider in CAMPAIGN_PROVIDERS:
+            return self._hand_over(edition, summary)
         variants = self.stages.render(settings, store, edition)
         preview = write_preview(settings, edition, variants[None])
         summary.preview = str(preview) if preview else None

@@ -199,3 +199,23 @@ locks = sa.Table(
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
+
+# Campaigns handed to a provider that owns the list (Mailchimp, listmonk): one per edition and
+# variant, ever. The row is written as soon as the provider names the campaign, before it is
+# started, so a re-run finds it instead of making a second.
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("variant_key", sa.String(200), primary_key=True),
+    sa.Column("provider", sa.String(20), nullable=False),
+    sa.Column("campaign_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # created, started
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+)

@@ -547,7 +547,11 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
     except DigestError as e:
         return _edition_page(request, edition, error=f"Not sent: {e}", status_code=500)
     factory = getattr(request.app.state, "provider_factory", None)
-    provider = factory() if factory is not None else make_provider(settings)
+    try:
+        # A provider that owns the list (Mailchimp, listmonk) sends no single messages.
+        provider = factory() if factory is not None else make_provider(settings)
+    except DigestError as e:
+        return _edition_page(request, edition, error=f"Not sent: {e}", status_code=502)
     try:
         results = provider.send([message])
     except DigestError as e:

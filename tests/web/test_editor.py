@@ -259,6 +259,22 @@ def test_send_a_test_only_to_allowed_addresses(
     assert "%%" not in message.html and "Item 3" in message.html
 
 
+def test_a_test_send_with_a_campaign_provider_says_why_it_cannot(
+    settings: Settings, store: Store, clock: Clock, edition: Edition
+) -> None:
+    web = settings.web.model_copy(
+        update={"editor_token": SecretStr(TOKEN), "editor_addresses": [ALLOWED]}
+    )
+    delivery = settings.delivery.model_copy(update={"provider": "mailchimp"})
+    configured = settings.model_copy(update={"web": web, "delivery": delivery})
+    app = create_app(configured, store, clock=clock)
+    with TestClient(app, base_url=BASE, headers=BEARER) as c:
+        r = c.post(f"/editions/{edition.id}/test", data={"address": ALLOWED})
+    assert r.status_code == 502
+    assert "takes whole editions as campaigns" in r.text
+    assert "Traceback" not in r.text
+
+
 # Decisions ---------------------------------------------------------------------------------------
 def ask(store: Store, edition: Edition, clock: Clock) -> Edition:
     """What the edition run does at the approval gate: the edition awaits approval."""
