@@ -248,3 +248,42 @@ def test_run_names_fall_back_to_the_date_without_a_readable_config() -> None:
     assert run_edition_id("/nonexistent/pub.toml", "weekly", NOW) == "weekly-2026-11-30"
     assert artifact_key("gather", "Foreign_Affairs") == "gather-foreign-affairs"
     assert artifact_key("edition", "weekly-2026-W49") == "edition-weekly-2026-w49"
+
+
+def test_status_gives_a_failed_runs_message_within_80_columns(
+    finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL
+
+    error = (
+        "section 'diplomacy-watch': no working source, all 1 failed: diplomacy-watch: "
+        "https://feeds.example.org/a-very-long-path/that-goes-on-and-on/without-any-break/"
+        "feed.xml answered HTTP 503 (a retry may help)"
+    )
+
+    @flow(name="gather-section", flow_run_name="gather-diplomacy-watch-failing", retries=0)
+    def failing() -> None:
+        raise RuntimeError(error)
+
+    assert failing(return_state=True).is_failed()
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    out = CliRunner().invoke(app, ["status", "--config", str(finished["config"]), "-n", "50"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "gather-diplomacy-watch-failing" in line]
+    assert "[Failed]" in lines[at]
+    below = []
+    for line in lines[at + 1 :]:
+        if not line.startswith("    "):
+            break
+        below.append(line)
+    assert below and all(len(line) <= 80 for line in below), below
+    said = " ".join(line.strip() for line in below)
+    assert "RuntimeError: section 'diplomacy-watch': no working source" in said
+    assert said.endswith("answered HTTP 503 (a retry may help)")  # all of it, nothing cut
+    url = "https://feeds.example.org/a-very-long-path/that-goes-on-and-on/without-any-break/"
+    assert url in "".join(line.strip() for line in below)  # a long URL is broken, not lost
+    # Runs that did not fail carry no message.
+    done = [i for i, line in enumerate(lines) if "  edition-weekly-2026-W49  [Completed]" in line]
+    assert done and not any(lines[i + 1].startswith("    ") for i in done)
