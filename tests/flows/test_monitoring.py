@@ -104,8 +104,18 @@ def test_gather_tables_have_one_row_per_source(finished: dict[str, Any]) -> None
         assert [r["source"] for r in rows] == section.sources
         for row in rows:
             assert row["status"] == "ok" and row["error"] == ""
-            assert row["new"] == row["entries"] > 0  # a fresh store: every entry is new
-        assert sum(r["new"] for r in rows) >= sections[key]["new"]
+            assert row["new_in_feed"] == row["entries"] > 0  # a fresh store: every entry is new
+        in_feeds = sum(r["new_in_feed"] for r in rows)
+        in_section = sum(r["new_in_section"] for r in rows)
+        assert in_section == sections[key]["new"] <= in_feeds
+        # The description gives the table's counts in the table's words.
+        assert table.description == (
+            f"Section {key}: {len(rows)} source(s), 0 failed; new: {in_feeds} in the feeds, "
+            f"{in_section} in the section"
+        )
+    # The example's Diplomacy Watch keeps only the roundups: 12 new entries, 10 for the section.
+    rows = json.loads(artifacts["gather-diplomacy-watch"].data)
+    assert [(r["new_in_feed"], r["new_in_section"]) for r in rows] == [(12, 10)]
 
 
 def test_the_delivery_table_matches_the_ledger(finished: dict[str, Any]) -> None:
