@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand, TyperGroup, TyperOption
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from digest.config import Settings, load_settings
 from digest.errors import ConfigError, DigestError, StoreUnusable
