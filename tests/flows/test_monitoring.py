@@ -295,5 +295,5 @@ def test_status_gives_a_failed_runs_message_within_80_columns(
     url = "https://feeds.example.org/a-very-long-path/that-goes-on-and-on/without-any-break/"
     assert url in "".join(line.strip() for line in below)  # a long URL is broken, not lost
     # Runs that did not fail carry no message.
-    done = [i for i, line in enumerate(lines) if "  edition-weekly-2026-W49  [Completed]" in line]
-    assert done and not any(lines[i + 1].startswith("    ") for i in done)
+    done = [i for i, line in enumerate(lines) if "  [Completed]  " in line]
+    assert done and not any(lines[i + 1 : i + 2] and lines[i + 1].startswith("    ") for i in done)
