@@ -105,12 +105,11 @@ def test_failed_run_calls_the_webhook_once_set_up(receiver: Receiver) -> None:
     assert payload["flow_run_id"] == str(state.state_details.flow_run_id)
     assert payload["flow"] == "digest-run"
     assert payload["state"] == "Failed"
-    # A line for people in the field Slack-compatible hooks read, with the error and a link:
-    # the test server has no UI URL of its own, so the link is the one this process knows.
-    from prefect.settings import PREFECT_UI_URL
-
-    link = f"{PREFECT_UI_URL.value()}/runs/flow-run/{payload['flow_run_id']}"
-    assert payload["url"] == link
+    # A line for people in the field Slack-compatible hooks read, with the error and a link to
+    # the run: the server's UI URL, or (a server that has none) the one this process knows.
+    link = payload["url"]
+    assert link.startswith("http://127.0.0.1:")
+    assert link.endswith(f"/runs/flow-run/{payload['flow_run_id']}")
     assert payload["text"] == (
         "newsletter-digest: flow run digest-run-alert-test (digest-run) failed: "
         f"{payload['message']} {link}"
@@ -243,6 +242,16 @@ def test_without_a_ui_url_the_alert_says_where_to_set_one(
         slack = _render_and_post(payload_template("slack"), failed_run, receiver)
         teams = _render_and_post(payload_template("teams"), failed_run, receiver)
     assert slack["url"] is None
+    # A server without a UI URL links to the UI `digest serve` knew; one with its own, to that.
+    ours = "https://prefect.example.org:4200"
+    run_id = failed_run["flow_run"].id
+    with temporary_settings(updates={PREFECT_UI_URL: ""}):
+        fallback = _render_and_post(payload_template("slack", ours), failed_run, receiver)
+    assert fallback["url"] == f"{ours}/runs/flow-run/{run_id}"
+    assert fallback["text"].endswith(f" {ours}/runs/flow-run/{run_id}")
+    with temporary_settings(updates={PREFECT_UI_URL: "https://ui.example.org"}):
+        own = _render_and_post(payload_template("slack", ours), failed_run, receiver)
+    assert own["url"] == f"https://ui.example.org/runs/flow-run/{run_id}"
     assert slack["text"].endswith(
         "(no link to the run: set PREFECT_UI_URL where the Prefect server runs)"
     )
