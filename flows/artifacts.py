@@ -30,11 +30,15 @@ def teaser_lines(edition: Edition) -> list[str]:
 
 
 def gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
+    """One row per source: its entries, the new ones, how many of those belong to the section
+    (its filters may leave some out), whether it worked; the description sums the same
+    columns in the same words."""
     rows = [
         {
             "source": s["source"],
-            "new": s["new"],
             "entries": s["entries"],
+            "new_in_feed": s["new"],
+            "new_in_section": s["new_in_section"],
             "status": "failed" if s["status"] == "failed" else "ok",
             "fetch": s["status"],
             "error": s["error"] or "",
@@ -42,11 +46,13 @@ def gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
         for s in gathered.sources
     ]
     failed = sum(r["status"] == "failed" for r in rows)
+    in_feeds = sum(r["new_in_feed"] for r in rows)
     create_table_artifact(
         table=rows,
         key=artifact_key("gather", gathered.section),
-        description=f"Section {gathered.section}: {len(rows)} source(s), {failed} failed, "
-        f"{gathered.new} new article(s)" + (" (dry run: nothing recorded)" if dry_run else ""),
+        description=f"Section {gathered.section}: {len(rows)} source(s), {failed} failed; "
+        f"new: {in_feeds} in the feeds, {gathered.new} in the section"
+        + (" (dry run: nothing recorded)" if dry_run else ""),
     )
 
 

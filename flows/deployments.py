@@ -43,7 +43,7 @@ def setup_alerts(settings: Settings) -> UUID | None:
     """Create or update the failed-runs automation when `[alerts] webhook_url` is set."""
     if not settings.alerts.webhook_url:
         return None
-    return ensure_alert_automation(settings.alerts.webhook_url)
+    return ensure_alert_automation(settings.alerts.webhook_url, alert_format=settings.alerts.format)
 
 
 def serve_config(settings: Settings, config_path: str) -> None:

@@ -16,6 +16,8 @@ class RunLine:
     state: str
     seconds: float | None
     flow: str
+    # Why a failed or crashed run ended (its state's message); "" for any other run.
+    failure: str = ""
 
 
 def recent_runs(api_url: str, limit: int) -> list[RunLine]:
@@ -56,5 +58,10 @@ def recent_runs(api_url: str, limit: int) -> list[RunLine]:
         else:
             seconds = r.total_run_time.total_seconds() if r.total_run_time else None
         state = r.state_name or (r.state_type.value if r.state_type else "-")
-        lines.append(RunLine(r.start_time, r.name, state, seconds, names.get(r.flow_id, "-")))
+        failure = ""
+        if r.state is not None and (r.state.is_failed() or r.state.is_crashed()):
+            failure = r.state.message or "no message"
+        lines.append(
+            RunLine(r.start_time, r.name, state, seconds, names.get(r.flow_id, "-"), failure)
+        )
     return lines

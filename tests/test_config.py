@@ -248,3 +248,17 @@ def test_environment_overrides_are_converted_to_each_key_type(tmp_path: Path) ->
         )
     )
     assert set(problems) == {"render.utm", "delivery.rate", "http.retries"}
+
+
+def test_reference_types_read_as_words() -> None:
+    doc = reference_markdown()
+    assert "Annotated[" not in doc and "FieldInfo(" not in doc and "Literal[" not in doc
+    rows = {
+        line.split(" | ")[0].strip("| `"): line.split(" | ")[1]
+        for line in doc.splitlines()
+        if line.startswith("| `")
+    }
+    assert rows["sections.<key>.sources"] == "list of strings"
+    assert rows["digests.<key>.max_items"] == "integer"
+    assert rows["delivery.smtp.security"] == 'one of: "starttls", "tls", "none"'
+    assert rows["sources.<key>.fetch_pages"] == "true/false (optional)"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from digest.config import Settings, load_settings
 from digest.errors import ConfigError, DigestError, StoreUnusable
@@ -23,15 +24,47 @@ from digest.errors import ConfigError, DigestError, StoreUnusable
 if TYPE_CHECKING:
     from digest.store import Store
 
-app = typer.Typer(
+
+class _FlagsWithoutType:
+    """Help without a ``<bool>`` type beside each flag: a flag takes no value, so Typer's type
+    column (``<str>``, ``<file>``) has nothing to say about it."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+                p.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """The ``digest`` app and its groups: commands and groups whose flags show no type."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     help="Gather a publication's feeds, compose digest editions, render and deliver them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-config_app = typer.Typer(help="Check and describe the configuration.", no_args_is_help=True)
-subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
-edition_app = typer.Typer(
+config_app = _Typer(help="Check and describe the configuration.", no_args_is_help=True)
+subscribers_app = _Typer(help="Manage subscribers.", no_args_is_help=True)
+edition_app = _Typer(
     help="Look at and change the current edition before it goes out.", no_args_is_help=True
 )
 app.add_typer(config_app, name="config")

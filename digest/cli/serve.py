@@ -64,5 +64,17 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
         from flows.deployments import serve_config
 
         if settings.alerts.webhook_url:
-            out.print("Alerts: failed or crashed runs call the webhook in [alerts] webhook_url.")
+            from flows.alerts import local_ui_base
+
+            ui = local_ui_base()
+            links = (
+                f"links to runs at {ui}, unless the Prefect server sets PREFECT_UI_URL"
+                if ui
+                else "no links to runs unless the Prefect server sets PREFECT_UI_URL"
+            )
+            out.print(
+                "Alerts: failed or crashed runs call the webhook in [alerts] webhook_url "
+                f"({settings.alerts.format} format; {links}).",
+                soft_wrap=True,
+            )
         serve_config(settings, str(config))

@@ -4,6 +4,7 @@ the sources, the last flow runs)."""
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Annotated
 
 import typer
@@ -114,6 +115,23 @@ def _print_flow_runs(limit: int) -> None:
             f"  ({r.flow})",
             soft_wrap=True,
         )
+        if r.failure:
+            for line in _failure_lines(r.failure):
+                out.print(line, soft_wrap=True)
+
+
+def _failure_lines(message: str, width: int = 80) -> list[str]:
+    """A failed run's message under its line: indented, wrapped within ``width`` columns (a
+    long URL or word is broken rather than overflowing), at most a few lines."""
+    return textwrap.wrap(
+        " ".join(message.split()),
+        width=width,
+        initial_indent="    ",
+        subsequent_indent="    ",
+        break_on_hyphens=False,
+        max_lines=6,
+        placeholder=" …",
+    )
 
 
 @app.command()

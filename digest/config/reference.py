@@ -3,7 +3,9 @@ of every key (``docs/configuration.md``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
 
@@ -12,6 +14,39 @@ from digest.config.settings import Settings
 
 def json_schema() -> dict[str, Any]:
     return Settings.model_json_schema()
+
+
+# Types as people read them, in the singular and the plural (for "list of ...").
+_NAMES: dict[Any, tuple[str, str]] = {
+    str: ("string", "strings"),
+    int: ("integer", "integers"),
+    float: ("number", "numbers"),
+    bool: ("true/false", "true/false values"),
+    SecretStr: ("string (secret)", "secret strings"),
+    Path: ("path", "paths"),
+}
+
+
+def type_text(ann: Any, *, plural: bool = False) -> str:
+    """A settings field's type as a reader of the reference says it: ``list of strings``,
+    ``integer``, ``true/false``, ``one of: "a", "b"``; ``optional`` when it may be left out."""
+    origin = get_origin(ann)
+    args = get_args(ann)
+    if origin is Annotated:
+        return type_text(args[0], plural=plural)
+    if origin in (Union, types.UnionType):
+        kept = [a for a in args if a is not type(None)]
+        text = " or ".join(type_text(a, plural=plural) for a in kept)
+        return f"{text} (optional)" if len(kept) < len(args) else text
+    if origin is Literal:
+        return "one of: " + ", ".join(f'"{a}"' if isinstance(a, str) else repr(a) for a in args)
+    if origin in (list, tuple, set, frozenset):
+        return f"list of {type_text(args[0], plural=True)}" if args else "list"
+    if origin is dict:
+        return f"table of {type_text(args[1], plural=True)}" if len(args) == 2 else "table"
+    if ann in _NAMES:
+        return _NAMES[ann][1 if plural else 0]
+    return getattr(ann, "__name__", None) or str(ann)
 
 
 def reference_markdown() -> str:
@@ -24,11 +59,6 @@ def reference_markdown() -> str:
         "levels, e.g. `DIGEST__DELIVERY__SMTP__HOST`. Keys marked *env only* must come from there.",
         "",
     ]
-
-    def type_name(ann: Any) -> str:
-        text = getattr(ann, "__name__", None) or str(ann)
-        text = str(ann) if "[" in str(ann) else text
-        return text.replace("typing.", "").replace("pydantic.types.", "")
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         rows = []
@@ -55,7 +85,8 @@ def reference_markdown() -> str:
             else:
                 default = f"`{f.default!r}`"
             desc = (f.description or "").replace("|", "\\|")
-            rows.append(f"| `{key}` | `{type_name(ann)}` | {default} | {desc} |")
+            kind = type_text(ann).replace("|", "\\|")
+            rows.append(f"| `{key}` | {kind} | {default} | {desc} |")
         title = prefix.rstrip(".") or "(top level)"
         lines.append(f"## `{title}`")
         if model.__doc__ and model is not Settings:

@@ -4,6 +4,7 @@ providers' bounce and complaint webhooks coming in, and the failed-run alert web
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -95,10 +96,19 @@ class AlertSettings(_Section):
 
     webhook_url: str = Field(
         default="",
-        description="URL (http or https) the Prefect server POSTs a JSON alert to when a flow "
-        "run fails or crashes: the run's name and id, the flow, the state, its message and a "
-        "link to the run in the UI (null without a UI URL). Set up by `digest serve`; "
-        "empty: no alerts.",
+        description="URL (http or https) the Prefect server POSTs an alert to when a flow run "
+        "fails or crashes: one line for people (the flow, the run, the error message, a link "
+        "to the run in Prefect's UI) in the field the chat service reads (see `format`). Set "
+        "up by `digest serve`; empty: no alerts.",
+    )
+    format: Literal["slack", "discord", "teams", "json"] = Field(
+        default="slack",
+        description="The alert's body. `slack`: the line in `text`, as Slack, Mattermost and "
+        "Rocket.Chat incoming webhooks read it, plus the run's facts as JSON fields "
+        "(`flow_run`, `flow_run_id`, `flow`, `state`, `message`, `url`: the link, null when "
+        "neither the Prefect server nor `digest serve` knows a UI URL); `json`: the same "
+        "fields, `text` unescaped; `discord`: the line in `content`; `teams`: a MessageCard "
+        "for a Teams incoming webhook, with a button to the run.",
     )
 
     @field_validator("webhook_url")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -117,6 +117,32 @@ def candidates(
     return out
 
 
+def too_old_note(
+    settings: Settings, store: Store, digest_key: str, history: set[str], *, now: datetime
+) -> str:
+    """Why nothing was new, when the digest's ``max_age_days`` is the cause: how many articles
+    of its sections, never carried, it left out, and the setting's name; '' when none."""
+    digest = settings.digests[digest_key]
+    if not digest.max_age_days:
+        return ""
+    since = now - timedelta(days=digest.max_age_days)
+    sections = [settings.sections[k] for k in digest.sections]
+    older = {
+        a.id
+        for a, sources in store.articles_from_sources(sources_of(settings, digest.sections))
+        if a.published < since
+        and a.id not in history
+        and any(sources.intersection(s.sources) and in_section(a, s) for s in sections)
+    }
+    if not older:
+        return ""
+    return (
+        f"; {len(older)} article(s) not carried yet were published before "
+        f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC, older than "
+        f"digests.{digest_key}.max_age_days = {digest.max_age_days}"
+    )
+
+
 def compose(
     settings: Settings,
     store: Store,
@@ -160,9 +186,10 @@ def compose(
     try:
         edition, warnings = fitting(settings, make, overrides)
     except NothingNew as e:
+        why = e.message + too_old_note(settings, store, digest_key, history, now=now)
         if existing is not None:
-            return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {e.message}")
-        return ComposeOutcome(None, "nothing-new", e.message)
+            return ComposeOutcome(existing, "unchanged", f"edition {eid} kept: {why}")
+        return ComposeOutcome(None, "nothing-new", why)
     dropped = f"; {len(warnings)} item(s) left out, too big for the HTML budget" if warnings else ""
     if existing is not None and existing == edition:
         return ComposeOutcome(existing, "unchanged", f"edition {eid} unchanged{dropped}", warnings)

@@ -581,13 +581,15 @@ def gather_section(
         mine = articles_for_section(report.articles, section, sec, key)
         found.extend(mine)
         out.articles += len(mine)
-        out.new += sum(a.id in report.new_ids for a in mine)
+        new_here = sum(a.id in report.new_ids for a in mine)
+        out.new += new_here
         out.sources.append(
             {
                 "source": key,
                 "status": report.status,
                 "entries": report.entries,
                 "new": report.new,
+                "new_in_section": new_here,
                 "error": report.error,
             }
         )

@@ -76,3 +76,30 @@ def test_help_does_not_import_prefect() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert proc.stdout.strip() == "False"
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and group of the app, as the words typed before ``--help``."""
+    import typer.main
+
+    paths: list[list[str]] = []
+
+    def walk(command: object, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def test_help_shows_no_type_beside_flags() -> None:
+    paths = _command_paths()
+    assert ["run"] in paths and ["edition", "show"] in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=100)
+        assert result.exit_code == 0, (path, result.output)
+        assert "--help" in result.output
+        assert "<bool>" not in result.output, (path, result.output)
+    run_help = runner.invoke(app, ["run", "--help"], terminal_width=100).output
+    assert "<file>" in run_help  # options that take a value still say what it is

@@ -104,8 +104,18 @@ def test_gather_tables_have_one_row_per_source(finished: dict[str, Any]) -> None
         assert [r["source"] for r in rows] == section.sources
         for row in rows:
             assert row["status"] == "ok" and row["error"] == ""
-            assert row["new"] == row["entries"] > 0  # a fresh store: every entry is new
-        assert sum(r["new"] for r in rows) >= sections[key]["new"]
+            assert row["new_in_feed"] == row["entries"] > 0  # a fresh store: every entry is new
+        in_feeds = sum(r["new_in_feed"] for r in rows)
+        in_section = sum(r["new_in_section"] for r in rows)
+        assert in_section == sections[key]["new"] <= in_feeds
+        # The description gives the table's counts in the table's words.
+        assert table.description == (
+            f"Section {key}: {len(rows)} source(s), 0 failed; new: {in_feeds} in the feeds, "
+            f"{in_section} in the section"
+        )
+    # The example's Diplomacy Watch keeps only the roundups: 12 new entries, 10 for the section.
+    rows = json.loads(artifacts["gather-diplomacy-watch"].data)
+    assert [(r["new_in_feed"], r["new_in_section"]) for r in rows] == [(12, 10)]
 
 
 def test_the_delivery_table_matches_the_ledger(finished: dict[str, Any]) -> None:
@@ -248,3 +258,42 @@ def test_run_names_fall_back_to_the_date_without_a_readable_config() -> None:
     assert run_edition_id("/nonexistent/pub.toml", "weekly", NOW) == "weekly-2026-11-30"
     assert artifact_key("gather", "Foreign_Affairs") == "gather-foreign-affairs"
     assert artifact_key("edition", "weekly-2026-W49") == "edition-weekly-2026-w49"
+
+
+def test_status_gives_a_failed_runs_message_within_80_columns(
+    finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL
+
+    error = (
+        "section 'diplomacy-watch': no working source, all 1 failed: diplomacy-watch: "
+        "https://feeds.example.org/a-very-long-path/that-goes-on-and-on/without-any-break/"
+        "feed.xml answered HTTP 503 (a retry may help)"
+    )
+
+    @flow(name="gather-section", flow_run_name="gather-diplomacy-watch-failing", retries=0)
+    def failing() -> None:
+        raise RuntimeError(error)
+
+    assert failing(return_state=True).is_failed()
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    out = CliRunner().invoke(app, ["status", "--config", str(finished["config"]), "-n", "50"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "gather-diplomacy-watch-failing" in line]
+    assert "[Failed]" in lines[at]
+    below = []
+    for line in lines[at + 1 :]:
+        if not line.startswith("    "):
+            break
+        below.append(line)
+    assert below and all(len(line) <= 80 for line in below), below
+    said = " ".join(line.strip() for line in below)
+    assert "RuntimeError: section 'diplomacy-watch': no working source" in said
+    assert said.endswith("answered HTTP 503 (a retry may help)")  # all of it, nothing cut
+    url = "https://feeds.example.org/a-very-long-path/that-goes-on-and-on/without-any-break/"
+    assert url in "".join(line.strip() for line in below)  # a long URL is broken, not lost
+    # Runs that did not fail carry no message.
+    done = [i for i, line in enumerate(lines) if "  [Completed]  " in line]
+    assert done and not any(lines[i + 1 : i + 2] and lines[i + 1].startswith("    ") for i in done)

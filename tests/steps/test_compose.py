@@ -111,3 +111,25 @@ def test_pins_never_break_the_caps(make_settings) -> None:  # type: ignore[no-un
         overrides=Overrides(pinned=tuple(a.id for a in items[:3])),
     )
     assert edition.article_ids == tuple(a.id for a in items[:2])
+
+
+def test_nothing_new_names_the_articles_max_age_days_left_out(make_settings, db_url) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings({"store": {"url": db_url}, "digests": {"weekly": {"max_age_days": 7}}})
+    store = Store.open(db_url)
+    now = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    # Published November 2 to 4: gathered, but more than a week old on the 30th.
+    store.save_articles([article(1), article(2), article(3)], now=now)
+    outcome = compose(settings, store, "weekly", now=now)
+    assert outcome.status == "nothing-new" and outcome.edition is None
+    assert (
+        "3 article(s) not carried yet were published before 2026-11-23 14:00 UTC, "
+        "older than digests.weekly.max_age_days = 7"
+    ) in outcome.message
+    # Without the limit they make an edition; with nothing old, nothing is said of the limit.
+    unlimited = make_settings({"store": {"url": db_url}})
+    assert compose(unlimited, store, "weekly", now=now, record=False).status == "new"
+    empty = Store.open(f"sqlite:///{settings.data_dir}/empty.db")
+    quiet = compose(settings, empty, "weekly", now=now)
+    assert quiet.status == "nothing-new" and "max_age_days" not in quiet.message
+    empty.close()
+    store.close()
