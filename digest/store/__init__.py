@@ -8,6 +8,7 @@ the ledger records it. Import these names from ``digest.store``, not from its mo
 
 from digest.store import journal
 from digest.store.db import Store
+from digest.store.editions import SentEdition
 from digest.store.journal import Journal, discard, edition_dir, replay
 from digest.store.ledger import Claimed
 from digest.store.locks import lock_owner
@@ -18,6 +19,7 @@ __all__ = [
     "Claimed",
     "ImportCounts",
     "Journal",
+    "SentEdition",
     "SourceState",
     "Store",
     "discard",
