@@ -105,6 +105,9 @@ class EditionStateError(PermanentError):
         self.status = status
         self.action = action
         self.expected = expected
+        # People's words for the statuses (``digest.models.edition_state``: the value, spaced).
+        status, expected = status.replace("_", " "), expected.replace("_", " ")
+        allowed = allowed.replace("_", " ")
         if not status:
             message = f"edition {edition_id}: no such edition; {action} refused"
         elif expected and expected != status:

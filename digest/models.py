@@ -94,11 +94,39 @@ class Overrides(_Model):
 
 
 class EditionStatus(enum.StrEnum):
-    DRAFT = "draft"
+    """Where an edition is in its life (:data:`EDITION_TRANSITIONS`); people read it in the
+    words :func:`edition_state` gives."""
+
+    DRAFT = "draft"  # composed; nobody asked for a decision yet
+    AWAITING_APPROVAL = "awaiting_approval"  # an edition run asked an editor and waits
     APPROVED = "approved"
+    REJECTED = "rejected"  # final
+    SKIPPED = "skipped"  # no decision in time, `approval_timeout_action = "skip"`
     SENDING = "sending"
     SENT = "sent"
-    REJECTED = "rejected"
+
+
+# What people read for each status: the same words on every page, command and artifact.
+EDITION_STATES: Mapping[EditionStatus, str] = MappingProxyType(
+    {
+        EditionStatus.DRAFT: "draft",
+        EditionStatus.AWAITING_APPROVAL: "awaiting approval",
+        EditionStatus.APPROVED: "approved",
+        EditionStatus.REJECTED: "rejected",
+        EditionStatus.SKIPPED: "skipped",
+        EditionStatus.SENDING: "sending",
+        EditionStatus.SENT: "sent",
+    }
+)
+
+
+def edition_state(status: EditionStatus | str) -> str:
+    """The words people read for an edition's status (a stored value or the enum); an
+    unknown value is shown as it is."""
+    try:
+        return EDITION_STATES[EditionStatus(status)]
+    except ValueError:
+        return str(status)
 
 
 class EditionAction(enum.StrEnum):
@@ -107,10 +135,11 @@ class EditionAction(enum.StrEnum):
     :data:`EDITION_TRANSITIONS` lists for it."""
 
     RECOMPOSE = "recompose"  # a draft's content replaced by a newer composition
-    EDIT = "edit"  # an editor's change: the edition is a draft again, to approve again
+    EDIT = "edit"  # an editor's change (one awaiting approval still does; others: draft again)
+    ASK = "ask for approval"  # the edition run asks an editor and waits (the approval gate)
     APPROVE = "approve"
     REJECT = "reject"
-    SKIP = "skip"  # no decision in time, `approval_timeout_action = "skip"`: stays a draft
+    SKIP = "skip"  # no decision in time, `approval_timeout_action = "skip"`: nothing sent
     APPROVE_ON_TIMEOUT = "approve on timeout"  # no decision in time, action "send"
     START_SENDING = "start sending"  # the ledger is written (again, after a crash)
     FINISH = "finish"  # nothing left to send or retry
@@ -119,27 +148,50 @@ class EditionAction(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Transition:
-    """An action's rule: the statuses it may start from, the status it leaves."""
+    """An action's rule: for each status it may start from, the status it leaves."""
 
-    allowed_from: frozenset[EditionStatus]
-    to: EditionStatus
+    moves: Mapping[EditionStatus, EditionStatus]
+
+    @property
+    def allowed_from(self) -> frozenset[EditionStatus]:
+        return frozenset(self.moves)
+
+    @property
+    def to(self) -> frozenset[EditionStatus]:
+        """Every status the action may leave."""
+        return frozenset(self.moves.values())
 
 
 def _rule(allowed_from: set[EditionStatus], to: EditionStatus) -> Transition:
-    return Transition(frozenset(allowed_from), to)
+    return Transition(MappingProxyType(dict.fromkeys(sorted(allowed_from), to)))
 
 
 _E = EditionStatus
-# The edition's life, in one place: draft → approved → sending → sent, or rejected. A rejection
-# is final (no action starts from it); so is sent, but for queueing exhausted messages again.
+# The edition's life, in one place: draft → awaiting approval (when the digest requires an
+# editor's decision) → approved → sending → sent; or rejected (final), or skipped when no
+# decision came in time. A rejection is final (no action starts from it); so is sent, but for
+# queueing exhausted messages again. An edit leaves an edition awaiting approval as it is (the
+# run still waits for the decision) and makes an approved or skipped one a draft again.
 EDITION_TRANSITIONS: Mapping[EditionAction, Transition] = MappingProxyType(
     {
         EditionAction.RECOMPOSE: _rule({_E.DRAFT}, _E.DRAFT),
-        EditionAction.EDIT: _rule({_E.DRAFT, _E.APPROVED}, _E.DRAFT),
-        EditionAction.APPROVE: _rule({_E.DRAFT}, _E.APPROVED),
-        EditionAction.REJECT: _rule({_E.DRAFT, _E.APPROVED}, _E.REJECTED),
-        EditionAction.SKIP: _rule({_E.DRAFT}, _E.DRAFT),
-        EditionAction.APPROVE_ON_TIMEOUT: _rule({_E.DRAFT}, _E.APPROVED),
+        EditionAction.EDIT: Transition(
+            MappingProxyType(
+                {
+                    _E.DRAFT: _E.DRAFT,
+                    _E.AWAITING_APPROVAL: _E.AWAITING_APPROVAL,
+                    _E.APPROVED: _E.DRAFT,
+                    _E.SKIPPED: _E.DRAFT,
+                }
+            )
+        ),
+        EditionAction.ASK: _rule({_E.DRAFT}, _E.AWAITING_APPROVAL),
+        EditionAction.APPROVE: _rule({_E.DRAFT, _E.AWAITING_APPROVAL, _E.SKIPPED}, _E.APPROVED),
+        EditionAction.REJECT: _rule(
+            {_E.DRAFT, _E.AWAITING_APPROVAL, _E.APPROVED, _E.SKIPPED}, _E.REJECTED
+        ),
+        EditionAction.SKIP: _rule({_E.AWAITING_APPROVAL}, _E.SKIPPED),
+        EditionAction.APPROVE_ON_TIMEOUT: _rule({_E.AWAITING_APPROVAL}, _E.APPROVED),
         EditionAction.START_SENDING: _rule({_E.APPROVED, _E.SENDING}, _E.SENDING),
         EditionAction.FINISH: _rule({_E.SENDING}, _E.SENT),
         EditionAction.REOPEN: _rule({_E.SENT}, _E.SENDING),

@@ -8,7 +8,7 @@ import re
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from digest.config import Settings
-from digest.models import Edition
+from digest.models import Edition, edition_state
 from digest.steps.edition import RunSummary
 from digest.steps.gather import SectionGathered
 
@@ -17,12 +17,6 @@ def artifact_key(*parts: str) -> str:
     """A valid artifact key (lowercase letters, digits, dashes) made of ``parts``."""
     key = re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
     return key[:100].rstrip("-") or "digest"
-
-
-def preview_url(settings: Settings, edition_id: str) -> str | None:
-    """The web app's page for an edition, when ``web.base_url`` is set."""
-    base = settings.web.base_url.rstrip("/")
-    return f"{base}/editions/{edition_id}" if base else None
 
 
 def teaser_lines(edition: Edition) -> list[str]:
@@ -57,8 +51,9 @@ def gather_artifact(gathered: SectionGathered, *, dry_run: bool) -> None:
 
 
 def approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> None:
-    """The draft an editor decides on: subject, preheader, teasers, size and a link."""
-    link = preview_url(settings, edition.id)
+    """The draft an editor decides on: subject, preheader, teasers, size and a link to its
+    page on the web app (``Settings.editions_url``), where it is previewed and decided."""
+    link = settings.editions_url(edition.id)
     lines = [
         f"# Awaiting approval: {edition.subject}",
         "",
@@ -67,9 +62,9 @@ def approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> 
         f"Edition `{edition.id}` · {len(edition.teasers)} items · HTML {html_bytes / 1000:.1f} "
         f"KB ({html_bytes} bytes, all sections)",
         "",
+        f"Review: [{link}]({link})",
+        "",
     ]
-    if link:
-        lines += [f"Review: [{link}]({link})", ""]
     lines += teaser_lines(edition)
     create_markdown_artifact(
         markdown="\n".join(lines),
@@ -81,18 +76,16 @@ def approval_artifact(settings: Settings, edition: Edition, html_bytes: int) -> 
 def edition_artifact(
     settings: Settings, edition: Edition, summary: RunSummary, html_bytes: int
 ) -> None:
-    """The edition summary: what went out and to how many."""
-    link = preview_url(settings, edition.id)
+    """The edition summary: what went out and to how many, and its page with the preview."""
+    link = settings.editions_url(edition.id)
     lines = [
         f"# {edition.subject}",
         "",
         f"Edition `{edition.id}` · {summary.items} items · HTML {html_bytes / 1000:.1f} KB "
         f"({html_bytes} bytes, all sections)",
         "",
-    ]
-    if link:
-        lines += [f"Preview: [{link}]({link})", ""]
-    lines += [
+        f"Preview: [{link}]({link})",
+        "",
         f"Recipients {summary.recipients} · submitted {summary.submitted} "
         f"(this run {summary.submitted_now}, {summary.messages_per_s:.0f}/s) · failed "
         f"{summary.transient + summary.permanent + summary.exhausted} (transient "
@@ -113,7 +106,7 @@ def delivery_artifact(edition: Edition, summary: RunSummary) -> None:
     a run interrupted before it had sent, recorded from its journals)."""
     row = {
         "edition": edition.id,
-        "status": summary.edition_status,
+        "status": edition_state(summary.edition_status),
         "recipients": summary.recipients,
         "submitted": summary.submitted,
         "submitted_this_run": summary.submitted_now,
@@ -137,7 +130,7 @@ def note_artifact(summary: RunSummary) -> None:
     """A short summary for a run that delivered nothing (no edition, rejected, awaiting
     approval, dry run), so that every edition run leaves one."""
     title = summary.edition_id or f"digest {summary.digest}: no edition"
-    lines = [f"# {title}", "", f"Status: {summary.edition_status or '-'}"]
+    lines = [f"# {title}", "", f"Status: {edition_state(summary.edition_status) or '-'}"]
     if summary.message:
         lines += ["", summary.message]
     if summary.dry_run:
@@ -148,5 +141,6 @@ def note_artifact(summary: RunSummary) -> None:
         key=artifact_key(
             "edition", summary.edition_id or summary.digest, "dry-run" if summary.dry_run else ""
         ),
-        description=f"Edition run of {summary.digest}: {summary.edition_status or 'no edition'}",
+        description=f"Edition run of {summary.digest}: "
+        f"{edition_state(summary.edition_status) or 'no edition'}",
     )

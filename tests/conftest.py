@@ -49,6 +49,8 @@ ACTIONS_TO = {
         EditionAction.FINISH,
     ),
     EditionStatus.REJECTED: (EditionAction.REJECT,),
+    EditionStatus.AWAITING_APPROVAL: (EditionAction.ASK,),
+    EditionStatus.SKIPPED: (EditionAction.ASK, EditionAction.SKIP),
 }
 
 

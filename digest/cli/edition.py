@@ -21,11 +21,13 @@ from digest.cli.common import (
     parse_now,
     settings_from,
     store_for,
+    when_text,
 )
+from digest.models import edition_state
 
 
 def _show_edition(edition: Any, overrides: Any) -> None:
-    out.print(f"Edition    {edition.id}  [{edition.status.value}]")
+    out.print(f"Edition    {edition.id}  [{edition_state(edition.status)}]")
     out.print(f"Subject    {edition.subject}")
     out.print(f"Preheader  {edition.preheader}")
     if edition.intro:
@@ -62,6 +64,32 @@ def edition_show(
             out.print(f"No edition: {outcome.message}")
             return
         _show_edition(outcome.edition, store.overrides(outcome.edition.id))
+
+
+@edition_app.command("list")
+def edition_list(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    digest: Annotated[
+        str | None, typer.Option("--digest", "-d", help="Only this digest's editions.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many editions.")] = 20,
+) -> None:
+    """The last editions, newest first, with their state and when each was made and sent."""
+    settings = settings_from(config)
+    if digest is not None and digest not in settings.digests:
+        known = ", ".join(sorted(settings.digests)) or "none"
+        raise fail(f"no digest {digest!r} in {config} (configured: {known})", 2)
+    with store_for(settings) as store:
+        rows = store.last_editions(limit, digest=digest)
+    if not rows:
+        out.print("No editions yet.")
+        return
+    for e in rows:
+        sent = f", sent {when_text(e['sent_at'])}" if e["sent_at"] else ""
+        out.print(
+            f"{e['id']}  [{edition_state(e['status'])}]  made {when_text(e['created_at'])}{sent}",
+            soft_wrap=True,
+        )
 
 
 @edition_app.command("retry")

@@ -26,6 +26,7 @@ from digest.cli.common import (
     store_for,
 )
 from digest.errors import DigestError
+from digest.models import edition_state
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -43,7 +44,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         out.print(f"No edition: {s.get('message', '')}")
         return
     dry = " (dry run: nothing recorded, nothing sent)" if s.get("dry_run") else ""
-    out.print(f"Edition      {s['edition_id']}  [{s.get('edition_status', '')}]{dry}")
+    out.print(
+        f"Edition      {s['edition_id']}  [{edition_state(s.get('edition_status', ''))}]{dry}"
+    )
     out.print(f"Items        {s['items']}")
     out.print(
         f"Recipients   {s['recipients']}  (skipped, no news in their sections: {s['skipped']})"

@@ -19,6 +19,7 @@ from digest.cli.common import (
     store_for,
     when_text,
 )
+from digest.models import edition_state
 
 
 @app.command()
@@ -108,7 +109,8 @@ def status(
         # Recipients: every ledger row meant to be sent (all but the skipped ones).
         meant = c["pending"] + c["sending"] + c["submitted"] + c["failed"]
         out.print(
-            f"  {e['id']}  [{e['status']}]  {when_text(e['created_at'])}: {meant} recipients, "
+            f"  {e['id']}  [{edition_state(e['status'])}]  {when_text(e['created_at'])}: "
+            f"{meant} recipients, "
             f"{c['submitted']} submitted, {c['failed']} failed, "
             f"{c['pending'] + c['sending']} pending",
             soft_wrap=True,

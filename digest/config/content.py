@@ -249,8 +249,8 @@ class DigestSettings(_Section):
     )
     approval_timeout_action: Literal["skip", "send"] = Field(
         default="skip",
-        description="No decision in time: `skip` leaves the edition a draft and sends nothing; "
-        "`send` approves and sends it.",
+        description="No decision in time: `skip` marks the edition skipped and sends nothing "
+        "(an editor may still approve it); `send` approves and sends it.",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -132,7 +133,15 @@ class Settings(_Section):
 
     @property
     def links_base(self) -> str:
+        """The web app's public address: ``web.base_url``, else ``publication.links_base_url``,
+        else ``publication.url``. Every link to the app (in emails, artifacts) starts with it."""
         return self.web.base_url or self.publication.links_base_url or self.publication.url
+
+    def editions_url(self, edition_id: str = "") -> str:
+        """The editors' page of ``edition_id`` on the web app (or, without one, their list of
+        editions), at :attr:`links_base`."""
+        url = f"{self.links_base}/editions"
+        return f"{url}/{quote(edition_id, safe='')}" if edition_id else url
 
     @property
     def verifying_keys(self) -> list[str]:

@@ -26,6 +26,7 @@ from digest.models import (
     EditionAction,
     EditionStatus,
     Overrides,
+    edition_state,
 )
 from digest.render.email import oversized_teasers
 from digest.store import Store
@@ -127,15 +128,18 @@ def compose(
 ) -> ComposeOutcome:
     """Compose (or find) the edition of the current period.
 
-    An edition that was approved or sent is returned as it is: re-running a period never
-    makes a second edition. A draft is recomposed, so articles that arrived since join it.
+    An edition past the draft (awaiting approval, decided, going out) is returned as it is:
+    re-running a period never makes a second edition, and an editor decides on what they see.
+    A draft is recomposed, so articles that arrived since join it.
     """
     digest = settings.digests[digest_key]
     period = period_key(now, digest.period, digest.schedule.timezone, digest.schedule.cron)
     eid = edition_id(digest_key, period)
     existing = store.edition(eid)
     if existing is not None and existing.status is not EditionStatus.DRAFT:
-        return ComposeOutcome(existing, "existing", f"edition {eid} is {existing.status.value}")
+        return ComposeOutcome(
+            existing, "existing", f"edition {eid} is {edition_state(existing.status)}"
+        )
     overrides = store.overrides(eid) if existing else Overrides()
     pool = candidates(settings, store, digest_key, extra, now=now, pinned=overrides.pinned)
     history = store.carried_article_ids(digest_key, except_edition=eid)
@@ -203,8 +207,9 @@ def edit_edition(
 ) -> ComposeOutcome:
     """Apply an editor's changes to the current period's edition and recompose it.
 
-    ``changes`` holds Overrides fields to replace. Allowed until the edition starts going out;
-    an approved (or rejected) edition goes back to draft and needs approving again.
+    ``changes`` holds Overrides fields to replace. Allowed until the edition is decided for
+    good (rejected) or starts going out: one awaiting approval still awaits it; an approved or
+    skipped one goes back to draft and needs approving again.
     """
     outcome = compose(settings, store, digest_key, now=now)
     edition = outcome.edition
@@ -243,7 +248,8 @@ def edit_edition(
     except NothingNew as e:
         raise PermanentError(f"edition {edition.id}: after these changes, {e.message}") from None
     # The editor's overrides are stored, not what was left out for size (it is again next time).
-    store.save_edition(updated, now=now, overrides=overrides, expected=edition.status)
+    status = store.save_edition(updated, now=now, overrides=overrides, expected=edition.status)
+    updated = updated.model_copy(update={"status": status})
     message = f"edition {updated.id}: {len(updated.teasers)} items"
     return ComposeOutcome(updated, "edited", message, warnings)
 

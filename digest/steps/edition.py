@@ -1,16 +1,18 @@
 """An edition run: the current period's edition from composition to the last send.
 
 The sequence (:class:`EditionRun`): compose (or find) the edition; stop if there is none or it
-was rejected; a dry run builds every message and records nothing; a draft is approved, at once
-or, when the digest requires it, by an editor's decision (the approval gate); then the variants
+was rejected or skipped; a dry run builds every message and records nothing; a draft is
+approved, at once or, when the digest requires it, by an editor's decision (the approval gate:
+the edition is *awaiting approval* while the run waits; with no decision in time it is approved
+or *skipped*, as ``approval_timeout_action`` says); then the variants
 are rendered, the outbox preview written, and the edition delivered under its lease (prepare
 the ledger, send, finish). A lease held by another run raises ``DeliveryLocked``; a delivery
 that stops on an error still counts what the ledger holds and hands the error back.
 
 Each stage is a replaceable callable (:class:`EditionStages`): the Prefect flow passes its tasks
 (retries, a UI) and its approval gate (a paused run); without Prefect the plain steps run, and
-an edition that needs approval stops as a draft awaiting it (an editor approves it in the web
-app; the next run sends it).
+an edition that needs approval stops awaiting it (an editor approves it in the web app; the
+next run sends it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from digest.config import Settings
 from digest.errors import DigestError, EditionStateError
 from digest.factory import make_provider
-from digest.models import Article, Edition, EditionAction, EditionStatus
+from digest.models import Article, Edition, EditionAction, EditionStatus, edition_state
 from digest.render.variants import Variants, render_variants
 from digest.steps.compose import (
     ComposeOutcome,
@@ -47,6 +49,11 @@ from digest.steps.preview import write_preview
 from digest.store import Store
 
 log = logging.getLogger(__name__)
+
+# Not decided yet: the approval gate (or, without one needed, an approval) comes next.
+UNDECIDED = (EditionStatus.DRAFT, EditionStatus.AWAITING_APPROVAL)
+# The status each decision leaves.
+DONE = {"approve": EditionStatus.APPROVED, "reject": EditionStatus.REJECTED}
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -128,7 +135,7 @@ AwaitDecision = Callable[[Edition, int], Decision | None]
 class EditionStages:
     """The stages an edition run calls, each replaceable with a callable of the same signature
     (the flow passes its Prefect tasks). ``await_decision``: the approval gate; None (no one to
-    ask) leaves an edition that needs approval as a draft awaiting it."""
+    ask) leaves an edition that needs approval awaiting it."""
 
     compose: Callable[[Settings, Store, str, datetime, bool, list[Article]], ComposeOutcome] = (
         compose_stage
@@ -190,13 +197,15 @@ class EditionRun:
         summary.edition_id = edition.id
         summary.items = len(edition.teasers)
         summary.edition_status = edition.status.value
-        if edition.status is EditionStatus.REJECTED:
-            logger.warning("edition %s was rejected; nothing is sent", edition.id)
+        if edition.status in (EditionStatus.REJECTED, EditionStatus.SKIPPED):
+            logger.warning(
+                "edition %s was %s; nothing is sent", edition.id, edition_state(edition.status)
+            )
             return EditionOutcome(summary)
         if self.dry_run:
             return self._dry_run(edition, summary)
         try:
-            if edition.status is EditionStatus.DRAFT:
+            if edition.status in UNDECIDED:
                 if settings.digests[self.digest].approval == "required":
                     decided = self._await_approval(edition, summary)
                     if decided is None:
@@ -208,7 +217,8 @@ class EditionRun:
         except EditionStateError as e:
             # Another decision came first (an editor rejected it meanwhile, say): it stands.
             summary.edition_status = e.status
-            summary.message = f"the edition was {e.status} meanwhile; nothing sent here"
+            state = edition_state(e.status)
+            summary.message = f"the edition was {state} meanwhile; nothing sent here"
             logger.warning("%s; this run sends nothing", e.message)
             return EditionOutcome(summary)
 
@@ -232,10 +242,14 @@ class EditionRun:
         return EditionOutcome(summary)
 
     def _await_approval(self, edition: Edition, summary: RunSummary) -> Edition | None:
-        """Show the draft, wait until an editor decides (or the time is up) and apply the
-        decision: the approved edition to deliver, or None when nothing is to be sent."""
+        """Ask for a decision (the edition is awaiting approval from then on), wait until an
+        editor decides (or the time is up) and apply the decision: the approved edition to
+        deliver, or None when nothing is to be sent."""
         settings, store, now, logger = self.settings, self.store, self.now, self.logger
         d = settings.digests[self.digest]
+        if edition.status is EditionStatus.DRAFT:
+            edition = transition(store, edition, EditionAction.ASK, now=now)
+        summary.edition_status = edition.status.value
         if self.stages.await_decision is None:
             summary.message = "awaiting an editor's approval; nothing sent"
             logger.warning("edition %s awaits an editor's approval; nothing sent", edition.id)
@@ -247,15 +261,21 @@ class EditionRun:
             d.approval_timeout_hours,
         )
         decision = self.stages.await_decision(edition, len(variants[None].html.encode()))
+        who = (decision.editor if decision else "") or "an editor"
         # What the store says now wins over what this run saw before waiting: an editor may
-        # have rejected the edition (without a run to resume) or changed it meanwhile.
+        # have decided in the store (the web page records a decision before it tells this run)
+        # or changed the edition meanwhile.
         stored = store.edition(edition.id) or edition
-        if stored.status not in (EditionStatus.DRAFT, EditionStatus.APPROVED):
+        if stored.status not in (*UNDECIDED, EditionStatus.APPROVED):
+            state = edition_state(stored.status)
             summary.edition_status = stored.status.value
-            summary.message = f"the edition was {stored.status.value} meanwhile; nothing sent here"
-            logger.warning(
-                "edition %s is %s; this run sends nothing", edition.id, stored.status.value
+            told = decision is not None and DONE.get(decision.decision) is stored.status
+            summary.message = (
+                f"{state} by {who}"
+                if told
+                else f"the edition was {state} meanwhile; nothing sent here"
             )
+            logger.warning("edition %s is %s; this run sends nothing", edition.id, state)
             return None
         edition = stored
         if decision is None:
@@ -265,8 +285,8 @@ class EditionRun:
                 logger.info("edition %s was approved meanwhile", edition.id)
                 return edition
             if d.approval_timeout_action == "skip":
-                transition(store, edition, EditionAction.SKIP, now=now)
-                summary.edition_status = EditionStatus.DRAFT.value
+                edition = transition(store, edition, EditionAction.SKIP, now=now)
+                summary.edition_status = edition.status.value
                 summary.message = "approval timed out; skipped"
                 logger.warning("edition %s: approval timed out; nothing sent", edition.id)
                 return None
@@ -275,11 +295,10 @@ class EditionRun:
             logger.warning("edition %s: approval timed out; sending it as it is", edition.id)
             summary.items = len(edition.teasers)
             return edition
-        who = decision.editor or "an editor"
         decided = decide(settings, store, edition, decision, now=now)
         edition = decided.edition
         if edition.status is EditionStatus.REJECTED:
-            summary.edition_status = EditionStatus.REJECTED.value
+            summary.edition_status = edition.status.value
             summary.message = f"rejected by {who}"
             logger.warning("edition %s was rejected by %s; nothing is sent", edition.id, who)
             return None

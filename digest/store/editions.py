@@ -19,6 +19,8 @@ from digest.store.base import StoreBase
 # Editions whose articles count as carried: a draft nobody approved, or a rejected one, did not
 # carry anything and must not hide its articles from later editions.
 CARRYING = (EditionStatus.APPROVED.value, EditionStatus.SENDING.value, EditionStatus.SENT.value)
+# Statuses in which nobody approved the edition (yet): ``approved_at`` is cleared.
+UNDECIDED = frozenset({EditionStatus.DRAFT, EditionStatus.AWAITING_APPROVAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +60,17 @@ class EditionStore(StoreBase):
             return None
         return Edition.model_validate({**row.body, "status": row.status})
 
-    def last_editions(self, limit: int) -> list[dict[str, Any]]:
-        """The newest editions of every digest, newest first: id, digest, period, status,
-        created_at, sent_at."""
+    def last_editions(self, limit: int, *, digest: str | None = None) -> list[dict[str, Any]]:
+        """The newest editions of every digest (or of ``digest``), newest first: id, digest,
+        period, status, created_at, sent_at."""
         e = t.editions.c
         q = (
             sa.select(e.id, e.digest, e.period, e.status, e.created_at, e.sent_at)
             .order_by(e.created_at.desc(), e.id.desc())
             .limit(limit)
         )
+        if digest is not None:
+            q = q.where(e.digest == digest)
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
@@ -127,16 +131,19 @@ class EditionStore(StoreBase):
         now: datetime,
         overrides: Overrides | None = None,
         expected: EditionStatus | None = None,
-    ) -> None:
+    ) -> EditionStatus:
         """Insert a new edition, or replace an existing one's content: a draft's as it is
         recomposed (``RECOMPOSE``), or, with ``overrides`` (an editor's edit, ``EDIT``), a
-        draft's or an approved one's, which goes back to draft, overrides and content together
-        in one transaction. The replacement is a compare-and-set on the status (see
-        :meth:`change_edition_status`): raises :class:`EditionStateError` when the status does
-        not allow it (never a rejected, sending or sent edition) or is no longer ``expected``.
+        draft's, an approved or skipped one's (which goes back to draft) or one awaiting
+        approval (which still awaits it), overrides and content together in one transaction.
+        The replacement is a compare-and-set on the status (see :meth:`change_edition_status`):
+        raises :class:`EditionStateError` when the status does not allow it (never a rejected,
+        sending or sent edition) or is no longer ``expected``.
+        Returns the status the edition has after it.
         """
         body = edition.model_dump(mode="json", exclude={"status"})
         action = EditionAction.RECOMPOSE if overrides is None else EditionAction.EDIT
+        status = edition.status
         with self.engine.begin() as c:
             exists = c.execute(
                 sa.select(t.editions.c.id).where(t.editions.c.id == edition.id)
@@ -159,7 +166,9 @@ class EditionStore(StoreBase):
                 values: dict[str, Any] = {"subject": edition.subject, "body": body}
                 if overrides is not None:
                     values["overrides"] = overrides.model_dump(mode="json")
-                _compare_and_set(c, edition.id, action, now=now, expected=expected, values=values)
+                status = _compare_and_set(
+                    c, edition.id, action, now=now, expected=expected, values=values
+                )
                 c.execute(
                     sa.delete(t.edition_items).where(t.edition_items.c.edition_id == edition.id)
                 )
@@ -175,6 +184,7 @@ class EditionStore(StoreBase):
                     for i, teaser in enumerate(edition.teasers)
                 ],
             )
+        return status
 
     def overrides(self, edition_id: str) -> Overrides:
         with self.engine.connect() as c:
@@ -221,22 +231,37 @@ def _compare_and_set(
     ``c``'s transaction; the new status, or :class:`EditionStateError` when no row matched."""
     rule = EDITION_TRANSITIONS[action]
     allowed = rule.allowed_from if expected is None else rule.allowed_from & {expected}
-    changes: dict[str, Any] = {**(values or {}), "status": rule.to.value, "updated_at": now}
-    if rule.to is EditionStatus.APPROVED:
-        changes["approved_at"] = now
-    elif rule.to is EditionStatus.DRAFT:
-        changes["approved_at"] = None
-    elif rule.to is EditionStatus.SENT:
-        # When it first went out: sending again (``REOPEN``) and finishing again keep it.
-        changes["sent_at"] = sa.func.coalesce(t.editions.c.sent_at, now)
+    moves = {old: new for old, new in rule.moves.items() if old in allowed}
     e = t.editions.c
-    done = c.execute(
-        sa.update(t.editions)
-        .where(e.id == edition_id, e.status.in_(sorted(s.value for s in allowed)))
-        .values(**changes)
-    ).rowcount
+    targets = set(moves.values())
+    # One statement whatever the status it starts from: the status it leaves depends on it.
+    to: Any = (
+        next(iter(targets)).value
+        if len(targets) == 1
+        else sa.case({old.value: new.value for old, new in moves.items()}, value=e.status)
+    )
+    changes: dict[str, Any] = {**(values or {}), "status": to, "updated_at": now}
+    if targets == {EditionStatus.APPROVED}:
+        changes["approved_at"] = now
+    elif targets and targets <= UNDECIDED:
+        changes["approved_at"] = None
+    elif targets == {EditionStatus.SENT}:
+        # When it first went out: sending again (``REOPEN``) and finishing again keep it.
+        changes["sent_at"] = sa.func.coalesce(e.sent_at, now)
+    done = (
+        c.execute(
+            sa.update(t.editions)
+            .where(e.id == edition_id, e.status.in_(sorted(s.value for s in moves)))
+            .values(**changes)
+        ).rowcount
+        if moves
+        else 0
+    )
     if done == 1:
-        return rule.to
+        if len(targets) == 1:
+            return next(iter(targets))
+        # This transaction holds the row it changed: what it reads is what it wrote.
+        return EditionStatus(c.execute(sa.select(e.status).where(e.id == edition_id)).scalar_one())
     current = c.execute(sa.select(e.status).where(e.id == edition_id)).scalar_one_or_none()
     raise EditionStateError(
         edition_id,

@@ -9,6 +9,8 @@ The routers, the one place they meet:
 - ``digest.web.editor``: the editors' pages;
 - ``digest.web.webhooks``: the providers' webhooks.
 
+``/`` (:func:`front_door`) sends editors to their editions and everyone else to sign-up.
+
 What they share lives outside them: ``site`` (the state built here, on ``app.state.site``),
 ``pages`` (templates), ``links`` (reading a link's token), ``forms`` and ``hardening`` (the
 middleware that adds the security headers and caps form bodies, rate limits). Pages need no
@@ -40,7 +42,7 @@ from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
 from digest.store import Store
 from digest.web.archive import router as archive_router
-from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, login_router
+from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, editor, login_router
 from digest.web.editor import router as editor_router
 from digest.web.hardening import Hardening, RedactTokens
 from digest.web.public import WebVersions
@@ -102,6 +104,7 @@ def create_app(
     app.include_router(archive_router)
     app.include_router(subscribers_router)
     app.include_router(signup_router)
+    app.add_api_route("/", front_door, methods=["GET", "HEAD"], include_in_schema=False)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -114,6 +117,18 @@ def create_app(
         return await http_exception_handler(request, exc)
 
     return app
+
+
+def front_door(request: Request) -> Response:
+    """``/``: an editor signed in (session cookie, bearer or basic auth) goes to the editions,
+    everyone else to the sign-up page. Relative, and never cached: the answer depends on who
+    asks."""
+    try:
+        editor(request)
+        where = "/editions"
+    except StarletteHTTPException:
+        where = "/subscribe"
+    return RedirectResponse(where, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def _without_slash(app: FastAPI, request: Request) -> str | None:

@@ -1,6 +1,7 @@
 """The editors' pages: the editions with their state and delivery counts, and for each edition
-its preview (desktop and phone frames, the plain-text part), an intro and exclusions form, a
-"send a test" form, and Approve / Reject buttons.
+its preview (desktop and phone frames, the plain-text part), the edit form (subject,
+preheader, intro, pins, exclusions, sections' order: ``digest.web.editing``), a "send a test"
+form, and Approve / Reject buttons.
 
 Access (read when the app is created, into :class:`EditorAccess`): the pages are never served
 without a secret.
@@ -26,15 +27,20 @@ or ``Sec-Fetch-Site`` other than ``same-origin``), since browsers send basic-aut
 with cross-site requests too. A POST that worked redirects (303) back to the edition's page with
 a note; one that did not shows the page again with the reason.
 
-Deciding: the page offers only the actions the edition's status allows
-(``digest.models.EDITION_TRANSITIONS``: Approve on a draft, Reject on a draft or an approved
-edition, none on a rejected one, since a rejection is final, or on one sending or sent); a POST of
-any other, or from a page showing a status the edition no longer has, is refused (409) with
-the page as it stands. With an ``approver`` passed to ``create_app`` (it resumes the run waiting
-for an editor's decision), Approve and Reject call it with the edition id and
-``{"decision": "approve" | "reject", "editor": <who>}``; without one, or with no run waiting,
-the decision is a compare-and-set on the edition's status in the store
-(``steps.compose.approve`` / ``reject``): of two decisions on what both saw, one wins.
+Deciding: the page shows the edition's state in the words every command and artifact uses
+(``digest.models.edition_state``) and offers only the actions its status allows
+(``digest.models.EDITION_TRANSITIONS``: Approve on a draft, one awaiting approval or a skipped
+one, Reject on those and on an approved one; none on a rejected one, since a rejection is final,
+or on one sending or sent); a POST of any other, or from a page showing a status the edition no
+longer has, is refused (409) with the page as it stands. A decision is first a compare-and-set
+on the edition's status in the store (``steps.compose.transition``): of two decisions on what
+both saw, one wins, and the page the POST redirects to shows the state that resulted. Then, on
+an edition awaiting approval and with an ``approver`` passed to ``create_app`` (it resumes the
+run waiting for an editor's decision), the run is told: the approver is called with the edition
+id and ``{"decision": "approve" | "reject", "editor": <who>}``, and the run, resumed, finds the
+decision in the store. No run waiting, or one that could not be told: the decision stands in the
+store all the same (an approved edition goes out with the next run; a waiting run finds it when
+its wait ends).
 """
 
 from __future__ import annotations
@@ -63,11 +69,19 @@ from digest.compose.periods import period_key
 from digest.config import Settings
 from digest.errors import DigestError, EditionStateError
 from digest.factory import make_provider
-from digest.models import Edition, EditionAction, EditionStatus, SendStatus, allowed_actions
-from digest.steps.compose import edit_edition, transition
+from digest.models import (
+    Edition,
+    EditionAction,
+    EditionStatus,
+    SendStatus,
+    allowed_actions,
+    edition_state,
+)
+from digest.steps.compose import edit_changes, edit_edition, transition
 from digest.steps.messages import message_for_test
 from digest.steps.preview import preview
 from digest.store import Store
+from digest.web.editing import asked, edit_form
 from digest.web.forms import form_text
 
 log = logging.getLogger(__name__)
@@ -90,7 +104,6 @@ class NoRunWaiting(LookupError):
 
 EDITIONS_LISTED = 50
 MAX_ID = 200
-MAX_INTRO = 10_000
 MAX_FORM = 64 * 1024
 TEST_PREFIX = "[Test] "
 # Wider pages than the subscribers' forms, for the two preview frames side by side.
@@ -101,12 +114,17 @@ th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: sta
 .frames { display: flex; flex-wrap: wrap; gap: 20px; align-items: flex-start; margin: 0 0 16px; }
 .frames figure { margin: 0; }
 .frames figcaption { color: var(--muted); font-size: 0.85rem; }
+.frames .inbox { margin: 0 0 6px; padding: 6px 8px; border: 1px solid var(--line);
+  font-size: 0.9rem; overflow-wrap: anywhere; max-width: 100%; }
+.frames .wide { width: 600px; }
+.frames .narrow { width: 375px; }
 .frames iframe { border: 1px solid var(--line); background: #ffffff; max-width: 100%; }
 textarea { width: 100%; min-height: 8rem; font: 0.95rem/1.4 ui-monospace, monospace; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; padding: 12px;
   border: 1px solid var(--line); font-size: 0.85rem; max-height: 30rem; overflow: auto; }
 .actions { display: flex; gap: 12px; flex-wrap: wrap; }
 .state { font-weight: 700; }
+input[type="number"] { width: 5rem; padding: 6px 8px; font: inherit; }
 """
 # The email itself: inline styles and https images, no script, framed only by these pages.
 PREVIEW_CSP = "; ".join(
@@ -125,12 +143,29 @@ PREVIEW_HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
     "Cache-Control": "no-store",
 }
+# What a POST did; the state it left is shown beside it (the badge and its explanation).
 NOTES = {
-    "edited": "Saved. The edition is a draft again and needs approving.",
+    "edited": "Saved.",
+    "unchanged": "Nothing to save: the form asks for the edition as it is.",
     "tested": "Test message sent.",
     "approved": "Approved.",
     "rejected": "Rejected.",
-    "decided": "Decision passed on to the run waiting for it.",
+    "approved-told": "Approved; the run waiting for the decision was told and goes on.",
+    "rejected-told": "Rejected; the run waiting for the decision was told and stops.",
+}
+# What each state means for an editor: shown under the state on the edition's page.
+EXPLAINED = {
+    EditionStatus.DRAFT: "Not approved yet: approve it, or the next edition run asks for a "
+    "decision (or sends it, when the digest needs no approval).",
+    EditionStatus.AWAITING_APPROVAL: "An edition run asked for a decision: approve or reject it.",
+    EditionStatus.APPROVED: "Approved: the edition run sends it (the next one, if none is "
+    "waiting). It can still be rejected, or edited, which makes it a draft again.",
+    EditionStatus.REJECTED: "Rejected: a rejection is final, it will not be sent.",
+    EditionStatus.SKIPPED: "No decision came in time, so the run skipped it and sent nothing. "
+    "Approve it and the next edition run of its period sends it; edit it and it is a draft "
+    "again.",
+    EditionStatus.SENDING: "Going out: nothing is left to decide.",
+    EditionStatus.SENT: "Sent: nothing is left to decide.",
 }
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 # The decisions the page's buttons post, and what each does to the edition.
@@ -316,22 +351,6 @@ class Listed:
     counts: dict[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Choice:
-    id: str
-    title: str
-    section: str
-    excluded: bool
-
-
-def state_of(settings: Settings, digest: str, status: str) -> str:
-    """The state an editor sees: a draft of a digest that needs approval awaits it."""
-    config = settings.digests.get(digest)
-    if status == EditionStatus.DRAFT.value and config is not None and config.approval == "required":
-        return "awaiting approval"
-    return status
-
-
 def _render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     pages = request.app.state.pages
     css = str(pages.stylesheet) + EDITOR_CSS
@@ -391,20 +410,6 @@ async def _form(request: Request) -> FormData:
 Form = Annotated[FormData, Depends(_form)]
 
 
-def _choices(store: Store, edition: Edition) -> list[Choice]:
-    """The edition's articles and those an editor excluded, each with its title."""
-    excluded = store.overrides(edition.id).excluded
-    out = [Choice(t.article_id, t.title, t.section, False) for t in edition.teasers]
-    shown = {c.id for c in out}
-    gone = [i for i in excluded if i not in shown]
-    articles = store.articles_by_id(gone)
-    for i in gone:
-        article = articles.get(i)
-        title, source = (article.title, article.source) if article else (i, "")
-        out.append(Choice(i, title, source, True))
-    return out
-
-
 def _edition_page(
     request: Request,
     edition: Edition,
@@ -427,10 +432,10 @@ def _edition_page(
         status_code,
         title=edition.subject,
         edition=edition,
-        state=state_of(settings, edition.digest, edition.status.value),
+        state=edition_state(edition.status),
+        explained=EXPLAINED.get(edition.status, ""),
         counts=store.delivery_counts(edition.id),
-        intro=store.overrides(edition.id).intro,
-        choices=_choices(store, edition),
+        form=edit_form(settings, store, edition),
         text=text,
         addresses=access.addresses,
         base=_page_url(edition.id),
@@ -443,14 +448,13 @@ def _edition_page(
 # Routes ------------------------------------------------------------------------------------------
 @router.get("/editions")
 def editions(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
     store: Store = request.app.state.store
     rows = [
         Listed(
             id=row["id"],
             digest=row["digest"],
             period=row["period"],
-            state=state_of(settings, row["digest"], row["status"]),
+            state=edition_state(row["status"]),
             created_at=row["created_at"],
             sent_at=row["sent_at"],
             counts=store.delivery_counts(row["id"]),
@@ -485,7 +489,7 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
         return _edition_page(
             request,
             edition,
-            error=f"This edition is {edition.status.value}; it can no longer be edited.",
+            error=f"This edition is {edition_state(edition.status)}; it can no longer be edited.",
             status_code=409,
         )
     now: datetime = request.app.state.clock()
@@ -502,20 +506,15 @@ def edit(request: Request, edition_id: str, fields: Form, who: Editor) -> Respon
             error="Only the edition of the current period can be edited.",
             status_code=409,
         )
-    intro = form_text(fields, "intro").replace("\r\n", "\n").strip()
-    if len(intro) > MAX_INTRO:
-        return _edition_page(
-            request,
-            edition,
-            error=f"The intro is longer than {MAX_INTRO} characters.",
-            status_code=400,
-        )
-    known = {c.id for c in _choices(store, edition)}
-    excluded = sorted({i for i in fields.getlist("exclude") if isinstance(i, str)} & known)
     try:
-        edit_edition(
-            settings, store, edition.digest, {"intro": intro, "excluded": excluded}, now=now
-        )
+        changes = edit_changes(settings, store, edition, **asked(settings, store, edition, fields))
+    except DigestError as e:  # a FormError, or a reference that is no article
+        return _edition_page(request, edition, error=f"Not saved: {e.message}", status_code=400)
+    have = store.overrides(edition.id)
+    if have.model_validate({**have.model_dump(), **changes}) == have:
+        return _see(edition.id, "unchanged")
+    try:
+        edit_edition(settings, store, edition.digest, changes, now=now)
     except EditionStateError as e:  # decided meanwhile: show what it is now
         return _edition_page(
             request,
@@ -565,10 +564,10 @@ def send_test(request: Request, edition_id: str, fields: Form, who: Editor) -> R
 def _refusal(edition: Edition, decision: str, shown: str) -> str:
     """Why ``decision`` cannot be taken on ``edition`` as it stands ("" if it can): the page
     it came from showed another status, or the status does not allow it."""
-    status = edition.status.value
-    if shown and shown != status:
+    status = edition_state(edition.status)
+    if shown and shown != edition.status.value:
         return (
-            f"This edition is {status} now; the page you used showed it {shown}. "
+            f"This edition is {status} now; the page you used showed it {edition_state(shown)}. "
             "Nothing was changed: decide again on the page as it stands."
         )
     if DECISIONS[decision] in allowed_actions(edition.status):
@@ -591,22 +590,6 @@ def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Resp
     refused = _refusal(edition, decision, form_text(fields, "status"))
     if refused:
         return _edition_page(request, edition, error=refused, status_code=409)
-    approver: Approver | None = getattr(request.app.state, "approver", None)
-    if approver is not None:
-        try:
-            answer = approver(edition.id, {"decision": decision, "editor": who})
-        except NoRunWaiting:
-            # No run is waiting for this edition (approval is automatic, or the run has not
-            # reached the gate yet): the decision is recorded in the store, as without one.
-            answer = None
-        except Exception as e:  # the approver talks to another system; say what it said
-            log.exception("approver failed for edition %s", edition.id)
-            return _edition_page(
-                request, edition, error=f"The decision was not passed on: {e}", status_code=502
-            )
-        if answer is not None:
-            log.info("edition %s: %s by %s (%s)", edition.id, decision, who, answer)
-            return _see(edition.id, "decided")
     now: datetime = request.app.state.clock()
     try:
         transition(store, edition, DECISIONS[decision], now=now)
@@ -616,4 +599,24 @@ def decide(request: Request, edition_id: str, fields: Form, who: Editor) -> Resp
             request, _edition(request, edition_id), error=f"Not done: {e.message}.", status_code=409
         )
     log.info("edition %s: %s by %s", edition.id, decision, who)
-    return _see(edition.id, DONE[decision])
+    approver: Approver | None = getattr(request.app.state, "approver", None)
+    if approver is None or edition.status is not EditionStatus.AWAITING_APPROVAL:
+        return _see(edition.id, DONE[decision])
+    # The decision stands in the store; the run waiting for it is told, so it goes on now.
+    try:
+        answer = approver(edition.id, {"decision": decision, "editor": who})
+    except NoRunWaiting:
+        # No run is waiting (it stopped, or ran without Prefect): the next one finds it.
+        return _see(edition.id, DONE[decision])
+    except Exception as e:  # the approver talks to another system; say what it said
+        log.exception("approver failed for edition %s", edition.id)
+        return _edition_page(
+            request,
+            _edition(request, edition_id),
+            note=DONE[decision],
+            error=f"The decision is recorded, but the run waiting for it was not told: {e}. "
+            "It finds the decision when its wait ends; to hurry it, resume it in Prefect.",
+            status_code=502,
+        )
+    log.info("edition %s: the run waiting for it was told (%s)", edition.id, answer)
+    return _see(edition.id, f"{DONE[decision]}-told")

@@ -145,3 +145,55 @@ def test_a_rejected_edition_cannot_be_edited_back_to_draft(gathered: Path) -> No
     assert "Traceback" not in r.output
     shown = runner.invoke(app, ["edition", "show", *cfg])
     assert "weekly-2026-W49  [rejected]" in shown.output
+
+
+def test_every_command_names_the_state_in_the_same_words(
+    gathered: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`digest edition show`, `digest edition list` and `digest status` say what the editors'
+    pages say: "awaiting approval" while a run waits for a decision, "skipped" after a
+    timeout that skipped it (not the stored value, not "draft")."""
+    from digest.models import EditionAction
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    settings = load_settings(gathered)
+    store = open_store(settings)
+    when = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    edition = compose(settings, store, "weekly", now=when).edition
+    assert edition is not None
+    store.change_edition_status(edition.id, EditionAction.ASK, now=when)
+    store.close()
+    cfg = ["--config", str(gathered)]
+    commands = (
+        ["edition", "show", *cfg, "--now", NOW],
+        ["edition", "list", *cfg],
+        ["status", *cfg],
+    )
+    for command in commands:
+        shown = runner.invoke(app, command)
+        assert shown.exit_code == 0, shown.output
+        assert f"{edition.id}  [awaiting approval]" in shown.output, command
+        assert "awaiting_approval" not in shown.output and "[draft]" not in shown.output
+
+    store = open_store(settings)
+    store.change_edition_status(edition.id, EditionAction.SKIP, now=when)
+    store.close()
+    for command in commands:
+        shown = runner.invoke(app, command)
+        assert f"{edition.id}  [skipped]" in shown.output, command
+
+
+def test_edition_list_filters_by_digest_and_refuses_an_unknown_one(gathered: Path) -> None:
+    cfg = ["--config", str(gathered)]
+    empty = runner.invoke(app, ["edition", "list", *cfg])
+    assert empty.exit_code == 0 and "No editions yet." in empty.output
+    settings = load_settings(gathered)
+    store = open_store(settings)
+    compose(settings, store, "weekly", now=datetime(2026, 11, 30, 14, 0, tzinfo=UTC))
+    store.close()
+    listed = runner.invoke(app, ["edition", "list", *cfg, "--digest", "weekly"])
+    assert listed.exit_code == 0, listed.output
+    assert "weekly-2026-W49  [draft]  made 2026-11-30" in listed.output
+    wrong = runner.invoke(app, ["edition", "list", *cfg, "--digest", "nope"])
+    assert wrong.exit_code == 2 and "no digest 'nope'" in wrong.output
+    assert "Traceback" not in wrong.output

@@ -107,6 +107,19 @@ def run_state(run_id: str) -> str:
     return state.type.value
 
 
+def run_note(run_id: str) -> Any:
+    """The edition summary a run that delivered nothing left (``flows.artifacts.note_artifact``)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        notes = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["edition-weekly-2026-w49"]))
+        )
+    (note,) = [a for a in notes if str(a.flow_run_id) == run_id]
+    return note
+
+
 def test_approve_with_changes_sends_the_edited_edition(tmp_path: Path) -> None:
     from flows.approval import ApprovalInput, NoPausedRun, resume_edition
 
@@ -117,7 +130,8 @@ def test_approve_with_changes_sends_the_edited_edition(tmp_path: Path) -> None:
     paused = run.wait_paused()
     with _store(settings) as store:
         draft = store.edition(EDITION)
-    assert draft is not None and draft.status is EditionStatus.DRAFT
+    # While the run waits for the decision, the edition is awaiting approval.
+    assert draft is not None and draft.status is EditionStatus.AWAITING_APPROVAL
     assert not emls(settings)  # nothing goes out while the editor decides
     dropped = draft.teasers[0].article_id
     decision = ApprovalInput(
@@ -178,8 +192,11 @@ def test_timeout_does_what_the_digest_says(tmp_path: Path, action: str) -> None:
     assert edition is not None
     if action == "skip":
         assert result["message"] == "approval timed out; skipped"
-        assert result["edition_status"] == "draft" and edition.status is EditionStatus.DRAFT
+        assert result["edition_status"] == "skipped" and edition.status is EditionStatus.SKIPPED
         assert result["submitted"] == 0 and not emls(settings)
+        # The run's note says it in the words every page and command uses.
+        note = run_note(paused)
+        assert "Status: skipped" in note.data and note.description.endswith(": skipped")
     else:
         assert result["message"] == "approval timed out; sent"
         assert result["edition_status"] == "sent" and edition.status is EditionStatus.SENT

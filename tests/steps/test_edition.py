@@ -106,12 +106,18 @@ def test_a_dry_run_records_and_sends_nothing(publication) -> None:  # type: igno
     assert sent_to(settings) == []
 
 
-def test_an_edition_that_needs_approval_waits_as_a_draft_without_a_gate(publication) -> None:  # type: ignore[no-untyped-def]
+def test_an_edition_that_needs_approval_waits_awaiting_approval_without_a_gate(publication) -> None:  # type: ignore[no-untyped-def]
     settings, store = publication(approval="required")
     outcome = run_edition(settings, store, "weekly", NOW)
     assert outcome.delivered is None
-    assert edition_of(store, outcome).status is EditionStatus.DRAFT
+    assert edition_of(store, outcome).status is EditionStatus.AWAITING_APPROVAL
+    assert outcome.summary.edition_status == "awaiting_approval"
     assert "awaiting" in outcome.summary.message and sent_to(settings) == []
+    # The next run finds it awaiting approval still, as it was: not recomposed, not sent.
+    store.save_articles([article(4)], now=NOW)
+    again = run_edition(settings, store, "weekly", NOW)
+    assert again.delivered is None and again.summary.items == 3
+    assert edition_of(store, again).status is EditionStatus.AWAITING_APPROVAL
     # Approved meanwhile (the web editor, say), the next run sends it.
     store.change_edition_status(edition_of(store, outcome).id, EditionAction.APPROVE, now=NOW)
     later = run_edition(settings, store, "weekly", NOW)
@@ -128,7 +134,9 @@ def test_an_approval_with_changes_sends_the_edited_edition(publication) -> None:
         return Decision("approve", subject="Edited subject", excluded=(dropped,), editor="ada")
 
     outcome = run_edition(settings, store, "weekly", NOW, stages=EditionStages(await_decision=gate))
-    assert len(asked) == 1 and asked[0][1] is EditionStatus.DRAFT and asked[0][2] > 0
+    # The run asked: the edition was awaiting approval while it waited.
+    assert len(asked) == 1 and asked[0][2] > 0
+    assert asked[0][1] is EditionStatus.AWAITING_APPROVAL
     stored = edition_of(store, outcome)
     assert stored.status is EditionStatus.SENT and stored.subject == "Edited subject"
     assert dropped not in stored.article_ids
@@ -159,10 +167,73 @@ def test_no_decision_in_time_does_what_the_digest_says(
     publication, action: str, sent: bool
 ) -> None:  # type: ignore[no-untyped-def]
     settings, store = publication(approval="required", timeout_action=action)
-    stages = EditionStages(await_decision=lambda edition, html_bytes: None)
+    seen: list[EditionStatus | None] = []
+
+    def no_decision(edition: Edition, html_bytes: int) -> Decision | None:
+        seen.append(store.edition_status(edition.id))
+        return None
+
+    stages = EditionStages(await_decision=no_decision)
     outcome = run_edition(settings, store, "weekly", NOW, stages=stages)
+    assert seen == [EditionStatus.AWAITING_APPROVAL]
     assert outcome.summary.message == f"approval timed out; {'sent' if sent else 'skipped'}"
     assert sent_to(settings) == (sorted(READERS) if sent else [])
+    status = EditionStatus.SENT if sent else EditionStatus.SKIPPED
+    assert edition_of(store, outcome).status is status
+    assert outcome.summary.edition_status == status.value
+
+
+def test_a_skipped_edition_is_not_asked_again_but_an_editor_may_still_approve_it(
+    publication,
+) -> None:  # type: ignore[no-untyped-def]
+    settings, store = publication(approval="required", timeout_action="skip")
+    asked: list[str] = []
+
+    def no_decision(edition: Edition, html_bytes: int) -> Decision | None:
+        asked.append(edition.id)
+        return None
+
+    stages = EditionStages(await_decision=no_decision)
+    skipped = run_edition(settings, store, "weekly", NOW, stages=stages)
+    again = run_edition(settings, store, "weekly", NOW, stages=stages)
+    assert len(asked) == 1, "a skipped edition is not asked about again"
+    assert again.delivered is None and again.summary.edition_status == "skipped"
+    assert sent_to(settings) == []
+    # An editor approves it late (the web page, without a run waiting): the next run sends it.
+    eid = edition_of(store, skipped).id
+    store.change_edition_status(eid, EditionAction.APPROVE, now=NOW, expected=EditionStatus.SKIPPED)
+    last = run_edition(settings, store, "weekly", NOW, stages=stages)
+    assert last.summary.submitted_now == 3 and len(asked) == 1
+
+
+@pytest.mark.parametrize(
+    ("decision", "status", "readers"),
+    [
+        ("reject", EditionStatus.REJECTED, []),
+        ("approve", EditionStatus.SENT, sorted(READERS)),
+    ],
+)
+def test_a_decision_recorded_in_the_store_before_the_run_is_resumed_stands(
+    publication, decision: str, status: EditionStatus, readers: list[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """The web page records a decision, then resumes the run with it: the run sends (or not)
+    what the store says, and reports who decided."""
+    settings, store = publication(approval="required")
+    action = EditionAction.REJECT if decision == "reject" else EditionAction.APPROVE
+
+    def decided_on_the_page(edition: Edition, html_bytes: int) -> Decision | None:
+        store.change_edition_status(
+            edition.id, action, now=NOW, expected=EditionStatus.AWAITING_APPROVAL
+        )
+        return Decision(decision, editor="cy")  # type: ignore[arg-type]
+
+    stages = EditionStages(await_decision=decided_on_the_page)
+    outcome = run_edition(settings, store, "weekly", NOW, stages=stages)
+    assert (
+        outcome.summary.message == f"{status.value if decision == 'reject' else 'approved'} by cy"
+    )
+    assert edition_of(store, outcome).status is status
+    assert sent_to(settings) == readers
 
 
 def test_a_decision_on_an_edition_rejected_meanwhile_sends_nothing(publication) -> None:  # type: ignore[no-untyped-def]

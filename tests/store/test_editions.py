@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from digest.errors import EditionStateError, PermanentError
-from digest.models import Edition, EditionAction, EditionStatus, Overrides, allowed_actions
+from digest.models import (
+    EDITION_TRANSITIONS,
+    Edition,
+    EditionAction,
+    EditionStatus,
+    Overrides,
+    allowed_actions,
+    edition_state,
+)
 from digest.store import Store
 from tests.conftest import article, draft_to
 
@@ -93,6 +101,97 @@ def test_an_action_is_allowed_only_from_the_status_the_caller_saw(
     assert store.edition_status(eid) is EditionStatus.APPROVED
     with pytest.raises(EditionStateError, match="no such edition"):
         store.change_edition_status("weekly-1999-W01", EditionAction.APPROVE, now=NOW)
+
+
+@pytest.mark.parametrize("status", list(EditionStatus))
+def test_every_action_from_every_status_does_what_the_table_says(
+    make_settings, store: Store, status: EditionStatus
+) -> None:  # type: ignore[no-untyped-def]
+    """The one table is the whole state machine: from ``status``, an action it lists moves the
+    edition to the status it names (one compare-and-set, whatever other statuses the action
+    starts from); any other is refused and changes nothing."""
+    import sqlalchemy as sa
+
+    from digest.store import schema
+
+    eid = _draft(make_settings, store)
+    for action, rule in EDITION_TRANSITIONS.items():
+        with store.engine.begin() as c:
+            c.execute(
+                sa.update(schema.editions)
+                .where(schema.editions.c.id == eid)
+                .values(status=status.value)
+            )
+        if status in rule.allowed_from:
+            assert store.change_edition_status(eid, action, now=NOW) is rule.moves[status]
+            assert store.edition_status(eid) is rule.moves[status], action
+        else:
+            with pytest.raises(EditionStateError, match=f"is {edition_state(status)}"):
+                store.change_edition_status(eid, action, now=NOW)
+            assert store.edition_status(eid) is status, action
+
+
+def test_an_edition_awaiting_approval_is_decided_skipped_or_edited(
+    make_settings, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """The gated life: asked, edited (still awaiting approval), approved; edited again (a
+    draft), asked again, skipped on timeout; edited (a draft again). ``approved_at`` follows."""
+    import sqlalchemy as sa
+
+    from digest.store import schema
+
+    def approved_at() -> datetime | None:
+        with store.engine.connect() as c:
+            return c.execute(
+                sa.select(schema.editions.c.approved_at).where(schema.editions.c.id == eid)
+            ).scalar_one()
+
+    eid = _draft(make_settings, store)
+    ask, edit = EditionAction.ASK, EditionAction.EDIT
+    awaiting = EditionStatus.AWAITING_APPROVAL
+    assert store.change_edition_status(eid, ask, now=NOW) is awaiting
+    with pytest.raises(EditionStateError, match="is awaiting approval: ask for approval refused"):
+        store.change_edition_status(eid, ask, now=NOW)
+    edition = store.edition(eid)
+    assert edition is not None and edition.status is awaiting
+    # An editor's change keeps it awaiting approval: the run still waits for the decision.
+    assert store.save_edition(edition, now=NOW, overrides=Overrides(intro="Hi")) is awaiting
+    assert store.edition_status(eid) is awaiting and store.overrides(eid).intro == "Hi"
+    assert (
+        store.change_edition_status(eid, EditionAction.APPROVE, now=NOW) is EditionStatus.APPROVED
+    )
+    assert approved_at() is not None
+    # Changed once approved: a draft again, to approve again.
+    assert store.change_edition_status(eid, edit, now=NOW) is EditionStatus.DRAFT
+    assert approved_at() is None
+    store.change_edition_status(eid, ask, now=NOW)
+    with pytest.raises(EditionStateError, match="is awaiting approval now, no longer draft"):
+        store.change_edition_status(
+            eid, EditionAction.APPROVE, now=NOW, expected=EditionStatus.DRAFT
+        )
+    assert store.change_edition_status(eid, EditionAction.SKIP, now=NOW) is EditionStatus.SKIPPED
+    # Skipped: not sent, not carrying its articles; an edit makes it a draft again.
+    assert store.carried_article_ids("weekly") == set()
+    with pytest.raises(EditionStateError, match="is skipped: start sending refused"):
+        store.change_edition_status(eid, EditionAction.START_SENDING, now=NOW)
+    assert store.change_edition_status(eid, edit, now=NOW) is EditionStatus.DRAFT
+
+
+def test_each_status_has_its_words_for_people() -> None:
+    words = [edition_state(s) for s in EditionStatus]
+    assert words == [
+        "draft",
+        "awaiting approval",
+        "approved",
+        "rejected",
+        "skipped",
+        "sending",
+        "sent",
+    ]
+    assert edition_state("awaiting_approval") == "awaiting approval"
+    assert edition_state("dry run: nothing recorded") == "dry run: nothing recorded"
+    # The error messages use the same words (the errors module stands alone).
+    assert all(edition_state(s) == s.value.replace("_", " ") for s in EditionStatus)
 
 
 def _race(stores: list[Store], seen: Edition) -> tuple[list[str], list[EditionStateError]]:

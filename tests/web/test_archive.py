@@ -135,7 +135,14 @@ def test_a_digest_has_its_own_archive(client: TestClient, save: Save) -> None:
 
 @pytest.mark.parametrize(
     "status",
-    [EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.REJECTED, EditionStatus.SENDING],
+    [
+        EditionStatus.DRAFT,
+        EditionStatus.AWAITING_APPROVAL,
+        EditionStatus.SKIPPED,
+        EditionStatus.APPROVED,
+        EditionStatus.REJECTED,
+        EditionStatus.SENDING,
+    ],
 )
 def test_what_did_not_go_out_is_never_listed(
     client: TestClient, save: Save, status: EditionStatus

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from digest.config import Settings
 from digest.delivery.memory import MemoryProvider
-from digest.models import Edition, EditionStatus
+from digest.models import Edition, EditionAction, EditionStatus
 from digest.steps.compose import approve, compose
 from digest.store import Store
 from digest.web.app import create_app
@@ -111,6 +111,28 @@ def test_token_as_bearer_or_basic_password(app: FastAPI, edition: Edition) -> No
             assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
 
 
+def test_the_front_door_sends_editors_to_the_editions_and_others_to_sign_up(
+    app: FastAPI, edition: Edition
+) -> None:
+    with TestClient(app, base_url=BASE) as c:
+        for headers in ({}, {"Authorization": "Bearer nope"}, basic("ed", "wrong")):
+            r = c.get("/", headers=headers, follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (303, "/subscribe"), headers
+            assert r.headers["cache-control"] == "no-store"
+        landed = c.get("/")
+        assert (landed.status_code, landed.url.path) == (200, "/subscribe")
+        for headers in (BEARER, basic("ana", TOKEN)):
+            r = c.get("/", headers=headers, follow_redirects=False)
+            assert (r.status_code, r.headers["location"]) == (303, "/editions"), headers
+            assert r.headers["cache-control"] == "no-store"
+        # Signed in with the login link's session cookie.
+        c.get(f"/editor/login?token={TOKEN}", follow_redirects=False)
+        r = c.get("/", follow_redirects=False)
+        assert r.headers["location"] == "/editions"
+        assert edition.id in c.get("/").text
+        assert c.head("/", follow_redirects=False).status_code == 303
+
+
 # Pages -------------------------------------------------------------------------------------------
 def test_list_shows_editions_with_state_and_counts(
     editor: TestClient, edition: Edition, store: Store, clock: Clock
@@ -118,8 +140,11 @@ def test_list_shows_editions_with_state_and_counts(
     r = editor.get("/editions")
     assert r.status_code == 200
     assert edition.id in r.text
-    assert "awaiting approval" in r.text
+    # Composed, not yet asked about: a draft, though its digest needs approval.
+    assert '<td class="state">draft</td>' in r.text
     assert f'href="/editions/{edition.id}"' in r.text
+    edition = ask(store, edition, clock)
+    assert '<td class="state">awaiting approval</td>' in editor.get("/editions").text
     approve(store, edition, now=clock())
     assert "awaiting approval" not in editor.get("/editions").text
     assert ">approved<" in editor.get("/editions").text
@@ -235,29 +260,143 @@ def test_send_a_test_only_to_allowed_addresses(
 
 
 # Decisions ---------------------------------------------------------------------------------------
-def test_approve_and_reject_call_the_approver(
-    make_app: Callable[..., FastAPI], edition: Edition, store: Store
-) -> None:
+def ask(store: Store, edition: Edition, clock: Clock) -> Edition:
+    """What the edition run does at the approval gate: the edition awaits approval."""
+    from digest.steps.compose import transition
+
+    return transition(store, edition, EditionAction.ASK, now=clock())
+
+
+def recording_approver() -> tuple[Approvals, Callable[[str, dict[str, Any]], str]]:
+    """An approver that records what it is told and says it resumed a run."""
     calls: Approvals = []
 
     def approver(edition_id: str, decision: dict[str, Any]) -> str:
         calls.append((edition_id, decision))
         return "resumed"
 
+    return calls, approver
+
+
+def state_badge(page: str) -> str:
+    """The state the edition's page shows beside its id."""
+    import re
+
+    found = re.findall(r'<span class="state">([^<]*)</span>', page)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_a_decision_is_recorded_then_the_waiting_run_told(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store, clock: Clock
+) -> None:
+    """The page after the POST shows the state the decision left, not "awaiting approval"
+    with live buttons beside a note that the run was told."""
+    calls: list[tuple[str, dict[str, Any], EditionStatus | None]] = []
+
+    def approver(edition_id: str, decision: dict[str, Any]) -> str:
+        calls.append((edition_id, decision, store.edition_status(edition_id)))
+        return "resumed"
+
+    edition = ask(store, edition, clock)
     app = make_app(approver=approver)
+    url = f"/editions/{edition.id}"
     with TestClient(app, base_url=BASE, headers=basic("ana", TOKEN)) as c:
+        r = c.post(f"{url}/decision", data={"decision": "approve"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("?note=approved-told")
+        page = c.get(r.headers["location"]).text
+        assert state_badge(page) == "approved"
+        assert "Approved; the run waiting for the decision was told" in page
+        assert 'value="approve"' not in page and "awaiting approval" not in page
+        assert c.post(f"{url}/decision", data={"decision": "x"}).status_code == 400
+    # The store had the decision before the run was told (the run reads it there).
+    assert calls == [
+        (edition.id, {"decision": "approve", "editor": "ana"}, EditionStatus.APPROVED),
+    ]
+
+
+def test_a_rejection_is_recorded_then_the_waiting_run_told(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store, clock: Clock
+) -> None:
+    calls, approver = recording_approver()
+
+    edition = ask(store, edition, clock)
+    with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
+        page = c.post(f"/editions/{edition.id}/decision", data={"decision": "reject"}).text
+    assert state_badge(page) == "rejected"
+    assert "Rejected; the run waiting for the decision was told and stops." in page
+    assert "<h2>Decision</h2>" not in page and "a rejection is final" in page
+    assert calls == [(edition.id, {"decision": "reject", "editor": "editor"})]
+    assert store.edition_status(edition.id) is EditionStatus.REJECTED
+
+
+def test_a_run_that_cannot_be_told_still_has_the_decision(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store, clock: Clock
+) -> None:
+    def unreachable(edition_id: str, decision: dict[str, Any]) -> str:
+        raise ConnectionError("Prefect API at 127.0.0.1:9 refused the connection")
+
+    edition = ask(store, edition, clock)
+    with TestClient(make_app(approver=unreachable), base_url=BASE, headers=BEARER) as c:
+        r = c.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
+    assert r.status_code == 502
+    assert state_badge(r.text) == "approved" and "Approved." in r.text
+    assert "was not told: Prefect API at 127.0.0.1:9 refused the connection" in r.text
+    assert store.edition_status(edition.id) is EditionStatus.APPROVED
+
+
+def test_a_draft_is_decided_in_the_store_without_asking_a_run(
+    make_app: Callable[..., FastAPI], edition: Edition, store: Store
+) -> None:
+    """No run asked about a draft: the approver is not called, the store decides."""
+    calls, approver = recording_approver()
+
+    with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
         r = c.post(
             f"/editions/{edition.id}/decision", data={"decision": "approve"}, follow_redirects=False
         )
-        assert r.status_code == 303 and r.headers["location"].endswith("?note=decided")
-        c.post(f"/editions/{edition.id}/decision", data={"decision": "reject"})
-        assert c.post(f"/editions/{edition.id}/decision", data={"decision": "x"}).status_code == 400
-    assert calls == [
-        (edition.id, {"decision": "approve", "editor": "ana"}),
-        (edition.id, {"decision": "reject", "editor": "ana"}),
-    ]
-    # The run that was waiting changes the store; the page does not.
-    assert store.edition(edition.id).status is EditionStatus.DRAFT  # type: ignore[union-attr]
+    assert r.headers["location"].endswith("?note=approved") and calls == []
+    assert store.edition_status(edition.id) is EditionStatus.APPROVED
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "says"),
+    [
+        (EditionStatus.AWAITING_APPROVAL, "awaiting approval", "keeps the edition awaiting"),
+        (EditionStatus.APPROVED, "draft", "Not approved yet"),
+        (EditionStatus.SKIPPED, "draft", "Not approved yet"),
+        (EditionStatus.DRAFT, "draft", "Not approved yet"),
+    ],
+)
+def test_the_page_after_a_save_shows_the_state_it_left(
+    editor: TestClient,
+    edition: Edition,
+    store: Store,
+    clock: Clock,
+    before: EditionStatus,
+    after: str,
+    says: str,
+) -> None:
+    draft_to(store, edition.id, before, now=clock())
+    r = editor.post(f"/editions/{edition.id}/edit", data={"intro": "Hello"})
+    assert r.status_code == 200
+    assert state_badge(r.text) == after and "Saved." in r.text and says in r.text
+    assert "draft again" not in r.text or after == "draft"
+    assert 'value="approve"' in r.text and 'value="reject"' in r.text
+    assert f'name="status" value="{store.edition_status(edition.id)}"' in r.text
+
+
+def test_a_skipped_edition_says_so_and_may_still_be_approved(
+    editor: TestClient, edition: Edition, store: Store, clock: Clock
+) -> None:
+    draft_to(store, edition.id, EditionStatus.SKIPPED, now=clock())
+    page = editor.get(f"/editions/{edition.id}").text
+    assert state_badge(page) == "skipped" and "No decision came in time" in page
+    r = editor.post(
+        f"/editions/{edition.id}/decision", data={"decision": "approve", "status": "skipped"}
+    )
+    assert r.status_code == 200 and state_badge(r.text) == "approved"
+    assert store.edition_status(edition.id) is EditionStatus.APPROVED
 
 
 def test_without_an_approver_the_store_changes(
@@ -333,11 +472,7 @@ def test_a_rejected_edition_is_not_passed_to_the_approver(
 ) -> None:
     from digest.steps.compose import reject
 
-    calls: Approvals = []
-
-    def approver(edition_id: str, decision: dict[str, Any]) -> str:
-        calls.append((edition_id, decision))
-        return "resumed"
+    calls, approver = recording_approver()
 
     reject(store, edition, now=clock())
     with TestClient(make_app(approver=approver), base_url=BASE, headers=BEARER) as c:
@@ -368,7 +503,9 @@ def test_an_edition_going_out_offers_no_decision(
     draft_to(store, edition.id, status, now=clock())
     page = editor.get(f"/editions/{edition.id}").text
     assert 'value="approve"' not in page and 'value="reject"' not in page
-    assert f"This edition is {status.value}; nothing is left to decide." in page
+    assert state_badge(page) == status.value and "nothing is left to decide." in page
+    # No decision to take: no empty "Decision" heading either.
+    assert "<h2>Decision</h2>" not in page
     for decision in ("approve", "reject"):
         r = editor.post(f"/editions/{edition.id}/decision", data={"decision": decision})
         assert r.status_code == 409 and "too late to decide" in r.text
@@ -376,7 +513,7 @@ def test_an_edition_going_out_offers_no_decision(
 
 
 def test_without_a_waiting_run_the_decision_goes_to_the_store(
-    make_app: Callable[..., FastAPI], store: Store, edition: Edition
+    make_app: Callable[..., FastAPI], store: Store, edition: Edition, clock: Clock
 ) -> None:
     """An approver that finds no paused run (LookupError) falls back to recording the
     decision in the store, as without an approver."""
@@ -386,7 +523,9 @@ def test_without_a_waiting_run_the_decision_goes_to_the_store(
     def nobody_waiting(edition_id: str, decision: dict[str, Any]) -> str:
         raise NoRunWaiting(f"no paused run of edition {edition_id}")
 
+    edition = ask(store, edition, clock)
     with TestClient(make_app(approver=nobody_waiting), base_url=BASE, headers=BEARER) as client:
         r = client.post(f"/editions/{edition.id}/decision", data={"decision": "approve"})
     assert r.status_code == 200, r.text  # the redirect back to the edition page, followed
+    assert state_badge(r.text) == "approved" and "Approved." in r.text
     assert store.edition(edition.id).status is EditionStatus.APPROVED  # type: ignore[union-attr]

@@ -1,6 +1,7 @@
 """The editors' edition page in a real browser (Debian's chromium driven by Playwright, against
-the app served by uvicorn on 127.0.0.1), scripts off: both preview frames show the email, and
-the Approve button approves. Screenshots go to tests/artifacts/ for a person to look at."""
+the app served by uvicorn on 127.0.0.1), scripts off: both preview frames show the email, a
+changed subject shows in both before deciding, and the Approve button approves. Screenshots go
+to tests/artifacts/ for a person to look at."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from digest.models import Edition, EditionStatus
 from digest.store import Store
@@ -17,6 +18,15 @@ from tests.web.test_browser import ARTIFACTS, DESKTOP, base_url, browser
 from tests.web.test_editor import TOKEN, app, edition, make_app, settings
 
 __all__ = ["app", "base_url", "browser", "edition", "make_app", "settings"]
+
+
+def _editor_context(browser: Browser) -> BrowserContext:
+    """A desktop browser, scripts off, signed in as an editor by basic auth."""
+    return browser.new_context(
+        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
+        java_script_enabled=False,
+        http_credentials={"username": "ana", "password": TOKEN},
+    )
 
 
 @pytest.fixture
@@ -39,11 +49,7 @@ def test_preview_frames_and_approve_in_a_browser(
     store: Store,
     shots: dict[str, Path],
 ) -> None:
-    context = browser.new_context(
-        viewport={"width": DESKTOP["width"], "height": DESKTOP["height"]},
-        java_script_enabled=False,
-        http_credentials={"username": "ana", "password": TOKEN},
-    )
+    context = _editor_context(browser)
     page = context.new_page()
     page.goto(f"{base_url}/editions/{edition.id}")
     expect(page.get_by_role("heading", name=edition.subject)).to_be_visible()
@@ -69,4 +75,47 @@ def test_preview_frames_and_approve_in_a_browser(
     context.close()
 
     for shot in shots.values():
+        assert shot.is_file() and shot.stat().st_size > 1000, shot
+
+
+def test_a_subject_change_shows_in_both_frames_before_deciding(
+    browser: Browser, base_url: str, app: FastAPI, edition: Edition, store: Store
+) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    before = ARTIFACTS / "web-editor-subject-before-desktop.png"
+    after = ARTIFACTS / "web-editor-subject-after-desktop.png"
+    for path in (before, after):
+        path.unlink(missing_ok=True)
+    subject = "Ceasefire week: what the talks left open"
+    context = _editor_context(browser)
+    page = context.new_page()
+    page.goto(f"{base_url}/editions/{edition.id}")
+
+    def frames_show(title: str) -> None:
+        """Each frame's inbox lines and its email carry ``title``; the email is all there."""
+        for name in ("desktop", "phone"):
+            figure = page.locator("figure").filter(has=page.locator(f'iframe[name="{name}"]'))
+            expect(figure.locator(".inbox strong")).to_have_text(title)
+            expect(figure.locator(".inbox")).to_contain_text(edition.preheader)
+            frame = page.frame(name=name)
+            assert frame is not None, name
+            frame.wait_for_load_state()
+            assert frame.title() == title, name
+            expect(frame.locator("body")).to_contain_text("Item 3")
+
+    frames_show(edition.subject)
+    page.screenshot(path=str(before), full_page=True)
+
+    page.get_by_label("Subject", exact=True).fill(subject)
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved.")
+    expect(page.get_by_role("heading", level=1)).to_have_text(subject)
+    frames_show(subject)
+    page.screenshot(path=str(after), full_page=True)
+    saved = store.edition(edition.id)
+    assert saved is not None and saved.subject == subject
+    assert saved.status is EditionStatus.DRAFT  # to decide on, as changed
+    assert page.get_by_role("button", name="Approve").is_visible()
+    context.close()
+    for shot in (before, after):
         assert shot.is_file() and shot.stat().st_size > 1000, shot

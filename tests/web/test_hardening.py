@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -116,7 +117,7 @@ def test_no_redirect_names_the_requests_host(app: FastAPI, add: Add) -> None:
     sub = add()
     evil = {"Host": "evil.example"}
     paths = sorted(set(_paths(app.routes)))
-    assert {"/subscribe", "/editions", "/u/x", "/healthz"} <= set(paths)
+    assert {"/", "/subscribe", "/editions", "/u/x", "/healthz"} <= set(paths)
     locations = []
     with TestClient(app, base_url=BASE, client=("127.0.0.1", 5000)) as c:
         for path in [*paths, link(sub, "unsubscribe"), link(sub, "preferences"), "//evil.example"]:
@@ -130,7 +131,13 @@ def test_no_redirect_names_the_requests_host(app: FastAPI, add: Add) -> None:
         assert (r.status_code, r.headers["location"]) == (307, "/subscribe?digest=weekly")
         assert c.post("/subscribe/", headers=evil, follow_redirects=False).status_code == 307
         assert c.get("/subscribe/").status_code == 200
-        assert c.get("//evil.example/", follow_redirects=False).status_code == 404
+        # A path that starts "//" (httpx would read the string as another host's "/", so the
+        # raw path is given): no route, and no redirect to a network-path reference.
+        raw = httpx.URL(BASE, raw_path=b"//evil.example/")
+        assert c.send(c.build_request("GET", raw), follow_redirects=False).status_code == 404
+        # "/" itself is the front door: a relative redirect, whatever the Host says.
+        r = c.get("/", headers=evil, follow_redirects=False)
+        assert (r.status_code, r.headers["location"]) == (303, "/subscribe")
     assert locations
     for method, path, location in locations:
         assert "evil" not in location, (method, path, location)
