@@ -180,7 +180,8 @@ def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
     return tuple(out)
 
 
-def _dateline(when: datetime, lang: str) -> str:
+def dateline(when: datetime, lang: str) -> str:
+    """A day as the email writes it: `7 December 2026` in English, else the ISO date."""
     # Month names only in English; any other language gets the unambiguous ISO date.
     if lang.lower().startswith("en"):
         return f"{when.day} {_MONTHS[when.month - 1]} {when.year}"
@@ -228,7 +229,7 @@ def context(
         "logo_width": LOGO_WIDTH,
         "digest_title": digest.title,
         # The date readers see is the digest's local date, not UTC's.
-        "dateline": _dateline(
+        "dateline": dateline(
             edition.created_at.astimezone(ZoneInfo(digest.schedule.timezone)), lang
         ),
         "greeting": personalise.GREETING if greeting else "",

@@ -9,6 +9,7 @@ disk before the ledger records it. Import these names from ``digest.store``, not
 from digest.store import journal
 from digest.store.campaigns import CampaignRecord
 from digest.store.db import Store
+from digest.store.editions import SentEdition
 from digest.store.journal import Journal, discard, edition_dir, replay
 from digest.store.ledger import Claimed
 from digest.store.locks import lock_owner
@@ -20,6 +21,7 @@ __all__ = [
     "Claimed",
     "ImportCounts",
     "Journal",
+    "SentEdition",
     "SourceState",
     "Store",
     "discard",

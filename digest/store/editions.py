@@ -4,6 +4,8 @@ editions already carried."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,29 @@ from digest.store.base import StoreBase
 CARRYING = (EditionStatus.APPROVED.value, EditionStatus.SENDING.value, EditionStatus.SENT.value)
 # Statuses in which nobody approved the edition (yet): ``approved_at`` is cleared.
 UNDECIDED = frozenset({EditionStatus.DRAFT, EditionStatus.AWAITING_APPROVAL})
+
+
+@dataclass(frozen=True, slots=True)
+class SentEdition:
+    """An edition that went out, with when it did (``sent_at``: the first time its sending
+    finished) and when it was made (``created_at``, which never changes)."""
+
+    edition: Edition
+    sent_at: datetime
+    created_at: datetime
+
+
+def _went_out(digests: Collection[str]) -> sa.ColumnElement[bool]:
+    """Editions of ``digests`` that went out: sent, or sending again after they were (messages
+    out of attempts queued again); never one whose first sending has not finished."""
+    e = t.editions.c
+    return sa.and_(
+        e.digest.in_(sorted(digests)),
+        sa.or_(
+            e.status == EditionStatus.SENT.value,
+            sa.and_(e.status == EditionStatus.SENDING.value, e.sent_at.is_not(None)),
+        ),
+    )
 
 
 class EditionStore(StoreBase):
@@ -48,6 +73,35 @@ class EditionStore(StoreBase):
             q = q.where(e.digest == digest)
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
+
+    def sent_editions(
+        self, digests: Collection[str], *, limit: int, offset: int = 0
+    ) -> list[SentEdition]:
+        """The editions of ``digests`` that went out, newest first (by when they were sent)."""
+        e = t.editions.c
+        sent = sa.func.coalesce(e.sent_at, e.updated_at)
+        q = (
+            sa.select(e.body, e.status, sent.label("sent_at"), e.created_at)
+            .where(_went_out(digests))
+            .order_by(sent.desc(), e.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as c:
+            return [
+                SentEdition(
+                    edition=Edition.model_validate({**r.body, "status": r.status}),
+                    sent_at=r.sent_at,
+                    created_at=r.created_at,
+                )
+                for r in c.execute(q)
+            ]
+
+    def count_sent_editions(self, digests: Collection[str]) -> int:
+        """How many editions of ``digests`` went out (see :meth:`sent_editions`)."""
+        q = sa.select(sa.func.count()).select_from(t.editions).where(_went_out(digests))
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar_one())
 
     def carried_article_ids(self, digest: str, *, except_edition: str | None = None) -> set[str]:
         """Articles that approved or sent editions of ``digest`` carried."""
@@ -192,7 +246,8 @@ def _compare_and_set(
     elif targets and targets <= UNDECIDED:
         changes["approved_at"] = None
     elif targets == {EditionStatus.SENT}:
-        changes["sent_at"] = now
+        # When it first went out: sending again (``REOPEN``) and finishing again keep it.
+        changes["sent_at"] = sa.func.coalesce(e.sent_at, now)
     done = (
         c.execute(
             sa.update(t.editions)

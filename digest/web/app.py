@@ -5,6 +5,7 @@ The routers, the one place they meet:
 - ``digest.web.subscribers``: unsubscribe (RFC 8058 one-click) and preferences;
 - ``digest.web.signup``: sign-up with double opt-in and its confirmation;
 - ``digest.web.public``: ``/healthz`` and the web version of an edition ("View in browser");
+- ``digest.web.archive``: the public archive of the editions that went out, and its Atom feeds;
 - ``digest.web.editor``: the editors' pages;
 - ``digest.web.webhooks``: the providers' webhooks.
 
@@ -40,6 +41,7 @@ from digest.config import Settings
 from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
 from digest.store import Store
+from digest.web.archive import router as archive_router
 from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, editor, login_router
 from digest.web.editor import router as editor_router
 from digest.web.hardening import Hardening, RedactTokens
@@ -99,6 +101,7 @@ def create_app(
     app.include_router(login_router)
     app.include_router(editor_router)
     app.include_router(public_router)
+    app.include_router(archive_router)
     app.include_router(subscribers_router)
     app.include_router(signup_router)
     app.add_api_route("/", front_door, methods=["GET", "HEAD"], include_in_schema=False)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from html import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from digest.models import EditionStatus
 from digest.render import personalise, render_variant
+from digest.render.archive import ATOM_TYPE, feed_url
 from digest.render.email import view_sections
 from digest.web.links import MAX_TOKEN
 from digest.web.site import SiteDep
@@ -119,5 +121,9 @@ def web_version(
             preferences_url=site.subscribe_url,
             name="",
         )
+        # Readers that look for a feed on the page find the digest's archive feed.
+        feed = escape(feed_url(site.settings, edition.digest))
+        link = f'<link rel="alternate" type="{ATOM_TYPE}" href="{feed}">'
+        page = page.replace("</head>", f"{link}\n</head>", 1)
         web_versions.put((edition.id, keys), page)
     return HTMLResponse(page, headers=VIEW_HEADERS)

@@ -239,3 +239,31 @@ def test_an_approval_and_a_rejection_racing_one_wins(make_settings, db_url: str)
     finally:
         for s in [setup, *stores]:
             s.close()
+
+
+def test_sent_editions_are_those_that_went_out_newest_first(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    statuses = {
+        "2026-W45": EditionStatus.SENT,
+        "2026-W46": EditionStatus.DRAFT,
+        "2026-W47": EditionStatus.REJECTED,
+        "2026-W48": EditionStatus.SENDING,
+        "2026-W49": EditionStatus.SENT,
+        "2026-W50": EditionStatus.APPROVED,
+    }
+    for n, (period, status) in enumerate(statuses.items()):
+        edition_id = _draft(make_settings, store, period)
+        draft_to(store, edition_id, status, now=NOW + timedelta(days=7 * n))
+    # Sent, then sending again (messages out of attempts queued again): it went out.
+    later = NOW + timedelta(days=60)
+    store.change_edition_status("weekly-2026-W45", EditionAction.REOPEN, now=later)
+    sent = store.sent_editions(["weekly"], limit=10)
+    assert [s.edition.id for s in sent] == ["weekly-2026-W49", "weekly-2026-W45"]
+    assert [s.sent_at for s in sent] == [NOW + timedelta(days=28), NOW]
+    assert store.count_sent_editions(["weekly"]) == 2
+    # Finishing again keeps when it first went out.
+    store.change_edition_status("weekly-2026-W45", EditionAction.FINISH, now=later)
+    assert [s.sent_at for s in store.sent_editions(["weekly"], limit=1, offset=1)] == [NOW]
+    assert store.sent_editions(["other"], limit=10) == []
+    assert store.count_sent_editions([]) == 0
