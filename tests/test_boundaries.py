@@ -219,6 +219,7 @@ def test_adapters_never_import_a_sibling_adapter(module: str) -> None:
 # The web app's route modules (each defines an APIRouter). They meet only in WEB_APP, which
 # includes them; what several of them need lives in the other, non-route modules of digest.web.
 WEB_ROUTERS = (
+    "digest.web.clicks",
     "digest.web.editor",
     "digest.web.public",
     "digest.web.signup",

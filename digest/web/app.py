@@ -6,7 +6,8 @@ The routers, the one place they meet:
 - ``digest.web.signup``: sign-up with double opt-in and its confirmation;
 - ``digest.web.public``: ``/healthz`` and the web version of an edition ("View in browser");
 - ``digest.web.editor``: the editors' pages;
-- ``digest.web.webhooks``: the providers' webhooks.
+- ``digest.web.webhooks``: the providers' webhooks;
+- ``digest.web.clicks``: the click redirects of edition links (``/c/<token>``).
 
 What they share lives outside them: ``site`` (the state built here, on ``app.state.site``),
 ``pages`` (templates), ``links`` (reading a link's token), ``forms`` and ``hardening`` (the
@@ -37,7 +38,9 @@ from starlette.routing import Match
 from digest.config import Settings
 from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
+from digest.steps.stats import ClickRecorder
 from digest.store import Store
+from digest.web.clicks import router as clicks_router
 from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, login_router
 from digest.web.editor import router as editor_router
 from digest.web.hardening import Hardening, RedactTokens
@@ -92,6 +95,7 @@ def create_app(
     app.state.site = site
     app.state.approver = approver
     app.state.editor_access = EditorAccess.from_settings(settings, local_editor_token)
+    app.state.click_recorder = ClickRecorder(settings, store)
     app.add_middleware(Hardening, csp=site.pages.csp)
     app.include_router(webhooks_router)
     app.include_router(login_router)
@@ -99,6 +103,7 @@ def create_app(
     app.include_router(public_router)
     app.include_router(subscribers_router)
     app.include_router(signup_router)
+    app.include_router(clicks_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -179,6 +184,9 @@ def serve(
         )
         # After the Config: it sets up uvicorn's loggers.
         logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-        uvicorn.Server(config).run()
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            app.state.click_recorder.close()  # the clicks still queued are written
     finally:
         store.close()
