@@ -5,7 +5,6 @@ concurrent clicks on a real server, and the stats editors read (page, ``digest s
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeSerializer
@@ -42,6 +40,7 @@ from digest.steps.compose import compose
 from digest.store import Store
 from digest.web.app import create_app
 from tests.conftest import _deep_update, article, base_config, draft_to, write_toml
+from tests.servers import serve_app
 from tests.web.conftest import BASE, KEY, OLD_KEY, Clock, web_overrides
 
 ARTICLES = [article(n) for n in (3, 5, 7)]
@@ -356,29 +355,15 @@ def test_the_scanner_window_is_a_setting(
 
 # Concurrency, on a real server ------------------------------------------------------------------
 @pytest.fixture
-def served(app: FastAPI) -> Iterator[tuple[str, uvicorn.Server]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the web app did not start within 10 s")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", server
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+def served(app: FastAPI) -> Iterator[str]:
+    with serve_app(app) as url:
+        yield url
 
 
 def test_concurrent_clicks_are_counted_exactly(
-    served: tuple[str, uvicorn.Server], store: Store, settings: Settings, sent: Edition
+    served: str, store: Store, settings: Settings, sent: Edition
 ) -> None:
-    url, _ = served
+    url = served
     paths = [path(u) for u in links(settings, sent)]
     readers = 12
 
@@ -457,14 +442,14 @@ def test_the_editors_page_shows_the_clicks(
 
 
 def test_the_redirect_is_answered_before_the_click_is_written(
-    served: tuple[str, uvicorn.Server],
+    served: str,
     store: Store,
     settings: Settings,
     sent: Edition,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The 302 goes out first: a write held up (a locked database) never holds the reader."""
-    url, _ = served
+    url = served
     release = threading.Event()
     writes: list[str] = []
     real = Store.record_clicks
