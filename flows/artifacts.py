@@ -1,5 +1,6 @@
 """The artifacts an operator reads in Prefect's UI: each section's gather, the draft awaiting
-approval, and each edition run's summary and delivery counts."""
+approval, each edition run's summary and delivery counts, and an edition's clicks a day after
+it was sent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from digest.config import Settings
 from digest.models import Edition, edition_state
 from digest.steps.edition import RunSummary
 from digest.steps.gather import SectionGathered
+from digest.steps.stats import EditionClicks, percent
 
 
 def artifact_key(*parts: str) -> str:
@@ -150,3 +152,31 @@ def note_artifact(summary: RunSummary) -> None:
         description=f"Edition run of {summary.digest}: "
         f"{edition_state(summary.edition_status) or 'no edition'}",
     )
+
+
+def clicks_artifact(settings: Settings, stats: EditionClicks) -> None:
+    """An edition's clicks a day after sending: articles ranked by clicks, clicks per recipient
+    of each section (``digest stats`` prints the same)."""
+    link = settings.editions_url(stats.edition_id)
+    lines = [
+        f"# Clicks: {stats.subject}",
+        "",
+        f"Edition `{stats.edition_id}` · {stats.recipients} recipients · {stats.clicks} clicks by "
+        f"readers · {stats.filtered} not counted (link scanners and prefetchers)",
+        "",
+    ]
+    if link:
+        lines += [f"Edition page: [{link}]({link})", ""]
+    lines += ["| Clicks | Article | Section |", "|---:|---|---|"]
+    lines += [f"| {a.clicks} | {_cell(a.title)} | {a.section} |" for a in stats.articles]
+    lines += ["", "| Section | Clicks | Per recipient |", "|---|---:|---:|"]
+    lines += [f"| {_cell(s.title)} | {s.clicks} | {percent(s.rate)} |" for s in stats.sections]
+    create_markdown_artifact(
+        markdown="\n".join(lines),
+        key=artifact_key("clicks", stats.edition_id),
+        description=f"Clicks on edition {stats.edition_id}, a day after sending",
+    )
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -25,7 +25,7 @@ from digest.factory import open_store
 from digest.models import Article, Edition
 from digest.render.variants import Variants
 from digest.steps import edition as editions
-from digest.steps import gather, ledger
+from digest.steps import gather, ledger, stats
 from digest.steps.compose import ComposeOutcome, Decision
 from digest.steps.deliver import deliver
 from digest.steps.edition import EditionStages
@@ -33,6 +33,7 @@ from digest.store import Store
 from flows.approval import wait_for_decision
 from flows.artifacts import (
     approval_artifact,
+    clicks_artifact,
     delivery_artifact,
     edition_artifact,
     gather_artifact,
@@ -320,7 +321,30 @@ def edition_flow(
         )
     finally:
         store.close()
+    if not dry_run and any(d.click_tracking for d in settings.digests.values()):
+        click_summaries_flow(config, _now(now))
     return summary.as_dict()
+
+
+@flow(name="click-summaries", log_prints=True)
+def click_summaries_flow(config: str, now: datetime | None = None) -> list[str]:
+    """An artifact of clicks for each edition sent at least a day ago that has none yet (the
+    edition flow runs it after each edition; it can run on its own schedule too). Each edition
+    gets one summary, ever; returns the editions summarised."""
+    settings = load_settings(config)
+    store = open_store(settings)
+    made: list[str] = []
+    try:
+        for edition_id in stats.summaries_due(settings, store, _now(now)):
+            found = stats.edition_clicks(settings, store, edition_id)
+            if found is None:
+                continue
+            clicks_artifact(settings, found)
+            store.mark_click_summary(edition_id, _now(now))
+            made.append(edition_id)
+    finally:
+        store.close()
+    return made
 
 
 @flow(name="digest-run", log_prints=True, flow_run_name=_digest_run_name)

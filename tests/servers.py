@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,34 @@ def stub_resolver(host: str, port: int, *args: object, **kwargs: object) -> list
     except ValueError:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
     return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+
+
+@contextlib.contextmanager
+def serve_app(app: object) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread: its base URL, until
+    the block ends."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise AssertionError("the web app did not start within 10 s")
+        time.sleep(0.02)
+    assert httpx.get(f"{url}/healthz", trust_env=False).json() == {"ok": True}
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

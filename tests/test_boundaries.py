@@ -220,6 +220,7 @@ def test_adapters_never_import_a_sibling_adapter(module: str) -> None:
 # includes them; what several of them need lives in the other, non-route modules of digest.web.
 WEB_ROUTERS = (
     "digest.web.archive",
+    "digest.web.clicks",
     "digest.web.editor",
     "digest.web.public",
     "digest.web.signup",

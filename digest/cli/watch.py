@@ -1,5 +1,5 @@
-"""What operators watch: ``sources`` (each source's health) and ``status`` (the last editions,
-the sources, the last flow runs)."""
+"""What operators watch: ``sources`` (each source's health), ``status`` (the last editions,
+the sources, the last flow runs) and ``stats`` (what readers clicked in an edition)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from digest.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     app,
+    fail,
     out,
     quiet_prefect,
     settings_from,
@@ -174,3 +175,21 @@ def status(
             line = f"ok, last success {when_text(state.last_success_at)}"
         out.print(f"  {key}: {line}", soft_wrap=True)
     _print_flow_runs(limit)
+
+
+@app.command()
+def stats(
+    edition: Annotated[str, typer.Argument(help="The edition's id, e.g. weekly-2026-W49.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """What readers clicked in an edition: its articles ranked by clicks, and the clicks per
+    recipient of each section (counted without recording who clicked)."""
+    from digest.steps.stats import clicks_lines, edition_clicks
+
+    settings = settings_from(config)
+    with store_for(settings) as store:
+        found = edition_clicks(settings, store, edition)
+    if found is None:
+        raise fail(f"stats: no edition {edition!r}; `digest status` lists the last ones", 2)
+    for line in clicks_lines(found):
+        out.print(line)

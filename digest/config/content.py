@@ -252,6 +252,12 @@ class DigestSettings(_Section):
         description="No decision in time: `skip` marks the edition skipped and sends nothing "
         "(an editor may still approve it); `send` approves and sends it.",
     )
+    click_tracking: bool = Field(
+        default=False,
+        description="Send article links through signed redirects on the web app (`/c/…`) and "
+        "count clicks per edition and article, aggregated (see `[analytics]`). Off by default: "
+        "the links then depend on `digest web` answering at `web.base_url`.",
+    )
 
 
 class RenderSettings(_Section):

@@ -19,7 +19,7 @@ from digest.config.content import (
     SourceSettings,
 )
 from digest.config.delivery import REMOTE_PROVIDERS, DeliverySettings
-from digest.config.web import AlertSettings, WebhookSettings, WebSettings
+from digest.config.web import AlertSettings, AnalyticsSettings, WebhookSettings, WebSettings
 
 
 class StoreSettings(_Section):
@@ -59,6 +59,7 @@ class Settings(_Section):
     web: WebSettings = Field(default_factory=WebSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     # Set by the loader, not by the file: where relative paths start.
     base_dir: Path = Field(default=Path("."), exclude=True, json_schema_extra={"internal": True})

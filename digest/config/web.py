@@ -117,3 +117,32 @@ class AlertSettings(_Section):
         if v and not re.match(r"^https?://[^\s/]+\S*$", v):
             raise ValueError("must be an http(s) URL")
         return v
+
+
+# Link scanners and preview fetchers announce themselves in their User-Agent more often than not.
+SCANNER_AGENTS = (
+    "barracuda",
+    "mimecast",
+    "proofpoint",
+    "bot",
+    "preview",
+    "scanner",
+    "safelinks",
+    "headless",
+)
+
+
+class AnalyticsSettings(_Section):
+    """Click analytics (with `[digests.<key>] click_tracking = true`): what is counted."""
+
+    scanner_window_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="Clicks before the edition was sent, or within this many seconds after, "
+        "are taken for link scanners and prefetchers and not counted as readers.",
+    )
+    scanner_agents: list[str] = Field(
+        default_factory=lambda: list(SCANNER_AGENTS),
+        description="User-Agent fragments (case-insensitive) of link scanners; their requests "
+        "are not counted as readers.",
+    )

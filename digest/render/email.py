@@ -26,6 +26,7 @@ from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Edition, Image, RenderedVariant, Teaser
 from digest.render import personalise, templates
+from digest.render.clicks import ClickTarget, click_url, tracking
 from digest.render.intro import intro_html, intro_text
 from digest.render.links import add_utm, is_web_url, with_width
 from digest.render.mjml_spec import FREE_DEFAULTS, MJML_ATTRIBUTES, MJML_TAGS
@@ -155,6 +156,7 @@ def _item(teaser: Teaser, url: str, settings: Settings, *, lead: bool) -> Item:
 def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
     out = []
     lead_found = False
+    clicks = tracking(settings, edition.digest)
     for section in edition.sections:
         cards: list[Item] = []
         headlines: list[Item] = []
@@ -172,6 +174,10 @@ def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
                     campaign=edition.id,
                     content=f"{section.key}-{position}",
                 )
+            if clicks:
+                # The redirect's target is the UTM'd link: the parameters survive the click.
+                target = ClickTarget(url, edition.id, teaser.article_id, section.key)
+                url = click_url(settings, target)
             lead = teaser.full and not lead_found
             lead_found = lead_found or lead
             (cards if teaser.full else headlines).append(_item(teaser, url, settings, lead=lead))

@@ -15,5 +15,6 @@ One module per step, the single place that a Prefect task (``flows/``), a CLI co
 - :mod:`~digest.steps.workers`: the sending processes;
 - :mod:`~digest.steps.lifeline`: how a process started for a run dies with it;
 - :mod:`~digest.steps.deliver`: deliver an edition (and its dry run);
-- :mod:`~digest.steps.edition`: an edition run from composition to the last send.
+- :mod:`~digest.steps.edition`: an edition run from composition to the last send;
+- :mod:`~digest.steps.stats`: record a click on an edition's link, and an edition's clicks.
 """

@@ -1,15 +1,16 @@
 """The store's one class: every stage's database access, put together from one part per area.
 
 Each part lives in its own module: ``sources``, ``articles``, ``editions``, ``subscribers``,
-``ledger`` (deliveries), ``locks``, ``campaigns``; ``base`` opens the database. Rows hold the
-whole normalised object as JSON (``body``) beside the columns that queries need, so the pure
-stages work with models and never with rows. Methods are plain and their transactions short.
+``ledger`` (deliveries), ``locks``, ``campaigns``, ``clicks``; ``base`` opens the database. Rows
+hold the whole normalised object as JSON (``body``) beside the columns that queries need, so the
+pure stages work with models and never with rows. Methods are plain and their transactions short.
 """
 
 from __future__ import annotations
 
 from digest.store.articles import ArticleStore
 from digest.store.campaigns import CampaignStore
+from digest.store.clicks import ClickStore
 from digest.store.editions import EditionStore
 from digest.store.ledger import LedgerStore
 from digest.store.locks import LockStore
@@ -25,5 +26,6 @@ class Store(
     SubscriberStore,
     LockStore,
     CampaignStore,
+    ClickStore,
 ):
     """The project's database. ``Store.open(url)`` connects and migrates to the newest schema."""

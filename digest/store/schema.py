@@ -219,3 +219,44 @@ campaigns = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime),
 )
+
+
+# Clicks on an edition's links, counted per article: readers (``clicks``) and requests taken
+# for link scanners and prefetchers (``filtered``). Nothing about who clicked.
+clicks = sa.Table(
+    "clicks",
+    metadata,
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("article_id", sa.String(40), primary_key=True),
+    sa.Column("section", sa.String(100), nullable=False),
+    sa.Column("clicks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("filtered", sa.Integer, nullable=False, server_default="0"),
+)
+
+# Repeated clicks on one link by one visitor count once: a salted hash of the visitor's address,
+# agent and the link, with a salt made each UTC day and kept only in the web app's memory, so a
+# row cannot be turned back into an address. Rows of earlier days are deleted.
+click_visitors = sa.Table(
+    "click_visitors",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("visitor", sa.String(64), primary_key=True),
+)
+
+# Editions whose click summary has been made (the Prefect artifact, a day after sending).
+click_summaries = sa.Table(
+    "click_summaries",
+    metadata,
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -7,7 +7,8 @@ The routers, the one place they meet:
 - ``digest.web.public``: ``/healthz`` and the web version of an edition ("View in browser");
 - ``digest.web.archive``: the public archive of the editions that went out, and its Atom feeds;
 - ``digest.web.editor``: the editors' pages;
-- ``digest.web.webhooks``: the providers' webhooks.
+- ``digest.web.webhooks``: the providers' webhooks;
+- ``digest.web.clicks``: the click redirects of edition links (``/c/<token>``).
 
 ``/`` (:func:`front_door`) sends editors to their editions and everyone else to sign-up.
 
@@ -40,8 +41,10 @@ from starlette.routing import Match
 from digest.config import Settings
 from digest.errors import PermanentError
 from digest.factory import make_provider, open_store
+from digest.steps.stats import ClickRecorder
 from digest.store import Store
 from digest.web.archive import router as archive_router
+from digest.web.clicks import router as clicks_router
 from digest.web.editor import LOGIN_PATH, Approver, EditorAccess, editor, login_router
 from digest.web.editor import router as editor_router
 from digest.web.hardening import Hardening, RedactTokens
@@ -96,6 +99,7 @@ def create_app(
     app.state.site = site
     app.state.approver = approver
     app.state.editor_access = EditorAccess.from_settings(settings, local_editor_token)
+    app.state.click_recorder = ClickRecorder(settings, store)
     app.add_middleware(Hardening, csp=site.pages.csp)
     app.include_router(webhooks_router)
     app.include_router(login_router)
@@ -104,6 +108,7 @@ def create_app(
     app.include_router(archive_router)
     app.include_router(subscribers_router)
     app.include_router(signup_router)
+    app.include_router(clicks_router)
     app.add_api_route("/", front_door, methods=["GET", "HEAD"], include_in_schema=False)
 
     @app.exception_handler(StarletteHTTPException)
@@ -197,6 +202,9 @@ def serve(
         )
         # After the Config: it sets up uvicorn's loggers.
         logging.getLogger("uvicorn.access").addFilter(RedactTokens())
-        uvicorn.Server(config).run()
+        try:
+            uvicorn.Server(config).run()
+        finally:
+            app.state.click_recorder.close()  # the clicks still queued are written
     finally:
         store.close()

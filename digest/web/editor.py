@@ -80,6 +80,7 @@ from digest.models import (
 from digest.steps.compose import edit_changes, edit_edition, transition
 from digest.steps.messages import message_for_test
 from digest.steps.preview import preview
+from digest.steps.stats import edition_clicks, percent
 from digest.store import Store
 from digest.web.editing import asked, edit_form
 from digest.web.forms import form_text
@@ -442,6 +443,8 @@ def _edition_page(
         note=NOTES.get(note, ""),
         error=error,
         actions={a.value for a in allowed_actions(edition.status)},
+        clicks=edition_clicks(settings, store, edition.id),
+        percent=percent,
     )
 
 

@@ -5,21 +5,17 @@ screenshots at phone and desktop widths go to tests/artifacts/ for a person to l
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from digest.models import Subscriber, SubscriberStatus
 from digest.store import Store
 from tests.conftest import ROOT
+from tests.servers import serve_app
 from tests.web.conftest import link
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -43,31 +39,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def base_url(app: FastAPI) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port, in a thread, until the test ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                pass
-            if server.started:
-                break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("the web app did not start within 10 s")
-        time.sleep(0.02)
-    assert httpx.get(f"{url}/healthz", trust_env=False).json() == {"ok": True}
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_app(app) as url:
+        yield url
 
 
 def test_preferences_and_unsubscribe_in_a_browser(
