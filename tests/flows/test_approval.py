@@ -239,3 +239,62 @@ def test_a_timeout_that_sends_sends_what_is_stored(tmp_path: Path) -> None:
     text = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert before.teasers[1].title in text  # the check can see titles at all
     assert dropped.title not in text
+
+
+def test_an_editor_takes_an_edition_from_draft_to_sent_on_the_web_page(tmp_path: Path) -> None:
+    """The whole life on the editors' page, as `digest web` serves it beside a Prefect server:
+    the run pauses, the editor changes the subject on the page and approves there, and the run
+    that was waiting sends the edition as changed."""
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from digest.web.app import create_app
+    from digest.web.editor import NoRunWaiting
+    from flows.approval import ApprovalInput, NoPausedRun, resume_edition
+
+    cfg, _ = setup(tmp_path, max_per_section=12, max_items=40)
+    secret = "editor-secret-for-this-test"
+    settings = parse_settings(
+        tomllib.loads(cfg.read_text()),
+        base_dir=tmp_path,
+        environ={"DIGEST__WEB__EDITOR_TOKEN": secret},
+    )
+
+    def approver(edition_id: str, decision: dict[str, Any]) -> str:
+        # As `digest web` resumes runs when PREFECT_API_URL is set (digest/cli/serve.py).
+        try:
+            return resume_edition(edition_id, ApprovalInput(**decision))
+        except NoPausedRun as e:
+            raise NoRunWaiting(str(e)) from None
+
+    run = Run(cfg)
+    paused = run.wait_paused()
+    login = base64.b64encode(f"ana:{secret}".encode()).decode()
+    page = f"/editions/{EDITION}"
+    with (
+        _store(settings) as store,
+        TestClient(
+            create_app(settings, store, approver=approver),
+            base_url="https://meridian.example.org",
+            headers={"Authorization": f"Basic {login}"},
+        ) as web,
+    ):
+        shown = web.get(page).text
+        assert "awaiting approval" in shown and 'value="approve"' in shown
+        saved = web.post(f"{page}/edit", data={"subject": "Doha, week two"}, follow_redirects=True)
+        assert saved.status_code == 200 and "<h1>Doha, week two</h1>" in saved.text
+        decided = web.post(f"{page}/decision", data={"decision": "approve"}, follow_redirects=True)
+        assert decided.status_code == 200, decided.text[-2000:]
+        assert "the run waiting for the decision was told" in decided.text
+
+    result = run.outcome()
+    assert result["edition_status"] == "sent"
+    files = emls(settings)
+    assert files and len(files) == result["submitted"] == result["recipients"]
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] == "Doha, week two"
+    assert run_state(paused) == "COMPLETED"
+    with _store(settings) as store:
+        sent = store.edition(EDITION)
+    assert sent is not None and sent.status is EditionStatus.SENT
