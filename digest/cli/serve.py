@@ -16,6 +16,7 @@ from digest.cli.common import (
     out,
     settings_from,
 )
+from digest.config import Settings
 from digest.errors import DigestError
 
 
@@ -63,18 +64,25 @@ def serve(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     with flows_api():
         from flows.deployments import serve_config
 
-        if settings.alerts.webhook_url:
-            from flows.alerts import local_ui_base
-
-            ui = local_ui_base()
-            links = (
-                f"links to runs at {ui}, unless the Prefect server sets PREFECT_UI_URL"
-                if ui
-                else "no links to runs unless the Prefect server sets PREFECT_UI_URL"
-            )
-            out.print(
-                "Alerts: failed or crashed runs call the webhook in [alerts] webhook_url "
-                f"({settings.alerts.format} format; {links}).",
-                soft_wrap=True,
-            )
+        announce_alerts(settings)
         serve_config(settings, str(config))
+
+
+def announce_alerts(settings: Settings) -> None:
+    """Say, when alerts are configured, what the automation set up for them will call and
+    which link to runs it will carry."""
+    if not settings.alerts.webhook_url:
+        return
+    from flows.alerts import local_ui_base
+
+    ui = local_ui_base()
+    links = (
+        f"links to runs at {ui}, unless the Prefect server sets PREFECT_UI_URL"
+        if ui
+        else "no links to runs unless the Prefect server sets PREFECT_UI_URL"
+    )
+    out.print(
+        "Alerts: failed or crashed runs call the webhook in [alerts] webhook_url "
+        f"({settings.alerts.format} format; {links}).",
+        soft_wrap=True,
+    )
