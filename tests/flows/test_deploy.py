@@ -119,6 +119,24 @@ def test_deploy_makes_the_configs_deployments_on_a_new_process_pool(tmp_path: Pa
     }
 
 
+def test_every_deployment_the_config_builds_imports_from_its_module(example_config: Path) -> None:
+    """Whatever the list holds (a new flow's entry included) gets a module-path entrypoint
+    that imports the flow it was built from: what a worker without the source does."""
+    from prefect import Flow
+    from prefect.utilities.importtools import import_object
+
+    from flows.deployments import build_deployments, for_work_pool
+
+    settings = load_settings(example_config)
+    built = build_deployments(settings, str(example_config))
+    flows = {d.name: d.flow_name for d in built}
+    for d in for_work_pool(built, "pool"):
+        assert ":" not in (d.entrypoint or "") and d.entrypoint.startswith("flows."), d.entrypoint
+        flow = import_object(d.entrypoint)
+        assert isinstance(flow, Flow) and flow.name == flows[d.name]
+        assert d.work_pool_name == "pool" and MANAGED in d.tags
+
+
 def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: Path) -> None:
     from flows.pipeline import gather_section_flow
 

@@ -1,19 +1,15 @@
-"""What operators watch: each flow run's artifacts and name, `digest status` against the
-Prefect API, and prefect.yaml for running the deployments on a work pool."""
+"""What operators watch: each flow run's artifacts and name, and `digest status` against the
+Prefect API (the deployments on a work pool: test_deploy.py)."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
-import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from digest.cli import app
@@ -184,71 +180,6 @@ def test_status_lists_the_runs_from_the_prefect_api(
     for name in ("digest-run-weekly-2026-W49", "edition-weekly-2026-W49"):
         assert f"  {name}  [Completed]  " in text, name
     assert "gather-qiosk-20261130T140000Z  [Completed]" in text
-
-
-# prefect.yaml ---------------------------------------------------------------------------------
-
-
-def _flow_functions(path: Path) -> set[str]:
-    """Functions of a module decorated with Prefect's ``@flow(...)``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            for d in node.decorator_list:
-                target = d.func if isinstance(d, ast.Call) else d
-                if isinstance(target, ast.Name) and target.id == "flow":
-                    found.add(node.name)
-    return found
-
-
-def test_prefect_yaml_declares_the_example_deployments() -> None:
-    from prefect.cli.deploy._models import PrefectYamlModel
-
-    data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
-    PrefectYamlModel.model_validate(data)  # what `prefect deploy` reads it with
-    deployments = {d["name"]: d for d in data["deployments"]}
-    example = tomllib.loads((ROOT / "config" / "example.toml").read_text(encoding="utf-8"))
-    settings = load_settings(ROOT / "config" / "example.toml")
-
-    expected = {f"gather-{k}" for k in settings.sections} | {
-        f"edition-{k}" for k in settings.digests
-    }
-    assert set(deployments) == expected
-    for d in deployments.values():
-        path, func = d["entrypoint"].split(":")
-        assert func in _flow_functions(ROOT / path), d["entrypoint"]
-        assert d["work_pool"]["name"]
-        assert (ROOT / d["parameters"]["config"]).resolve() == (
-            ROOT / "config" / "example.toml"
-        ).resolve()
-    for key, section in settings.sections.items():
-        d = deployments[f"gather-{key}"]
-        assert d["entrypoint"] == "flows/pipeline.py:gather_section_flow"
-        assert d["parameters"]["section"] == key
-        assert d["schedules"] == [{"cron": section.gather_cron, "timezone": "UTC"}]
-    for key in settings.digests:
-        d = deployments[f"edition-{key}"]
-        assert d["entrypoint"] == "flows/pipeline.py:edition_flow"
-        assert d["parameters"]["digest"] == key
-        schedule = example["digests"][key]["schedule"]
-        assert d["schedules"] == [{"cron": schedule["cron"], "timezone": schedule["timezone"]}]
-
-
-def test_prefect_yaml_matches_what_serve_builds() -> None:
-    from flows.deployments import build_deployments
-
-    data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
-    declared = {
-        d["name"]: (d["schedules"][0]["cron"], d["schedules"][0]["timezone"])
-        for d in data["deployments"]
-    }
-    cfg = ROOT / "config" / "example.toml"
-    built = {
-        d.name: (d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone)
-        for d in build_deployments(load_settings(cfg), str(cfg))
-    }
-    assert declared == built
 
 
 def test_run_names_fall_back_to_the_date_without_a_readable_config() -> None:
