@@ -81,7 +81,7 @@ class DeployRefused(PermanentError):
     not make, an entrypoint it cannot turn into a module path."""
 
 
-class PrefectUnreachable(TransientError):
+class PrefectServerError(TransientError):
     """The Prefect server did not answer, or answered with an error."""
 
 
@@ -174,6 +174,7 @@ def plan_deploy(
                     f"{d.full_name}) or tag it {MANAGED_TAG} for `digest deploy` to take over"
                 )
             what = _differences(existing, d)
+            d.paused = existing.paused  # one paused by hand stays paused
             changes.append(Change("update" if what else "keep", d.full_name, what))
         names = {d.full_name for d in wanted}
         remove: list[UUID] = []
@@ -211,8 +212,14 @@ def apply_deploy(plan: DeployPlan) -> None:
                         version_info=VersionInfo(type="prefect:simple", version=d.version or "")
                     )
                 except DeploymentApplyError as e:
-                    raise PrefectUnreachable(
-                        f"deployment {d.full_name}: the Prefect server refused it: {e}"
+                    cause = e.__cause__
+                    if isinstance(cause, PrefectHTTPStatusError) and cause.response.is_client_error:
+                        raise DeployRefused(
+                            f"deployment {d.full_name}: the Prefect server refused it: {e}"
+                        ) from None
+                    raise PrefectServerError(
+                        f"deployment {d.full_name} not applied: {e}; the ones before it are "
+                        "(run `digest deploy` again)"
                     ) from None
         for deployment_id in plan.remove_ids:
             with suppress(ObjectNotFound):  # removed meanwhile: as wanted
@@ -220,7 +227,7 @@ def apply_deploy(plan: DeployPlan) -> None:
 
 
 def deploy_alerts(settings: Settings) -> UUID | None:
-    """:func:`setup_alerts` for `digest deploy`, its failures as :class:`PrefectUnreachable`."""
+    """:func:`setup_alerts` for `digest deploy`, its failures as :class:`PrefectServerError`."""
     with server_errors():
         return setup_alerts(settings)
 
@@ -233,19 +240,19 @@ def _prefect_client() -> Iterator[SyncPrefectClient]:
 
 @contextmanager
 def server_errors() -> Iterator[None]:
-    """The Prefect client's failures as :class:`PrefectUnreachable`, naming the server."""
+    """The Prefect client's failures as :class:`PrefectServerError`, naming the server."""
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
     try:
         yield
     except PrefectHTTPStatusError as e:
-        raise PrefectUnreachable(
+        raise PrefectServerError(
             f"the Prefect server at {url} answered HTTP {e.response.status_code}: "
             f"{e.response.text[:200]}"
         ) from None
     except (httpx.HTTPError, OSError) as e:
-        raise PrefectUnreachable(
+        raise PrefectServerError(
             f"cannot reach the Prefect server at {url} ({type(e).__name__}: {e or 'no answer'})"
         ) from None
 

@@ -148,6 +148,9 @@ def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: 
     )
     by_hand.apply(work_pool_name="digest-b")
     before = _deployments()
+    with _client() as client:  # paused by an operator: it stays paused
+        client.pause_deployment(before["gather-section/gather-qiosk"].id)
+    before = _deployments()
 
     changed = _config(tmp_path, "changed.toml", drop=["analysis"], crons={"qiosk": "*/30 * * * *"})
     dry = _deploy("--pool", "digest-b", "--config", str(changed), "--dry-run")
@@ -175,6 +178,8 @@ def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: 
         "gather-section/by-hand",
     }
     assert _cron(after["gather-section/gather-qiosk"]) == [("*/30 * * * *", "UTC", True)]
+    assert after["gather-section/gather-qiosk"].paused
+    assert not after["gather-section/gather-diplomacy-watch"].paused
     assert after["gather-section/gather-qiosk"].parameters["config"] == str(changed.resolve())
     untouched = after["gather-section/by-hand"]
     assert untouched.updated == before["gather-section/by-hand"].updated
