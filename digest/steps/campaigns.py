@@ -24,7 +24,7 @@ from digest.delivery.campaigns.base import (
     variant_sections,
 )
 from digest.models import Edition, EditionAction, EditionStatus
-from digest.render.personalise import GREETING, PREFERENCES, UNSUBSCRIBE, body_template
+from digest.render.personalise import GREETING, PREFERENCES, READER, UNSUBSCRIBE, body_template
 from digest.render.variants import Variants, variant_for, variant_key
 from digest.store import Store
 
@@ -49,7 +49,12 @@ class HandOver:
 
 
 # What each personal token stands for, in the provider's terms (its merge tags replace them).
-TOKEN_ROLES = {UNSUBSCRIBE: "unsubscribe", PREFERENCES: "preferences", GREETING: "greeting"}
+TOKEN_ROLES = {
+    UNSUBSCRIBE: "unsubscribe",
+    PREFERENCES: "preferences",
+    GREETING: "greeting",
+    READER: "reader",
+}
 
 
 def _variants(

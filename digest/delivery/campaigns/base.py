@@ -37,7 +37,7 @@ from digest.models import BodyTemplate
 
 FULL = "all"  # the variant name of the full edition
 # What a personal token may stand for; MergeTags has the provider's tag for each.
-ROLES = ("unsubscribe", "preferences", "greeting")
+ROLES = ("unsubscribe", "preferences", "greeting", "reader")
 
 
 def variant_name(sections: frozenset[str] | None) -> str:
@@ -88,6 +88,9 @@ class MergeTags:
     greeting: str
     escape_html: Callable[[str], str]
     escape_text: Callable[[str], str]
+    # A click link's reader part: never filled, since the provider makes each copy (settings
+    # refuse per-subscriber clicks with a campaign provider; this keeps any such link whole).
+    reader: str = ""
 
     def apply(self, body: BodyTemplate, roles: Mapping[str, str]) -> tuple[str, str]:
         """``(html, text)`` of ``body`` with each token replaced by the tag for its role
