@@ -127,6 +127,8 @@ def read_reader(keys: str | list[str], edition_id: str, part: str) -> int | None
     if not dot or not sid.isdigit() or len(sid) > 18 or len(signature) != _SIGNATURE_CHARS:
         return None
     subscriber_id = int(sid)
+    if str(subscriber_id) != sid:  # one spelling per id
+        return None
     for key in [keys] if isinstance(keys, str) else keys:
         if key and hmac.compare_digest(
             _reader_signature(key, edition_id, subscriber_id), signature

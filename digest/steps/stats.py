@@ -45,12 +45,18 @@ class Visitors:
         self._day = ""
         self._salt = b""
 
-    def key(self, day: str, client: str, agent: str, target: ClickTarget) -> str:
+    def key(
+        self, day: str, client: str, agent: str, target: ClickTarget, subscriber: int = 0
+    ) -> str:
+        """``subscriber``: the one a personal link names, so that two subscribers behind one
+        address and browser are two visitors."""
         with self._lock:
             if day != self._day:
                 self._day, self._salt = day, secrets.token_bytes(32)
             salt = self._salt
-        parts = (client, agent, target.edition_id, target.article_id, target.url)
+        parts: tuple[str, ...] = (client, agent, target.edition_id, target.article_id, target.url)
+        if subscriber:
+            parts += (str(subscriber),)
         return hashlib.sha256(salt + "\0".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
@@ -97,9 +103,9 @@ def record_clicks(
         early = sent_at is None or click.at < sent_at + window
         counted = not early and not scanner_reason(settings, click.method, click.agent)
         day = click.at.date().isoformat()
-        visitor = visitors.key(day, click.client, click.agent, click.target) if counted else ""
         # Kept per subscriber only while the digest still asks for it.
         sid = click.subscriber_id if counted and per_subscriber(settings, digest) else 0
+        visitor = visitors.key(day, click.client, click.agent, click.target, sid) if counted else ""
         t = click.target
         rows.append(
             ClickRow(edition_id, t.article_id, t.section, counted, visitor, day, sid, click.at)
