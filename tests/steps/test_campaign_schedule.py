@@ -5,7 +5,6 @@ provider refuses (not on a quarter hour, in the past) is reported with the provi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
@@ -19,24 +18,12 @@ from digest.models import Edition
 from digest.render.variants import render_variants
 from digest.steps.campaigns import HandOver, hand_over
 from digest.store import Store
-from tests.apiserver import ApiServer
-from tests.delivery.fake_listmonk import FakeListmonk
-from tests.delivery.fake_mailchimp import FakeMailchimp
-from tests.steps.test_campaigns import MC_KEY, listmonk_settings, mailchimp_settings, paths
+from tests.steps import test_campaigns as handed
+from tests.steps.test_campaigns import listmonk_settings, mailchimp_settings, paths
 
-
-@pytest.fixture
-def mailchimp() -> Iterator[tuple[ApiServer, FakeMailchimp]]:
-    fake = FakeMailchimp(api_key=MC_KEY)
-    with ApiServer(fake) as api:
-        yield api, fake
-
-
-@pytest.fixture
-def listmonk() -> Iterator[tuple[ApiServer, FakeListmonk]]:
-    fake = FakeListmonk()
-    with ApiServer(fake) as api:
-        yield api, fake
+# The local Mailchimp and listmonk servers of the hand-over tests.
+mailchimp = handed.mailchimp
+listmonk = handed.listmonk
 
 
 def run(settings: Settings, store: Store, edition: Edition, now: datetime) -> HandOver:

@@ -5,7 +5,7 @@ do not count, and editors see only the number of clickers (page and ``digest sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
@@ -21,15 +21,8 @@ from typer.testing import CliRunner
 
 from digest.cli import app as cli
 from digest.config import Settings
-from digest.delivery.memory import MemoryProvider
 from digest.models import (
     Edition,
-    EditionAction,
-    EditionStatus,
-    NewSubscriber,
-    SendResult,
-    SendStatus,
-    SubscriberStatus,
 )
 from digest.render import render_variant
 from digest.render.clicks import reader_part
@@ -37,8 +30,9 @@ from digest.render.personalise import READER
 from digest.steps.compose import compose
 from digest.store import Store
 from digest.web.app import create_app
-from tests.conftest import _deep_update, base_config, draft_to, write_toml
+from tests.conftest import _deep_update, base_config, write_toml
 from tests.servers import serve_app
+from tests.web import test_clicks as clicks
 from tests.web.conftest import BASE, KEY, OLD_KEY, Clock, web_overrides
 from tests.web.test_clicks import ARTICLES, LINK
 
@@ -57,22 +51,10 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings(overrides(), DIGEST__SECRET_KEY=KEY, DIGEST__OLD_SECRET_KEYS=OLD_KEY)
 
 
-APPS: list[FastAPI] = []
-
-
-@pytest.fixture(autouse=True)
-def _closed() -> Iterator[None]:
-    yield
-    for a in APPS:
-        a.state.click_recorder.close()
-    APPS.clear()
-
-
-@pytest.fixture
-def app(settings: Settings, store: Store, clock: Clock, provider: MemoryProvider) -> FastAPI:
-    app = create_app(settings, store, clock=clock, provider_factory=lambda: provider)
-    APPS.append(app)
-    return app
+# The recorders of the running test's apps, flushed before counts are read and closed after.
+APPS = clicks.APPS
+_flushed = clicks._flushed
+app = clicks.app
 
 
 @pytest.fixture
@@ -81,24 +63,8 @@ def sent(settings: Settings, store: Store, clock: Clock) -> tuple[Edition, list[
     store.save_articles(ARTICLES, now=clock())
     edition = compose(settings, store, "weekly", now=clock()).edition
     assert edition is not None
-    ids = []
-    for n in range(12):
-        sub, _ = store.add_subscriber(
-            NewSubscriber(email=f"r{n}@example.org"),
-            status=SubscriberStatus.ACTIVE,
-            source="test",
-            now=clock(),
-            cause="test",
-        )
-        ids.append(sub.id)
-    draft_to(store, edition.id, EditionStatus.SENDING, now=clock())
-    store.create_deliveries(edition.id, ids, now=clock())
-    claimed = store.claim_batch(edition.id, len(ids), now=clock())
-    store.mark_results(
-        {c.delivery_id: SendResult(key="k", status=SendStatus.SUBMITTED) for c in claimed},
-        now=clock(),
-    )
-    store.change_edition_status(edition.id, EditionAction.FINISH, now=clock())
+    clicks.send(store, edition, clock, recipients=12)
+    ids = [s.id for s in store.active_subscribers()]
     clock.advance(minutes=5)
     return edition, ids
 
