@@ -7,6 +7,11 @@ same run: the same messages built one by one with ``email.message.EmailMessage``
 and every message is dropped once its bytes are counted, so peak memory must not grow with the
 number of recipients: RSS is reported after 10,000 and after 100,000 of them.
 
+Per-subscriber click analytics, in the same run: the edition with click tracking on (every
+article link a signed redirect), messages built as the delivery path builds them with
+``analytics.per_subscriber`` off and on (on: one HMAC per recipient, its reader part in every
+click link); ``per_subscriber_ratio`` is on / off.
+
 Single-threaded: one core. Prints medians of 3 runs; the last line is one JSON object.
 Run: ``.venv/bin/python bench/render.py`` (``--recipients N`` for a shorter run).
 """
@@ -32,6 +37,7 @@ from digest.config import Settings, load_settings
 from digest.gather.feeds import parse_feed
 from digest.gather.sections import in_section
 from digest.models import Edition, OutgoingMessage, Subscriber, SubscriberStatus
+from digest.render.clicks import reader_part
 from digest.render.email import render_variant
 from digest.render.fastmime import compile_message
 from digest.render.mime import build_message
@@ -179,21 +185,60 @@ def main() -> None:
     a, b = ours_factory()(probe), baseline(probe)
     assert (a.html, a.text, a.headers) == (b.html, b.text, b.headers)
 
+    def clicks_factory(on: bool) -> Callable[[], Callable[[Subscriber], OutgoingMessage]]:
+        """Messages of the edition with click tracking, per-subscriber links ``on`` or off."""
+        digest = settings.digests["weekly"].model_copy(
+            update={"click_tracking": True, "per_subscriber_clicks": on}
+        )
+        with_clicks = settings.model_copy(
+            update={
+                "digests": {**settings.digests, "weekly": digest},
+                # Redirect links are longer than the articles' own: not this budget's concern.
+                "render": settings.render.model_copy(update={"max_html_bytes": 1_000_000}),
+            }
+        )
+        rendered = render_variant(edition, with_clicks)
+
+        def factory() -> Callable[[Subscriber], OutgoingMessage]:
+            template = compile_message(
+                rendered.html, rendered.text, edition=edition, settings=with_clicks, now=NOW
+            )
+
+            def build(s: Subscriber) -> OutgoingMessage:
+                return template.render(
+                    subscriber=s,
+                    unsubscribe_url=unsubscribe_url(settings, unsub_token(s.id)),
+                    preferences_url=preferences_url(settings, prefs_token(s.id)),
+                    key=f"{edition.id}.{s.id}",
+                    reader=reader_part(key, edition.id, s.id) if on else "",
+                )
+
+            return build
+
+        return factory
+
+    clicks_off, clicks_on = clicks_factory(False), clicks_factory(True)
+    assert "/c/" in clicks_on()(probe).text and str(probe.id) not in clicks_off()(probe).text
+
     n = args.recipients
     checkpoints = (min(10_000, n), n)
-    fast_runs, base_runs, rss_runs = [], [], []
+    fast_runs, base_runs, rss_runs, off_runs, on_runs = [], [], [], [], []
     for _ in range(RUNS):
         rate, size, rss = run(ours_factory(), n, checkpoints)
         fast_runs.append(rate)
         rss_runs.append(rss)
         base_runs.append(run(baseline, args.baseline_sample)[0])
+        off_runs.append(run(clicks_off(), n)[0])
+        on_runs.append(run(clicks_on(), n)[0])
         print(
             f"  run: {rate:,.0f} msgs/s ({size / n / 1024:.1f} KB each), "
-            f"baseline {base_runs[-1]:,.0f} msgs/s, peak RSS "
+            f"baseline {base_runs[-1]:,.0f} msgs/s, with click links "
+            f"{off_runs[-1]:,.0f} msgs/s, per subscriber {on_runs[-1]:,.0f} msgs/s, peak RSS "
             + ", ".join(f"{v:.1f} MB after {k:,}" for k, v in rss.items()),
             flush=True,
         )
     fast, base = statistics.median(fast_runs), statistics.median(base_runs)
+    off, on = statistics.median(off_runs), statistics.median(on_runs)
     # The first run's checkpoints: later runs only ever see the peak so far.
     rss_first = rss_runs[0]
     result = {
@@ -211,10 +256,14 @@ def main() -> None:
         "peak_rss_mb": round(rss_mb(), 1),
         "runs": RUNS,
         "target_messages_per_s": 50_000,
+        "clicks_per_subscriber_off_per_s": round(off),
+        "clicks_per_subscriber_on_per_s": round(on),
+        "per_subscriber_ratio": round(on / off, 3),
     }
     print(
         f"{len(variant.html.encode()) / 1000:.1f} KB HTML: {fast:,.0f} messages/s "
-        f"(EmailMessage: {base:,.0f}/s, {fast / base:,.0f}x), peak RSS {rss_mb():.1f} MB"
+        f"(EmailMessage: {base:,.0f}/s, {fast / base:,.0f}x), peak RSS {rss_mb():.1f} MB; "
+        f"with click links {off:,.0f}/s, per subscriber {on:,.0f}/s ({on / off:.2f}x)"
     )
     print(json.dumps(result))
 

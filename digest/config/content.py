@@ -258,6 +258,12 @@ class DigestSettings(_Section):
         "count clicks per edition and article, aggregated (see `[analytics]`). Off by default: "
         "the links then depend on `digest web` answering at `web.base_url`.",
     )
+    per_subscriber_clicks: bool | None = Field(
+        default=None,
+        description="With `click_tracking`: record which subscriber clicked which article "
+        "(each copy's links carry the subscriber's signed id, and the footer says so). "
+        "Unset: as `analytics.per_subscriber`.",
+    )
 
 
 class RenderSettings(_Section):

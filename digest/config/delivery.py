@@ -95,6 +95,13 @@ class MailchimpSettings(ApiSettings):
         'section keys joined by `+` (sorted) for a variant, e.g. `{ "tech+world" = 42 }`. '
         "Only variants named here besides `all` get a campaign.",
     )
+    schedule_minutes: int = Field(
+        default=0,
+        ge=0,
+        description="0: each campaign is sent as soon as it is handed over. Otherwise it is "
+        "scheduled this many minutes after the hand-over, rounded up to the next quarter hour "
+        "(Mailchimp schedules only at :00, :15, :30 and :45 UTC).",
+    )
 
 
 class ListmonkSettings(ApiSettings):
@@ -116,6 +123,13 @@ class ListmonkSettings(ApiSettings):
         default_factory=dict,
         description="Lists per variant (section keys joined by `+`, sorted); only variants "
         "named here get a campaign besides the full edition.",
+    )
+    schedule_minutes: int = Field(
+        default=0,
+        ge=0,
+        description="0: each campaign starts as soon as it is handed over. Otherwise listmonk "
+        "is given `send_at` this many minutes after the hand-over and the campaign is "
+        "`scheduled`.",
     )
 
 

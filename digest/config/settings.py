@@ -18,7 +18,7 @@ from digest.config.content import (
     SectionSettings,
     SourceSettings,
 )
-from digest.config.delivery import REMOTE_PROVIDERS, DeliverySettings
+from digest.config.delivery import CAMPAIGN_PROVIDERS, REMOTE_PROVIDERS, DeliverySettings
 from digest.config.web import AlertSettings, AnalyticsSettings, WebhookSettings, WebSettings
 
 
@@ -110,6 +110,8 @@ class Settings(_Section):
         if provider == "mailgun" and not self.delivery.mailgun.domain:
             problems.append("delivery.mailgun.domain: required with the mailgun provider")
         problems.extend(_campaign_problems(self.delivery))
+        if provider in CAMPAIGN_PROVIDERS:
+            problems.extend(_per_subscriber_problems(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -181,3 +183,25 @@ def _campaign_problems(delivery: DeliverySettings) -> list[str]:
         if not lm.list_ids:
             problems.append("delivery.listmonk.list_ids: at least one list id is required")
     return problems
+
+
+def _per_subscriber_problems(settings: Settings) -> list[str]:
+    """Per-subscriber clicks with a campaign provider: refused, since the provider owns the list
+    and builds every copy itself, so no copy can carry a subscriber's own click links."""
+    out = []
+    for key, dg in settings.digests.items():
+        chosen = dg.per_subscriber_clicks
+        on = settings.analytics.per_subscriber if chosen is None else chosen
+        if dg.click_tracking and on:
+            where = (
+                "analytics.per_subscriber"
+                if chosen is None
+                else f"digests.{key}.per_subscriber_clicks"
+            )
+            out.append(
+                f"{where}: not possible with delivery.provider = "
+                f"{settings.delivery.provider!r} (it owns the list and makes each copy, so "
+                f"links cannot name our subscribers; digest {key!r}); turn it off, clicks are "
+                "still counted per article"
+            )
+    return out

@@ -135,6 +135,15 @@ SCANNER_AGENTS = (
 class AnalyticsSettings(_Section):
     """Click analytics (with `[digests.<key>] click_tracking = true`): what is counted."""
 
+    per_subscriber: bool = Field(
+        default=False,
+        description="Record clicks per subscriber, in digests with `click_tracking` (a digest's "
+        "`per_subscriber_clicks` overrides this): each subscriber's copy carries links signed "
+        "with their id, the footer says in plain words that clicks are recorded, editors see "
+        "only unique clickers per article, and a subscriber's records are deleted when they "
+        "unsubscribe or are suppressed. Off: no link carries anything personal. Not with "
+        "`mailchimp` or `listmonk` (the provider owns the list).",
+    )
     scanner_window_seconds: int = Field(
         default=60,
         ge=0,

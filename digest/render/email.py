@@ -26,7 +26,7 @@ from digest.config import Settings
 from digest.errors import RenderError
 from digest.models import Edition, Image, RenderedVariant, Teaser
 from digest.render import personalise, templates
-from digest.render.clicks import ClickTarget, click_url, tracking
+from digest.render.clicks import ClickTarget, click_url, per_subscriber, tracking
 from digest.render.intro import intro_html, intro_text
 from digest.render.links import add_utm, is_web_url, with_width
 from digest.render.mjml_spec import FREE_DEFAULTS, MJML_ATTRIBUTES, MJML_TAGS
@@ -142,6 +142,14 @@ def _image(image: Image | None, title: str, settings: Settings) -> CardImage | N
     )
 
 
+# The footer's words when each subscriber's clicks are recorded (never said otherwise).
+CLICKS_NOTICE = (
+    "This newsletter records which links you click, to count how many readers open each "
+    "article; its editors see only those counts, and your clicks are deleted when you "
+    "unsubscribe."
+)
+
+
 def _item(teaser: Teaser, url: str, settings: Settings, *, lead: bool) -> Item:
     return Item(
         kicker=teaser.kicker,
@@ -157,6 +165,8 @@ def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
     out = []
     lead_found = False
     clicks = tracking(settings, edition.digest)
+    # Each recipient's part follows the shared click token (see digest.render.clicks).
+    reader = personalise.READER if per_subscriber(settings, edition.digest) else ""
     for section in edition.sections:
         cards: list[Item] = []
         headlines: list[Item] = []
@@ -177,7 +187,7 @@ def _sections(edition: Edition, settings: Settings) -> tuple[Section, ...]:
             if clicks:
                 # The redirect's target is the UTM'd link: the parameters survive the click.
                 target = ClickTarget(url, edition.id, teaser.article_id, section.key)
-                url = click_url(settings, target)
+                url = click_url(settings, target) + reader
             lead = teaser.full and not lead_found
             lead_found = lead_found or lead
             (cards if teaser.full else headlines).append(_item(teaser, url, settings, lead=lead))
@@ -249,6 +259,8 @@ def context(
         "content_width": CONTENT_WIDTH,
         "thumbnail_width": THUMBNAIL_WIDTH,
         "view_url": view_url,
+        "records_clicks": per_subscriber(settings, edition.digest),
+        "clicks_notice": CLICKS_NOTICE,
     }
 
 

@@ -48,6 +48,7 @@ from digest.render.mime import (
 from digest.render.personalise import (
     GREETING,
     PREFERENCES,
+    READER,
     UNSUBSCRIBE,
     body_template,
     cut,
@@ -228,9 +229,9 @@ def _clean(value: str) -> str:
 
 # Template ---------------------------------------------------------------------------------
 # The personal values, by their index in the tuple ``render`` fills.
-_TEXT_SLOT = {UNSUBSCRIBE: 0, PREFERENCES: 1, GREETING: 2}
-_HTML_SLOT = {UNSUBSCRIBE: 3, PREFERENCES: 4, GREETING: 5}
-_TO, _MESSAGE_ID, _LIST_UNSUBSCRIBE = 6, 7, 8
+_TEXT_SLOT = {UNSUBSCRIBE: 0, PREFERENCES: 1, GREETING: 2, READER: 3}
+_HTML_SLOT = {UNSUBSCRIBE: 4, PREFERENCES: 5, GREETING: 6, READER: 7}
+_TO, _MESSAGE_ID, _LIST_UNSUBSCRIBE = 8, 9, 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +296,11 @@ class MessageTemplate:
         preferences_url: str,
         key: str,
         bodies: bool = True,
+        reader: str = "",
     ) -> OutgoingMessage:
         """The complete message for ``subscriber``: what ``build_message`` gives for the
-        bodies ``personalise`` makes with these URLs, in microseconds.
+        bodies ``personalise`` makes with these URLs (and ``reader``, the subscriber's part of
+        each click link), in microseconds.
 
         ``bodies=False`` leaves ``html`` and ``text`` empty (``raw`` is complete either way),
         for providers that send ``raw`` only: two body-sized strings fewer per message."""
@@ -315,9 +318,11 @@ class MessageTemplate:
             unsubscribe_url,
             preferences_url,
             hello,
+            reader,
             html.escape(unsubscribe_url, quote=True),
             html.escape(preferences_url, quote=True),
             html.escape(hello, quote=True),
+            html.escape(reader, quote=True),
         )
         if not addr.isascii():
             text = "".join(self.text.fill(values))
@@ -338,6 +343,7 @@ class MessageTemplate:
         text = "".join(self.text.fill(values)) if bodies else ""
         body_html = "".join(self.html.fill(values)) if bodies else ""
         unsub_enc, prefs_enc, hello_enc = qp_value(values[0]), qp_value(values[1]), qp_value(hello)
+        reader_enc = qp_value(reader)
         # The HTML values are the text values unless escaping changed them.
         raw = b"".join(
             self.raw.fill(
@@ -345,9 +351,11 @@ class MessageTemplate:
                     unsub_enc,
                     prefs_enc,
                     hello_enc,
-                    unsub_enc if values[3] == values[0] else qp_value(values[3]),
-                    prefs_enc if values[4] == values[1] else qp_value(values[4]),
-                    hello_enc if values[5] == hello else qp_value(values[5]),
+                    reader_enc,
+                    unsub_enc if values[4] == values[0] else qp_value(values[4]),
+                    prefs_enc if values[5] == values[1] else qp_value(values[5]),
+                    hello_enc if values[6] == hello else qp_value(values[6]),
+                    reader_enc if values[7] == reader else qp_value(values[7]),
                     _to_line(name, addr),
                     b"Message-ID: " + msg_id.encode("ascii") + CRLF,
                     _list_unsubscribe(https, self.links_mailto),
@@ -381,7 +389,12 @@ class MessageTemplate:
 
     @staticmethod
     def _tokens(values: tuple[str, ...]) -> dict[str, str]:
-        return {UNSUBSCRIBE: values[0], PREFERENCES: values[1], GREETING: values[2]}
+        return {
+            UNSUBSCRIBE: values[0],
+            PREFERENCES: values[1],
+            GREETING: values[2],
+            READER: values[3],
+        }
 
 
 _LU_WIDTH = len("List-Unsubscribe: ")

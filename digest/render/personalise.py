@@ -20,8 +20,11 @@ from digest.models import BodyTemplate, RenderedVariant
 UNSUBSCRIBE = "%%UNSUBSCRIBE_URL%%"
 PREFERENCES = "%%PREFERENCES_URL%%"
 GREETING = "%%GREETING%%"
+# Right after each click token, with per-subscriber click analytics on: the reader's part
+# (``digest.render.clicks.reader_part``); empty for every copy that is nobody's.
+READER = "%%READER%%"
 
-TOKENS = (UNSUBSCRIBE, PREFERENCES, GREETING)
+TOKENS = (UNSUBSCRIBE, PREFERENCES, GREETING, READER)
 # One group, so that ``split`` keeps the tokens (at the odd indexes of its result).
 _TOKEN = re.compile("(" + "|".join(re.escape(t) for t in TOKENS) + ")")
 # A name is one line of text: whatever the subscriber typed, it must not reshape the body.
@@ -35,20 +38,32 @@ def greeting(name: str) -> str:
 
 
 def personalise(
-    variant: RenderedVariant, *, unsubscribe_url: str, preferences_url: str, name: str
+    variant: RenderedVariant,
+    *,
+    unsubscribe_url: str,
+    preferences_url: str,
+    name: str,
+    reader: str = "",
 ) -> tuple[str, str]:
     """``(html, text)`` of ``variant`` for one recipient.
 
     In the HTML the URLs are attribute-escaped (they sit in ``href="…"``) and the greeting is
-    HTML-escaped; the text part takes them as they are.
+    HTML-escaped; the text part takes them as they are. ``reader``: the recipient's part of
+    each click link (empty: links that name nobody, as on the web version and in previews).
     """
     hello = greeting(name)
     html_values = {
         UNSUBSCRIBE: html.escape(unsubscribe_url, quote=True),
         PREFERENCES: html.escape(preferences_url, quote=True),
         GREETING: html.escape(hello, quote=True),
+        READER: html.escape(reader, quote=True),
     }
-    text_values = {UNSUBSCRIBE: unsubscribe_url, PREFERENCES: preferences_url, GREETING: hello}
+    text_values = {
+        UNSUBSCRIBE: unsubscribe_url,
+        PREFERENCES: preferences_url,
+        GREETING: hello,
+        READER: reader,
+    }
     out_html = _TOKEN.sub(lambda m: html_values[m.group(0)], variant.html)
     out_text = _TOKEN.sub(lambda m: text_values[m.group(0)], variant.text)
     return out_html, out_text

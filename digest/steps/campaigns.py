@@ -4,7 +4,9 @@ For each variant (the full edition, and each variant the provider's settings nam
 lists for), in order: the campaign the store keeps for it; else the one the provider has under
 its title (a run that crashed between the provider making it and the store keeping it); else a
 new one. Its id is stored before anything else happens to it. Then, unless the provider says it
-was started already, its content is set and it is started, and the store notes that. A re-run
+was started already (sending, sent, or scheduled), its content is set and it is started, or
+scheduled when the provider's ``schedule_minutes`` is set (``send_time``), and the store notes
+that. A re-run
 after any crash therefore finds the campaign instead of making a second, and never starts one
 twice. Call it holding the edition's delivery lease.
 """
@@ -24,7 +26,7 @@ from digest.delivery.campaigns.base import (
     variant_sections,
 )
 from digest.models import Edition, EditionAction, EditionStatus
-from digest.render.personalise import GREETING, PREFERENCES, UNSUBSCRIBE, body_template
+from digest.render.personalise import GREETING, PREFERENCES, READER, UNSUBSCRIBE, body_template
 from digest.render.variants import Variants, variant_for, variant_key
 from digest.store import Store
 
@@ -39,17 +41,25 @@ class HandOver:
     campaigns: dict[str, str] = field(default_factory=dict)
     started: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # When the campaigns this run started are to be sent (None: at once).
+    send_at: datetime | None = None
 
     def summary(self) -> str:
         ids = ", ".join(f"{v}: {c}" for v, c in self.campaigns.items()) or "none"
+        when = f" (scheduled for {self.send_at:%Y-%m-%d %H:%M} UTC)" if self.send_at else ""
         return (
             f"edition {self.edition_id}: {len(self.campaigns)} campaign(s) at {self.provider} "
-            f"({ids}); {len(self.started)} started by this run"
+            f"({ids}); {len(self.started)} started by this run{when}"
         )
 
 
 # What each personal token stands for, in the provider's terms (its merge tags replace them).
-TOKEN_ROLES = {UNSUBSCRIBE: "unsubscribe", PREFERENCES: "preferences", GREETING: "greeting"}
+TOKEN_ROLES = {
+    UNSUBSCRIBE: "unsubscribe",
+    PREFERENCES: "preferences",
+    GREETING: "greeting",
+    READER: "reader",
+}
 
 
 def _variants(
@@ -83,6 +93,7 @@ def hand_over(
     if store.edition_status(edition.id) is not EditionStatus.SENT:
         store.change_edition_status(edition.id, EditionAction.START_SENDING, now=now)
     report = HandOver(edition.id, provider.name)
+    send_at = report.send_at = provider.send_time(now)
     for name, key in _variants(settings, edition, provider, report):
         variant = variant_for(settings, edition, variants, key)
         title = campaign_title(edition.id, name)
@@ -96,6 +107,7 @@ def hand_over(
             preview_text=edition.preheader,
             html=html,
             text=text,
+            send_at=send_at,
         )
         record = store.campaign(edition.id, name)
         if record is None:
@@ -112,7 +124,7 @@ def hand_over(
             continue
         if not provider.get(record.campaign_id).started:
             provider.fill(record.campaign_id, content)
-            provider.start(record.campaign_id)
+            provider.start(record.campaign_id, send_at)
             report.started.append(name)
         store.mark_campaign_started(edition.id, name, now=now)
     if store.edition_status(edition.id) is EditionStatus.SENDING:

@@ -2,7 +2,8 @@
 messages an editor looks at (a preview's sample, a test), and a sign-up's confirmation.
 
 Each variant's MIME message is compiled once (:mod:`digest.render.fastmime`); per subscriber
-only the personal parts (To, Message-ID, unsubscribe and preference links, greeting) change.
+only the personal parts (To, Message-ID, unsubscribe and preference links, greeting, and with
+per-subscriber click analytics the reader's part of each click link) change.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from digest.models import (
     SendStatus,
     Subscriber,
 )
+from digest.render.clicks import per_subscriber, reader_part
 from digest.render.confirmation import render_confirmation
 from digest.render.email import render_variant
 from digest.render.fastmime import MessageTemplate, compile_message
@@ -63,12 +65,17 @@ def personal_message(
     unsub = unsubscribe_url(settings, make_token(key, subscriber.link_id, "unsubscribe"))
     prefs = preferences_url(settings, make_token(key, subscriber.link_id, "preferences"))
     template = template or message_template(settings, edition, variant, now=now)
+    # A sample or test reader (id 0) is nobody: their links name no one.
+    reader = ""
+    if subscriber.id > 0 and per_subscriber(settings, edition.digest):
+        reader = reader_part(key, edition.id, subscriber.id)
     return template.render(
         subscriber=subscriber,
         unsubscribe_url=unsub,
         preferences_url=prefs,
         key=f"{edition.id}.{subscriber.id}",
         bodies=bodies,
+        reader=reader,
     )
 
 

@@ -9,7 +9,11 @@ fetch every link of a message as it arrives). Repeated clicks by one reader on o
 once a day: the visitor is a SHA-256 of a random salt, the client's address and User-Agent and
 the link; the salt is made each UTC day and held only in the web app's memory, so the stored
 hash cannot be turned back into an address, and a day's hashes are deleted the next day. Who
-clicked is never recorded. The web app writes clicks on a thread of its own, in batches
+clicked is not recorded, unless the operator turns on per-subscriber analytics for the digest
+(``analytics.per_subscriber``; the email's footer then says so): a counted click on a link that
+names its subscriber (``digest.render.clicks.reader_part``) is kept per (edition, article,
+subscriber) while they stay subscribed, and editors see only how many subscribers clicked each
+article (``clickers``). The web app writes clicks on a thread of its own, in batches
 (``ClickRecorder``), after the redirect has been answered.
 """
 
@@ -24,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.config import Settings
-from digest.render.clicks import ClickTarget
+from digest.render.clicks import ClickTarget, per_subscriber
 from digest.store import ClickRow, Store
 
 log = logging.getLogger(__name__)
@@ -41,12 +45,18 @@ class Visitors:
         self._day = ""
         self._salt = b""
 
-    def key(self, day: str, client: str, agent: str, target: ClickTarget) -> str:
+    def key(
+        self, day: str, client: str, agent: str, target: ClickTarget, subscriber: int = 0
+    ) -> str:
+        """``subscriber``: the one a personal link names, so that two subscribers behind one
+        address and browser are two visitors."""
         with self._lock:
             if day != self._day:
                 self._day, self._salt = day, secrets.token_bytes(32)
             salt = self._salt
-        parts = (client, agent, target.edition_id, target.article_id, target.url)
+        parts: tuple[str, ...] = (client, agent, target.edition_id, target.article_id, target.url)
+        if subscriber:
+            parts += (str(subscriber),)
         return hashlib.sha256(salt + "\0".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
@@ -70,6 +80,8 @@ class Click:
     agent: str
     client: str
     at: datetime
+    # The subscriber a personal link names (its signature checked), 0 for none.
+    subscriber_id: int = 0
 
 
 def record_clicks(
@@ -78,21 +90,26 @@ def record_clicks(
     """Record ``clicks`` in one transaction; how many counted as readers'. ``forget``: delete
     the visitor hashes of days before the last click's first."""
     window = timedelta(seconds=settings.analytics.scanner_window_seconds)
-    sent: dict[str, datetime | None] = {}
+    editions: dict[str, tuple[str, datetime | None] | None] = {}
     rows = []
     for click in clicks:
         edition_id = click.target.edition_id
-        if edition_id not in sent:
-            sent[edition_id] = store.sent_at(edition_id)
-            if sent[edition_id] is None and store.edition_status(edition_id) is None:
-                continue  # the edition is gone: nothing to count against
-        sent_at = sent[edition_id]
+        if edition_id not in editions:
+            editions[edition_id] = store.click_edition(edition_id)
+        found = editions[edition_id]
+        if found is None:
+            continue  # the edition is gone: nothing to count against
+        digest, sent_at = found
         early = sent_at is None or click.at < sent_at + window
         counted = not early and not scanner_reason(settings, click.method, click.agent)
         day = click.at.date().isoformat()
-        visitor = visitors.key(day, click.client, click.agent, click.target) if counted else ""
+        # Kept per subscriber only while the digest still asks for it.
+        sid = click.subscriber_id if counted and per_subscriber(settings, digest) else 0
+        visitor = visitors.key(day, click.client, click.agent, click.target, sid) if counted else ""
         t = click.target
-        rows.append(ClickRow(edition_id, t.article_id, t.section, counted, visitor, day))
+        rows.append(
+            ClickRow(edition_id, t.article_id, t.section, counted, visitor, day, sid, click.at)
+        )
     if not rows:
         return 0
     forget_before = max(r.day for r in rows) if forget else ""
@@ -109,9 +126,10 @@ def record_click(
     client: str,
     now: datetime,
     visitors: Visitors,
+    subscriber_id: int = 0,
 ) -> bool:
     """Record one click on ``target`` now; True when it counted as a reader's."""
-    click = Click(target, method, agent, client, now)
+    click = Click(target, method, agent, client, now, subscriber_id)
     return record_clicks(settings, store, [click], visitors, forget=True) == 1
 
 
@@ -190,6 +208,8 @@ class ArticleClicks:
     title: str
     section: str
     clicks: int
+    # Subscribers who clicked it (per-subscriber analytics only; an aggregate).
+    clickers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +232,8 @@ class EditionClicks:
     clicks: int
     filtered: int
     tracking: bool
+    # Per-subscriber analytics on for the digest: ``clickers`` are counted.
+    per_subscriber: bool = False
 
 
 def edition_clicks(settings: Settings, store: Store, edition_id: str) -> EditionClicks | None:
@@ -229,6 +251,7 @@ def edition_clicks(settings: Settings, store: Store, edition_id: str) -> Edition
                 t.title,
                 section.key,
                 counts[t.article_id].clicks if t.article_id in counts else 0,
+                counts[t.article_id].clickers if t.article_id in counts else 0,
             )
             for section in edition.sections
             for t in section.teasers
@@ -250,6 +273,7 @@ def edition_clicks(settings: Settings, store: Store, edition_id: str) -> Edition
         clicks=sum(c.clicks for c in counts.values()),
         filtered=sum(c.filtered for c in counts.values()),
         tracking=bool(digest and digest.click_tracking),
+        per_subscriber=per_subscriber(settings, edition.digest),
     )
 
 
@@ -268,10 +292,17 @@ def clicks_lines(stats: EditionClicks) -> list[str]:
     ]
     if not stats.tracking:
         lines.append("           click tracking is off for this digest (click_tracking = false)")
-    lines.append("\nArticles, most clicked first")
+    clickers = stats.per_subscriber or any(a.clickers for a in stats.articles)
+    if clickers:
+        lines.append("           unique clickers: subscribers who clicked each article")
+    lines.append(
+        "\nArticles, most clicked first" + (": clicks, unique clickers" if clickers else "")
+    )
     width = max((len(str(a.clicks)) for a in stats.articles), default=1)
+    cwidth = max((len(str(a.clickers)) for a in stats.articles), default=1)
     for a in stats.articles:
-        lines.append(f"  {a.clicks:>{width}}  {a.title}  ({a.section}, {a.article_id})")
+        count = f"{a.clicks:>{width}}" + (f"  {a.clickers:>{cwidth}}" if clickers else "")
+        lines.append(f"  {count}  {a.title}  ({a.section}, {a.article_id})")
     lines.append("\nSections: clicks, per recipient")
     for s in stats.sections:
         lines.append(f"  {s.title} ({s.key}): {s.clicks}, {percent(s.rate)}")

@@ -45,10 +45,10 @@ def _insert_ignore_keys(
     table: sa.Table,
     rows: list[dict[str, Any]],
     keys: list[str],
-    returning: str | None = None,
+    returning: str | tuple[str, ...] | None = None,
 ) -> list[Any]:
-    """Like :func:`_insert_ignore`, returning the first key (or the ``returning`` column) of
-    each row that went in."""
+    """Like :func:`_insert_ignore`, returning the first key (or the ``returning`` column, or a
+    tuple of the ``returning`` columns) of each row that went in."""
     if not rows:
         return []
     name = c.dialect.name
@@ -60,6 +60,9 @@ def _insert_ignore_keys(
         raise PermanentError(f"store: database {name!r} is not supported (SQLite, PostgreSQL)")
     stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
     # Count with RETURNING: drivers disagree on rowcount for many-row executes.
+    if isinstance(returning, tuple):
+        result = c.execute(stmt.returning(*(table.c[k] for k in returning)), rows)
+        return [tuple(r) for r in result]
     result = c.execute(stmt.returning(table.c[returning or keys[0]]), rows)
     return [r[0] for r in result]
 

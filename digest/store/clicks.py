@@ -1,5 +1,6 @@
 """Clicks in the store: counts per edition and article, the day's visitor hashes that make a
-repeated click count once, and which editions already have their click summary."""
+repeated click count once, which editions already have their click summary, and (with
+per-subscriber analytics only) which subscriber clicked which article."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from digest.models import LEAVABLE, Subscriber
 from digest.store import schema as t
 from digest.store.base import StoreBase, _insert_ignore, _insert_ignore_keys
 
@@ -19,6 +21,7 @@ class ClickCount:
     section: str
     clicks: int
     filtered: int
+    clickers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,9 @@ class ClickRow:
     counted: bool
     visitor: str
     day: str
+    # With per-subscriber analytics: the subscriber the link names (0: nobody), and when.
+    subscriber_id: int = 0
+    at: datetime | None = None
 
 
 class ClickStore(StoreBase):
@@ -67,22 +73,73 @@ class ClickStore(StoreBase):
             by_visitor = {visitor: link for (_, visitor), link in counted.items()}
             first = Counter(by_visitor[v] for v in new)
             filtered = Counter((r.edition_id, r.article_id) for r in clicks if not r.counted)
+            clickers = self._record_clickers(c, clicks)
             for link in links:
-                if first[link] or filtered[link]:
+                if first[link] or filtered[link] or clickers[link]:
                     c.execute(
                         sa.update(t.clicks)
                         .where(c_.edition_id == link[0], c_.article_id == link[1])
                         .values(
-                            clicks=c_.clicks + first[link], filtered=c_.filtered + filtered[link]
+                            clicks=c_.clicks + first[link],
+                            filtered=c_.filtered + filtered[link],
+                            clickers=c_.clickers + clickers[link],
                         )
                     )
         return sum(first.values())
+
+    @staticmethod
+    def _record_clickers(c: sa.Connection, clicks: list[ClickRow]) -> Counter[tuple[str, str]]:
+        """Note each counted click that names a subscriber still subscribed (a click that came
+        after they left is not kept); the new clickers per link. The subscribers' rows are read
+        FOR SHARE, so a concurrent unsubscribe (which deletes their clicks) waits for this
+        transaction and then deletes what it wrote."""
+        first: dict[tuple[str, str, int], datetime] = {}
+        for r in clicks:
+            if r.counted and r.subscriber_id > 0 and r.at is not None:
+                first.setdefault((r.edition_id, r.article_id, r.subscriber_id), r.at)
+        if not first:
+            return Counter()
+        s_ = t.subscribers.c
+        q = (
+            sa.select(s_.id)
+            .where(
+                s_.id.in_(sorted({sid for _, _, sid in first})),
+                s_.status.in_([s.value for s in LEAVABLE]),
+            )
+            .with_for_update(read=True)
+        )
+        present = set(c.execute(q).scalars())
+        new = _insert_ignore_keys(
+            c,
+            t.subscriber_clicks,
+            [
+                {"edition_id": e, "article_id": a, "subscriber_id": sid, "first_at": at}
+                for (e, a, sid), at in first.items()
+                if sid in present
+            ],
+            ["edition_id", "article_id", "subscriber_id"],
+            returning=("edition_id", "article_id"),
+        )
+        return Counter(new)
+
+    def subscriber_clicks(self, subscriber: Subscriber | int) -> list[tuple[str, str, datetime]]:
+        """``(edition id, article id, first click)`` of each link the subscriber clicked, kept
+        only with per-subscriber analytics on, oldest first."""
+        sid = subscriber if isinstance(subscriber, int) else subscriber.id
+        sc = t.subscriber_clicks.c
+        q = (
+            sa.select(sc.edition_id, sc.article_id, sc.first_at)
+            .where(sc.subscriber_id == sid)
+            .order_by(sc.first_at, sc.edition_id, sc.article_id)
+        )
+        with self.engine.connect() as c:
+            return [(e, a, at) for e, a, at in c.execute(q)]
 
     def click_counts(self, edition_id: str) -> list[ClickCount]:
         """The edition's clicked articles, most clicks first."""
         c_ = t.clicks.c
         q = (
-            sa.select(c_.article_id, c_.section, c_.clicks, c_.filtered)
+            sa.select(c_.article_id, c_.section, c_.clicks, c_.filtered, c_.clickers)
             .where(c_.edition_id == edition_id)
             .order_by(c_.clicks.desc(), c_.article_id)
         )
@@ -94,6 +151,14 @@ class ClickStore(StoreBase):
         e = t.editions.c
         with self.engine.connect() as c:
             return c.execute(sa.select(e.sent_at).where(e.id == edition_id)).scalar_one_or_none()
+
+    def click_edition(self, edition_id: str) -> tuple[str, datetime | None] | None:
+        """The edition's digest and when it finished sending (None: not sent), or None when
+        there is no such edition."""
+        e = t.editions.c
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(e.digest, e.sent_at).where(e.id == edition_id)).first()
+        return None if row is None else (row[0], row[1])
 
     def editions_without_click_summary(self, sent_before: datetime) -> list[str]:
         """Sent editions, sent at or before ``sent_before``, whose click summary is not made."""

@@ -222,7 +222,8 @@ campaigns = sa.Table(
 
 
 # Clicks on an edition's links, counted per article: readers (``clicks``) and requests taken
-# for link scanners and prefetchers (``filtered``). Nothing about who clicked.
+# for link scanners and prefetchers (``filtered``). Nothing about who clicked (subscriber_clicks
+# does, only with per-subscriber analytics on).
 clicks = sa.Table(
     "clicks",
     metadata,
@@ -236,6 +237,32 @@ clicks = sa.Table(
     sa.Column("section", sa.String(100), nullable=False),
     sa.Column("clicks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("filtered", sa.Integer, nullable=False, server_default="0"),
+    # With per-subscriber analytics: how many subscribers clicked the link (an aggregate that
+    # stays when their subscriber_clicks rows are deleted).
+    sa.Column("clickers", sa.Integer, nullable=False, server_default="0"),
+)
+
+# With per-subscriber analytics only (``analytics.per_subscriber``): which subscriber clicked
+# which article of an edition, first time. Deleted when the subscriber leaves (unsubscribed,
+# bounced, complained) or their row is deleted.
+subscriber_clicks = sa.Table(
+    "subscriber_clicks",
+    metadata,
+    sa.Column(
+        "edition_id",
+        sa.String(200),
+        sa.ForeignKey("editions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("article_id", sa.String(40), primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("first_at", UTCDateTime, nullable=False),
 )
 
 # Repeated clicks on one link by one visitor count once: a salted hash of the visitor's address,

@@ -412,6 +412,13 @@ class SubscriberStore(StoreBase):
                 changed.append((sid, old))
         if not changed:
             return []
+        if status not in LEAVABLE:
+            # Left or suppressed: their per-subscriber click records go (the counts stay).
+            c.execute(
+                sa.delete(t.subscriber_clicks).where(
+                    t.subscriber_clicks.c.subscriber_id.in_([sid for sid, _ in changed])
+                )
+            )
         c.execute(
             sa.insert(t.subscriber_events),
             [

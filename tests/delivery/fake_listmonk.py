@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,6 +45,7 @@ class FakeListmonk:
     lists: frozenset[int] = frozenset({3, 4})
     campaigns: dict[int, dict[str, Any]] = field(default_factory=dict)
     started: list[int] = field(default_factory=list)
+    scheduled: list[int] = field(default_factory=list)
 
     def _authorised(self, request: Request) -> bool:
         pair = f"{self.api_user}:{self.token}"
@@ -75,6 +77,16 @@ class FakeListmonk:
             return self._save(campaign["id"], request.json())
         if rest == ("PUT", "status"):
             status = request.json().get("status")
+            if status == "scheduled" and campaign["status"] == "draft":
+                try:
+                    at = datetime.fromisoformat(str(campaign.get("send_at")))
+                except ValueError:
+                    return error(400, "send_at date should be set")
+                if at.tzinfo is None or at <= datetime.now(UTC):
+                    return error(400, "send_at date should be in the future")
+                campaign["status"] = "scheduled"
+                self.scheduled.append(campaign["id"])
+                return 200, {}, {"data": campaign}
             if status != "running" or campaign["status"] not in ("draft", "scheduled"):
                 return error(400, f"Cannot change status from {campaign['status']} to {status}.")
             campaign["status"] = "running"

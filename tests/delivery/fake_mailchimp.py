@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import itertools
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +48,7 @@ class FakeMailchimp:
     segments: frozenset[int] = frozenset({7})
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: list[str] = field(default_factory=list)
+    scheduled: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(0xA1B2C3))
 
     def __call__(self, request: Request) -> Answer:
@@ -83,6 +85,8 @@ class FakeMailchimp:
                 return 200, {}, campaign["content"]
             if rest == ("POST", "actions", "send"):
                 return self._send(campaign)
+            if rest == ("POST", "actions", "schedule"):
+                return self._schedule(campaign, request.json())
         return problem(404, "Resource Not Found", "The requested resource could not be found.")
 
     def _list(self, query: dict[str, str]) -> Answer:
@@ -135,6 +139,41 @@ class FakeMailchimp:
             return problem(400, "Bad Request", "Your Campaign is not ready to send.")
         campaign["status"] = "sending"
         self.sent.append(campaign["id"])
+        return 204, {}, b""
+
+    def _schedule(self, campaign: dict[str, Any], body: dict[str, Any]) -> Answer:
+        raw = body.get("schedule_time")
+        try:
+            at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            return problem(
+                400,
+                "Invalid Resource",
+                "The resource submitted could not be validated.",
+                errors=[
+                    {
+                        "field": "schedule_time",
+                        "message": "Data did not match any of the schemas described in anyOf.",
+                    }
+                ],
+            )
+        if campaign["status"] != "save":
+            return problem(400, "Bad Request", "This campaign has already been sent or scheduled.")
+        if "content" not in campaign:
+            return problem(400, "Bad Request", "Your Campaign is not ready to send.")
+        if at.minute % 15 or at.second or at.microsecond:
+            return problem(
+                400,
+                "Bad Request",
+                "Campaigns may only be scheduled to send on the quarter-hour (:00, :15, :30, :45).",
+            )
+        if at <= datetime.now(UTC):
+            return problem(400, "Bad Request", "Schedule time must be in the future.")
+        campaign["status"] = "schedule"
+        campaign["send_time"] = at.astimezone(UTC).isoformat()
+        self.scheduled.append(campaign["id"])
         return 204, {}, b""
 
     def requests_of(self, requests: list[Request], method: str, path: str) -> list[Request]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import requests
@@ -37,7 +38,7 @@ from digest.models import BodyTemplate
 
 FULL = "all"  # the variant name of the full edition
 # What a personal token may stand for; MergeTags has the provider's tag for each.
-ROLES = ("unsubscribe", "preferences", "greeting")
+ROLES = ("unsubscribe", "preferences", "greeting", "reader")
 
 
 def variant_name(sections: frozenset[str] | None) -> str:
@@ -67,6 +68,8 @@ class CampaignContent:
     preview_text: str
     html: str
     text: str
+    # When the provider is to send it (UTC); None: as soon as it is started.
+    send_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class MergeTags:
     greeting: str
     escape_html: Callable[[str], str]
     escape_text: Callable[[str], str]
+    # A click link's reader part: never filled, since the provider makes each copy (settings
+    # refuse per-subscriber clicks with a campaign provider; this keeps any such link whole).
+    reader: str = ""
 
     def apply(self, body: BodyTemplate, roles: Mapping[str, str]) -> tuple[str, str]:
         """``(html, text)`` of ``body`` with each token replaced by the tag for its role
@@ -124,7 +130,9 @@ class CampaignProvider(Protocol):
 
     def fill(self, campaign_id: str, content: CampaignContent) -> None: ...
 
-    def start(self, campaign_id: str) -> None: ...
+    def send_time(self, now: datetime) -> datetime | None: ...
+
+    def start(self, campaign_id: str, at: datetime | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -183,10 +191,24 @@ class CampaignProviderBase:
 
     name = "campaigns"
     draft_status = ""
+    schedule_minutes = 0
+    # Scheduled times are rounded up to a multiple of this many minutes (1: to the minute).
+    schedule_step = 1
 
     def __init__(self, api: CampaignApi, variants: Iterable[str]) -> None:
         self.api = api
         self.variant_names = tuple(sorted(n for n in variants if n != FULL))
+
+    def send_time(self, now: datetime) -> datetime | None:
+        """When a campaign handed over ``now`` is to be sent: None (at once) without
+        ``schedule_minutes``, else that much later, rounded up to ``schedule_step`` minutes."""
+        if not self.schedule_minutes:
+            return None
+        at = (now.astimezone(UTC) + timedelta(minutes=self.schedule_minutes)).replace(
+            second=0, microsecond=0
+        ) + (timedelta(minutes=1) if now.second or now.microsecond else timedelta())
+        step = self.schedule_step
+        return at + timedelta(minutes=-at.minute % step)
 
     def remote(self, campaign: Mapping[str, Any]) -> RemoteCampaign:
         status = str(campaign.get("status", ""))

@@ -7,7 +7,9 @@ What it relies on, from listmonk's API documentation (https://listmonk.app/docs/
 - ``POST /api/campaigns`` with ``name``, ``subject``, ``lists`` (ids), ``from_email``,
   ``type: regular``, ``content_type: html``, ``body`` and ``altbody`` (the plain text) makes
   a draft and answers with it (``data.id``); ``PUT /api/campaigns/{id}`` takes the same fields.
-- ``PUT /api/campaigns/{id}/status`` with ``{"status": "running"}`` starts it.
+- ``PUT /api/campaigns/{id}/status`` with ``{"status": "running"}`` starts it; with
+  ``{"status": "scheduled"}`` it is sent at its ``send_at`` (a future time, ISO 8601, set with
+  the campaign's other fields).
 - ``GET /api/campaigns?query=…&per_page=all`` searches campaigns by name
   (``data.results``); ``GET /api/campaigns/{id}`` gives one, with ``status`` ``draft``,
   ``scheduled``, ``running``, ``paused``, ``cancelled`` or ``finished``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -83,6 +86,7 @@ class ListmonkCampaigns(CampaignProviderBase):
     ) -> None:
         self.settings = settings
         self.publication = publication
+        self.schedule_minutes = settings.schedule_minutes
         token = f"{settings.api_user}:{settings.token.get_secret_value()}"
         client = ApiClient.for_provider(
             "listmonk",
@@ -118,7 +122,11 @@ class ListmonkCampaigns(CampaignProviderBase):
         pub = self.publication
         lists = self.settings.lists.get(content.variant) or self.settings.list_ids
         sender = f"{pub.from_name or pub.name} <{pub.from_email}>"
+        scheduled = {}
+        if content.send_at is not None:
+            scheduled["send_at"] = content.send_at.astimezone(UTC).isoformat()
         return {
+            **scheduled,
             "name": content.title,
             "subject": content.subject,
             "lists": list(lists),
@@ -145,10 +153,11 @@ class ListmonkCampaigns(CampaignProviderBase):
             json=self.payload(content),
         )
 
-    def start(self, campaign_id: str) -> None:
+    def start(self, campaign_id: str, at: datetime | None = None) -> None:
+        """Start it, or (``at``: the ``send_at`` set by :meth:`fill`) schedule it."""
         self.api.call(
             "PUT",
             f"/api/campaigns/{campaign_id}/status",
-            f"start campaign {campaign_id}",
-            json={"status": "running"},
+            f"{'schedule' if at else 'start'} campaign {campaign_id}",
+            json={"status": "scheduled" if at else "running"},
         )

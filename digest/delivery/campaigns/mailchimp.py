@@ -11,7 +11,9 @@ What it relies on, from the Marketing API v3 documentation
   (``subject_line``, ``preview_text``, ``title``, ``from_name``, ``reply_to``) makes a draft
   (``status: save``) and answers with its ``id``.
 - ``PUT /campaigns/{id}/content`` with ``html`` and ``plain_text`` sets its content;
-  ``POST /campaigns/{id}/actions/send`` sends it (204).
+  ``POST /campaigns/{id}/actions/send`` sends it (204); ``POST /campaigns/{id}/actions/schedule``
+  with ``schedule_time`` (UTC, ISO 8601) schedules it instead (204; status ``schedule``). A
+  schedule time must be in the future and on the quarter hour (:00, :15, :30, :45).
 - ``GET /campaigns?list_id=…&count=…&offset=…`` lists an audience's campaigns
   (``total_items``); ``GET /campaigns/{id}`` gives one, with ``status`` ``save``, ``paused``,
   ``schedule``, ``sending`` or ``sent``.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -103,6 +106,8 @@ class MailchimpCampaigns(CampaignProviderBase):
     ) -> None:
         self.settings = settings
         self.publication = publication
+        self.schedule_minutes = settings.schedule_minutes
+        self.schedule_step = 15
         key = settings.api_key.get_secret_value()
         client = ApiClient.for_provider(
             "Mailchimp",
@@ -173,7 +178,16 @@ class MailchimpCampaigns(CampaignProviderBase):
             json={"html": content.html, "plain_text": content.text},
         )
 
-    def start(self, campaign_id: str) -> None:
+    def start(self, campaign_id: str, at: datetime | None = None) -> None:
+        if at is None:
+            self.api.call(
+                "POST", f"/campaigns/{campaign_id}/actions/send", f"send campaign {campaign_id}"
+            )
+            return
+        when = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
         self.api.call(
-            "POST", f"/campaigns/{campaign_id}/actions/send", f"send campaign {campaign_id}"
+            "POST",
+            f"/campaigns/{campaign_id}/actions/schedule",
+            f"schedule campaign {campaign_id} for {when}",
+            json={"schedule_time": when},
         )
