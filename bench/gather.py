@@ -165,7 +165,9 @@ def make_feed(feed: int) -> bytes:
     return doc.encode()
 
 
-def serve(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
+def serve(
+    bodies: dict[str, bytes], content_type: str = "application/xml; charset=utf-8"
+) -> ThreadingHTTPServer:
     tags = {path: '"' + hashlib.sha256(b).hexdigest()[:16] + '"' for path, b in bodies.items()}
 
     class Handler(BaseHTTPRequestHandler):
@@ -188,7 +190,7 @@ def serve(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
                 self.end_headers()
                 return
             self.send_response(200)
-            self.send_header("Content-Type", "application/xml; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("ETag", tags[self.path])
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -272,13 +274,19 @@ class ProcessPeaks:
     def sample(self) -> None:
         for pid in self.tree():
             try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    name = f.read().replace(b"\0", b" ").decode()[:120].strip()
                 with open(f"/proc/{pid}/status") as f:
                     status = f.read()
-                if pid not in self.names:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        self.names[pid] = f.read().replace(b"\0", b" ").decode()[:120].strip()
             except OSError:
                 continue
+            if not name or "VmHWM:" not in status:
+                continue  # an ended process (a zombie): its last reading stands
+            if self.names.get(pid) != name:
+                # A process between fork and exec shows its parent's pages; after exec it is
+                # a new program with a high-water mark of its own.
+                self.names[pid] = name
+                self.peaks.pop(pid, None)
             for line in status.splitlines():
                 if line.startswith("VmHWM:"):
                     mb = int(line.split()[1]) / 1024
