@@ -256,13 +256,19 @@ def fetch_source(
     settings: Settings, store: Store | None, key: str, *, now: datetime
 ) -> SourceReport:
     """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
-    and a fetcher's session is not thread-safe.
-
-    With a store the articles are stored, and the report's keep only what a section's filters
-    and counts read (no summary, content or image): reports wait for their section to read
-    them, and the whole articles of every source would otherwise wait with them."""
+    and a fetcher's session is not thread-safe."""
     with make_fetcher(settings) as fetcher:
-        report = gather_source(settings, store, fetcher, key, now=now)
+        return gather_source(settings, store, fetcher, key, now=now)
+
+
+def fetch_source_for_section(
+    settings: Settings, store: Store | None, key: str, *, now: datetime
+) -> SourceReport:
+    """:func:`fetch_source` for :func:`gather_section`: with a store the articles are stored,
+    and the report's keep only what a section's filters and counts read (no summary, content
+    or image), because reports wait for their section to read them and the whole articles of
+    every source would otherwise wait with them. Without one (a dry run) they are whole."""
+    report = fetch_source(settings, store, key, now=now)
     if store is None:
         return report
     return replace(report, articles=tuple(map(headline, report.articles)))
@@ -578,11 +584,11 @@ def gather_section(
 ) -> tuple[SectionGathered, list[Article]]:
     """Gather every source of ``section`` and keep the articles that belong to it.
 
-    ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
-    any result is read); a source that fails is recorded and reported, never raised. Some
-    failing is a warning; all failing sets ``no_working_source`` (the caller fails the run).
-    Each source is one line in the log (a warning when it left something out, with counts),
-    its details at debug level; ``progress`` hears of each source as it is read.
+    ``submit(key)`` starts one source's :func:`fetch_source_for_section` (every source is
+    started before any result is read); a source that fails is recorded and reported, never
+    raised. Some failing is a warning; all failing sets ``no_working_source`` (the caller fails
+    the run). Each source is one line in the log (a warning when it left something out, with
+    counts), its details at debug level; ``progress`` hears of each source as it is read.
     """
     out = SectionGathered(section)
     found: list[Article] = []
