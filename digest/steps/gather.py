@@ -143,6 +143,19 @@ def fetch_slots(settings: Settings) -> FetchSlots:
         return _SLOTS.setdefault(key, FetchSlots(*key))
 
 
+_IN_FLIGHT: dict[int, threading.BoundedSemaphore] = {}
+
+
+def sources_in_flight(settings: Settings) -> threading.BoundedSemaphore:
+    """The process-wide limit on sources being gathered at once (``http.concurrency``): a
+    flow submits every source of a section at once, each in a thread of its own, and a source
+    holds its body, then its parsed articles, until they are stored."""
+    with _SLOTS_LOCK:
+        return _IN_FLIGHT.setdefault(
+            settings.http.concurrency, threading.BoundedSemaphore(settings.http.concurrency)
+        )
+
+
 # Parsing is CPU work: under the GIL, threads fetching in parallel still parse one at a time.
 # Big feeds go to worker processes instead (digest.steps.parse_pool: they import the parser
 # only); small ones are not worth the round trip. The pool has a worker fewer than there are
@@ -256,8 +269,9 @@ def fetch_source(
     settings: Settings, store: Store | None, key: str, *, now: datetime
 ) -> SourceReport:
     """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
-    and a fetcher's session is not thread-safe."""
-    with make_fetcher(settings) as fetcher:
+    and a fetcher's session is not thread-safe. At most ``http.concurrency`` sources are
+    gathered at once in this process; the others wait their turn."""
+    with sources_in_flight(settings), make_fetcher(settings) as fetcher:
         return gather_source(settings, store, fetcher, key, now=now)
 
 
