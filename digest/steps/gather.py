@@ -162,6 +162,9 @@ def sources_in_flight(settings: Settings) -> threading.BoundedSemaphore:
 # cores: when all are busy the fetching thread parses, so this process is a parser too.
 POOL_MIN_BYTES = 64_000
 PARSE_TIMEOUT = 120.0  # seconds; a 5 MB feed parses in about two
+# A feed this big is parsed by a worker only (waiting for one): parsing takes many times its
+# size in memory, and the gathering process should not swell by that much.
+WORKER_ONLY_BYTES = 1_000_000
 _POOL: ParsePool | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -204,7 +207,11 @@ def parse(
     if workers and len(body) >= POOL_MIN_BYTES:
         try:
             return _parse_pool(workers).parse(
-                body, options, PARSE_TIMEOUT, here=lambda: parse_feed(body, **options)
+                body,
+                options,
+                PARSE_TIMEOUT,
+                here=lambda: parse_feed(body, **options),
+                here_ok=len(body) < WORKER_ONLY_BYTES,
             )
         except ParseWorkerError as e:
             # A worker died (killed, out of memory) or hung: it is gone, the next big feed

@@ -127,39 +127,53 @@ class ParsePool:
         self._running = 0
         self._closed = False
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         self._slots = threading.BoundedSemaphore(size + 1)
         atexit.register(self.close)
 
-    def _take(self) -> ParseWorker | None:
-        with self._lock:
-            if self._closed:
-                return None
-            if self._idle:
-                return self._idle.pop()
-            if self._running >= self.size:
-                return None
+    def _take(self, wait: bool) -> ParseWorker | None:
+        with self._freed:
+            while True:
+                if self._closed:
+                    return None
+                if self._idle:
+                    return self._idle.pop()
+                if self._running < self.size:
+                    break
+                if not wait:
+                    return None
+                self._freed.wait()
             self._running += 1
         try:
             return ParseWorker()
         except BaseException:
-            with self._lock:
+            with self._freed:
                 self._running -= 1
+                self._freed.notify()
             raise
 
     def _give_back(self, worker: ParseWorker, keep: bool) -> None:
-        with self._lock:
+        with self._freed:
             keep = keep and not self._closed and worker.rss_mb <= RETIRE_MB
             if keep:
                 self._idle.append(worker)
             else:
                 self._running -= 1
+            self._freed.notify()
         if not keep:
             worker.stop()
 
     def parse(
-        self, body: bytes, options: dict[str, Any], timeout: float, here: Callable[[], T]
+        self,
+        body: bytes,
+        options: dict[str, Any],
+        timeout: float,
+        here: Callable[[], T],
+        *,
+        here_ok: bool = True,
     ) -> Any:
-        """``parse_feed(body, **options)`` in an idle worker, else ``here()`` in this thread.
+        """``parse_feed(body, **options)`` in an idle worker, else ``here()`` in this thread
+        (``here_ok=False``: wait for a worker instead, for a feed too big to parse here).
 
         At most ``size + 1`` feeds are parsed at once: one per worker and one in this process
         (more threads parsing here would only take turns under the GIL, each holding a whole
@@ -167,7 +181,7 @@ class ParsePool:
         Raises what the parser raised (``FeedError``), or ParseWorkerError when the worker
         died or hung (that worker is stopped; the next job starts a fresh one)."""
         with self._slots:
-            worker = self._take()
+            worker = self._take(wait=not here_ok)
             if worker is None:
                 return here()
             try:
@@ -184,10 +198,11 @@ class ParsePool:
 
     def close(self) -> None:
         """Stop the idle workers; busy ones stop when their job is done."""
-        with self._lock:
+        with self._freed:
             self._closed = True
             idle, self._idle = self._idle, []
             self._running -= len(idle)
+            self._freed.notify_all()
         for worker in idle:
             worker.stop()
 
