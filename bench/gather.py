@@ -13,6 +13,12 @@ workers, minus Prefect's task bookkeeping.
 Targets: cold ≤ 0.6× the baseline, warm ≤ 0.05×. Prints medians of the runs; the last line is
 one JSON object. BENCH_RUNS sets the number of runs (3); BENCH_PARSE_WORKERS overrides
 ``http.parse_workers`` (1: parse in the fetching threads, no process pool).
+
+Memory: the peak RSS (``VmHWM``) of every process that gathers, read from ``/proc`` while it
+lives (a sampler thread, every 20 ms, keeps each process's last reading: the peak is a high-water
+mark, so only growth in a process's last 20 ms can be missed), and their sum, the target being
+under 250 MB. The feed server and the baseline run in processes of their own, listed apart: they
+are not gathering (the server holds all 51 MB of bodies, the baseline feedparser's results).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ import hashlib
 import json
 import os
 import random
-import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +45,7 @@ from digest.config import parse_settings
 from digest.steps import gather
 from digest.store import Store
 
-FEEDS = 200
+FEEDS = int(os.environ.get("BENCH_FEEDS", "200"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 WORDS = [
     "talks",
@@ -159,7 +165,9 @@ def make_feed(feed: int) -> bytes:
     return doc.encode()
 
 
-def serve(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
+def serve(
+    bodies: dict[str, bytes], content_type: str = "application/xml; charset=utf-8"
+) -> ThreadingHTTPServer:
     tags = {path: '"' + hashlib.sha256(b).hexdigest()[:16] + '"' for path, b in bodies.items()}
 
     class Handler(BaseHTTPRequestHandler):
@@ -182,7 +190,7 @@ def serve(bodies: dict[str, bytes]) -> ThreadingHTTPServer:
                 self.end_headers()
                 return
             self.send_response(200)
-            self.send_header("Content-Type", "application/xml; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("ETag", tags[self.path])
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -222,52 +230,162 @@ def settings_for(base: str, data_dir: Path):  # type: ignore[no-untyped-def]
     )
 
 
-def peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+class ProcessPeaks:
+    """The peak RSS (``VmHWM``) of a process and of every process under it, sampled from
+    ``/proc`` by a thread while they live: the last reading of each process (its high-water
+    mark) is kept after it exits. ``apart`` names processes to list but not to sum (pid → role).
+    """
+
+    def __init__(self, root: int | None = None, interval: float = 0.02) -> None:
+        self.root = root or os.getpid()
+        self.interval = interval
+        self.peaks: dict[int, float] = {}  # pid → MB
+        self.names: dict[int, str] = {}
+        self.apart: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcessPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def tree(self) -> list[int]:
+        pids, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+        return pids
+
+    def sample(self) -> None:
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    name = f.read().replace(b"\0", b" ").decode()[:120].strip()
+                with open(f"/proc/{pid}/status") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            if not name or "VmHWM:" not in status:
+                continue  # an ended process (a zombie): its last reading stands
+            if self.names.get(pid) != name:
+                # A process between fork and exec shows its parent's pages; after exec it is
+                # a new program with a high-water mark of its own.
+                self.names[pid] = name
+                self.peaks.pop(pid, None)
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    mb = int(line.split()[1]) / 1024
+                    self.peaks[pid] = max(self.peaks.get(pid, 0.0), mb)
+
+    def role(self, pid: int) -> str:
+        if pid == self.root:
+            return "main"
+        return self.apart.get(pid) or self.names.get(pid, "?")
+
+    def summed(self) -> float:
+        return sum(mb for pid, mb in self.peaks.items() if pid not in self.apart)
+
+    def table(self) -> list[dict[str, object]]:
+        return [
+            {
+                "pid": pid,
+                "role": self.role(pid),
+                "peak_mb": round(mb, 1),
+                "summed": pid not in self.apart,
+            }
+            for pid, mb in sorted(self.peaks.items())
+        ]
+
+
+def _serve_in_child() -> None:
+    """The feed server's process: makes the bodies, serves them, says its port and the bytes
+    served on stdout, and ends when its stdin closes."""
+    bodies = {f"/feed/{n}.xml": make_feed(n) for n in range(FEEDS)}
+    httpd = serve(bodies)
+    print(httpd.server_address[1], sum(len(b) for b in bodies.values()), flush=True)
+    sys.stdin.read()
+    httpd.shutdown()
+
+
+def _baseline_in_child() -> None:
+    """The baseline's process: serial plain feedparser over the same bodies, timed once per
+    line on stdin, the seconds on stdout."""
+    bodies = [make_feed(n) for n in range(FEEDS)]
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        for body in bodies:
+            feedparser.parse(body)
+        print(time.perf_counter() - start, flush=True)
+
+
+def _child(role: str) -> subprocess.Popen[str]:
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    return subprocess.Popen([sys.executable, __file__, role], **pipes)  # type: ignore[call-overload]
 
 
 def main() -> None:
-    bodies = {f"/feed/{n}.xml": make_feed(n) for n in range(FEEDS)}
-    total_mb = sum(len(b) for b in bodies.values()) / 1e6
-    httpd = serve(bodies)
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    now = datetime.now(UTC)
+    with ProcessPeaks() as peaks:
+        server, baseline = _child("serve"), _child("baseline")
+        assert server.stdin and server.stdout and baseline.stdin and baseline.stdout
+        peaks.apart.update({server.pid: "feed server", baseline.pid: "baseline (feedparser)"})
+        port, total = map(int, server.stdout.readline().split())
+        total_mb = total / 1e6
+        base = f"http://127.0.0.1:{port}"
+        now = datetime.now(UTC)
 
-    baselines, colds, warms, articles = [], [], [], 0
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        for body in bodies.values():
-            feedparser.parse(body)
-        baselines.append(time.perf_counter() - start)
+        baselines, colds, warms, articles = [], [], [], 0
+        for _ in range(RUNS):
+            baseline.stdin.write("go\n")
+            baseline.stdin.flush()
+            baselines.append(float(baseline.stdout.readline()))
 
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = settings_for(base, Path(tmp))
-            if os.environ.get("BENCH_PARSE_WORKERS"):
-                http = settings.http.model_copy(
-                    update={"parse_workers": int(os.environ["BENCH_PARSE_WORKERS"])}
-                )
-                settings = settings.model_copy(update={"http": http})
-            store = Store.open(settings.database_url)
-            keys = list(settings.sources)
-            start = time.perf_counter()
-            cold = gather.gather_sources(settings, store, keys, now=now)
-            colds.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            warm = gather.gather_sources(settings, store, keys, now=now)
-            warms.append(time.perf_counter() - start)
-            failed = [r for r in cold + warm if r.status == "failed"]
-            assert not failed, failed[:3]
-            assert all(r.status == "not-modified" for r in warm)
-            articles = store.count_articles()
-            store.close()
-    httpd.shutdown()
-    # Children count in RUSAGE_CHILDREN only once they have exited: stop the parse workers.
-    gather.shutdown_parse_pool()
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = settings_for(base, Path(tmp))
+                if os.environ.get("BENCH_PARSE_WORKERS"):
+                    http = settings.http.model_copy(
+                        update={"parse_workers": int(os.environ["BENCH_PARSE_WORKERS"])}
+                    )
+                    settings = settings.model_copy(update={"http": http})
+                store = Store.open(settings.database_url)
+                keys = list(settings.sources)
+                start = time.perf_counter()
+                cold = gather.gather_sources(settings, store, keys, now=now)
+                colds.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                warm = gather.gather_sources(settings, store, keys, now=now)
+                warms.append(time.perf_counter() - start)
+                failed = [r for r in cold + warm if r.status == "failed"]
+                assert not failed, failed[:3]
+                assert all(r.status == "not-modified" for r in warm)
+                articles = store.count_articles()
+                store.close()
+                del cold, warm
+        peaks.sample()
+        gather.shutdown_parse_pool()
+        for child in (server, baseline):
+            child.stdin.close()
+            child.wait()
 
     serial = statistics.median(baselines)
     cold_s, warm_s = statistics.median(colds), statistics.median(warms)
+    for row in peaks.table():
+        apart = "" if row["summed"] else "  (not summed)"
+        print(f"  pid {row['pid']}: peak {row['peak_mb']} MB  {row['role']}{apart}")
     result = {
         "benchmark": "gather",
         "feeds": FEEDS,
@@ -279,16 +397,24 @@ def main() -> None:
         "warm_s": round(warm_s, 3),
         "cold_ratio": round(cold_s / serial, 3),
         "warm_ratio": round(warm_s / serial, 4),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "targets": {"cold_ratio": 0.6, "warm_ratio": 0.05},
+        "peak_rss_mb": round(peaks.summed(), 1),
+        "peak_rss_main_mb": round(peaks.peaks.get(peaks.root, 0.0), 1),
+        "gather_processes": sum(1 for r in peaks.table() if r["summed"]),
+        "targets": {"cold_ratio": 0.6, "warm_ratio": 0.05, "peak_rss_mb": 250},
     }
     print(
         f"{FEEDS} feeds, {total_mb:.1f} MB, {articles} articles: serial feedparser {serial:.2f} s;"
         f" cold {cold_s:.2f} s ({cold_s / serial:.2f}x); warm {warm_s:.3f} s"
-        f" ({warm_s / serial:.3f}x)"
+        f" ({warm_s / serial:.3f}x); peak RSS {peaks.summed():.0f} MB summed over"
+        f" {result['gather_processes']} gathering process(es)"
     )
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["serve"]:
+        _serve_in_child()
+    elif sys.argv[1:] == ["baseline"]:
+        _baseline_in_child()
+    else:
+        main()

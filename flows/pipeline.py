@@ -124,7 +124,7 @@ def fetch_source(
     settings: Settings, store: Store | None, key: str, now: datetime
 ) -> gather.SourceReport:
     # The section's gather logs one line per source (digest.steps.gather.gather_section).
-    return gather.fetch_source(settings, store, key, now=now)
+    return gather.fetch_source_for_section(settings, store, key, now=now)
 
 
 @task(name="compose-edition", cache_policy=NO_CACHE)

@@ -78,7 +78,9 @@ class HttpSettings(_Section):
         default=0,
         ge=0,
         le=64,
-        description="Processes parsing big feeds in parallel; 0: one per core, 1: no pool.",
+        description="Processes parsing big feeds beside the gathering process (which parses too "
+        "when they are all busy); 0: one fewer than the cores, 1: none (the fetching threads "
+        "parse).",
     )
     per_host: int = Field(
         default=1, ge=1, le=16, description="Fetches at once to any one host, at most."

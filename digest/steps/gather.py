@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import html
 import logging
-import multiprocessing
 import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,6 +31,7 @@ from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
+from digest.steps.parse_pool import ParsePool, ParseWorkerError
 from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store
 
@@ -145,20 +143,46 @@ def fetch_slots(settings: Settings) -> FetchSlots:
         return _SLOTS.setdefault(key, FetchSlots(*key))
 
 
+_IN_FLIGHT: dict[int, threading.BoundedSemaphore] = {}
+
+
+def sources_in_flight(settings: Settings) -> threading.BoundedSemaphore:
+    """The process-wide limit on sources being gathered at once (``http.concurrency``): a
+    flow submits every source of a section at once, each in a thread of its own, and a source
+    holds its body, then its parsed articles, until they are stored."""
+    with _SLOTS_LOCK:
+        return _IN_FLIGHT.setdefault(
+            settings.http.concurrency, threading.BoundedSemaphore(settings.http.concurrency)
+        )
+
+
 # Parsing is CPU work: under the GIL, threads fetching in parallel still parse one at a time.
-# Big feeds go to a pool of processes instead; small ones are not worth the round trip.
+# Big feeds go to worker processes instead (digest.steps.parse_pool: they import the parser
+# only); small ones are not worth the round trip. The pool has a worker fewer than there are
+# cores: when all are busy the fetching thread parses, so this process is a parser too.
 POOL_MIN_BYTES = 64_000
 PARSE_TIMEOUT = 120.0  # seconds; a 5 MB feed parses in about two
-_POOL: ProcessPoolExecutor | None = None
+# A feed this big is parsed by a worker only (waiting for one): parsing takes many times its
+# size in memory, and the gathering process should not swell by that much.
+WORKER_ONLY_BYTES = 1_000_000
+_POOL: ParsePool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-def _parse_pool(workers: int) -> ProcessPoolExecutor:
+def parse_workers(settings: Settings) -> int:
+    """How many worker processes parse big feeds (0: none, the fetching threads do): the
+    configured number (1 meaning none), else one fewer than there are cores."""
+    configured = settings.http.parse_workers
+    if configured:
+        return 0 if configured == 1 else configured
+    return (os.cpu_count() or 1) - 1
+
+
+def _parse_pool(workers: int) -> ParsePool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            # "spawn": forking a process that runs threads (Prefect's, ours) can deadlock.
-            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            _POOL = ParsePool(workers)
         return _POOL
 
 
@@ -171,8 +195,8 @@ def parse(
     now: datetime,
     content_type: str | None,
 ) -> ParsedFeed:
-    """``parse_feed``, in a worker process when the feed is big and workers are configured."""
-    workers = settings.http.parse_workers or (os.cpu_count() or 1)
+    """``parse_feed``, in a worker process when the feed is big and a worker is free."""
+    workers = parse_workers(settings)
     options: dict[str, Any] = {
         "source": source,
         "url": url,
@@ -180,16 +204,20 @@ def parse(
         "content_type": content_type,
         "max_items": settings.http.max_feed_items,
     }
-    if workers <= 1 or len(body) < POOL_MIN_BYTES:
-        return parse_feed(body, **options)
-    try:
-        job = _parse_pool(workers).submit(parse_feed, body, **options)
-        return job.result(timeout=PARSE_TIMEOUT)
-    except (BrokenProcessPool, FuturesTimeout):
-        # A worker died (killed, out of memory) or hung: start afresh next time and parse
-        # this one here, so one bad moment does not fail every big feed after it.
-        shutdown_parse_pool()
-        return parse_feed(body, **options)
+    if workers and len(body) >= POOL_MIN_BYTES:
+        try:
+            return _parse_pool(workers).parse(
+                body,
+                options,
+                PARSE_TIMEOUT,
+                here=lambda: parse_feed(body, **options),
+                here_ok=len(body) < WORKER_ONLY_BYTES,
+            )
+        except ParseWorkerError as e:
+            # A worker died (killed, out of memory) or hung: it is gone, the next big feed
+            # starts a fresh one, and this one is parsed here.
+            log.warning("feed %r: %s; parsing it in the gathering process", source, e)
+    return parse_feed(body, **options)
 
 
 def shutdown_parse_pool() -> None:
@@ -198,7 +226,7 @@ def shutdown_parse_pool() -> None:
     with _POOL_LOCK:
         pool, _POOL = _POOL, None
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()
 
 
 class SourceCounter:
@@ -227,7 +255,8 @@ def gather_sources(
 ) -> list[SourceReport]:
     """Gather many sources at once (``http.concurrency`` threads, big feeds parsed in worker
     processes); a failing source is recorded and reported, never raised. ``progress`` hears
-    of each source as it finishes."""
+    of each source as it finishes. With a store, each source's articles are stored as it
+    finishes and the reports carry none (without one, they carry them all)."""
     counter = SourceCounter("gather", len(keys), progress)
 
     def one(key: str) -> SourceReport:
@@ -236,7 +265,8 @@ def gather_sources(
         except Exception as e:  # every failure is reported, none stops the others
             r = record_source_failure(settings, store, key, e, now=now)
         counter.finished(r)
-        return r
+        # Stored as each source finished: the reports do not hold every source's articles.
+        return replace(r, articles=()) if store else r
 
     with ThreadPoolExecutor(max_workers=settings.http.concurrency) as threads:
         return list(threads.map(one, keys))
@@ -246,9 +276,28 @@ def fetch_source(
     settings: Settings, store: Store | None, key: str, *, now: datetime
 ) -> SourceReport:
     """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
-    and a fetcher's session is not thread-safe."""
-    with make_fetcher(settings) as fetcher:
+    and a fetcher's session is not thread-safe. At most ``http.concurrency`` sources are
+    gathered at once in this process; the others wait their turn."""
+    with sources_in_flight(settings), make_fetcher(settings) as fetcher:
         return gather_source(settings, store, fetcher, key, now=now)
+
+
+def fetch_source_for_section(
+    settings: Settings, store: Store | None, key: str, *, now: datetime
+) -> SourceReport:
+    """:func:`fetch_source` for :func:`gather_section`: with a store the articles are stored,
+    and the report's keep only what a section's filters and counts read (no summary, content
+    or image), because reports wait for their section to read them and the whole articles of
+    every source would otherwise wait with them. Without one (a dry run) they are whole."""
+    report = fetch_source(settings, store, key, now=now)
+    if store is None:
+        return report
+    return replace(report, articles=tuple(map(headline, report.articles)))
+
+
+def headline(article: Article) -> Article:
+    """``article`` without its summary, content and image (what sections filter on stays)."""
+    return article.model_copy(update={"summary_html": "", "content_html": "", "image": None})
 
 
 def gather_source(
@@ -293,7 +342,9 @@ def gather_source(
         now=now,
         content_type=result.content_type,
     )
+    result = replace(result, body=b"")  # the body is not needed past parsing
     articles, warnings = list(parsed.articles), list(parsed.warnings)
+    del parsed
     # Paging is for URLs; "first" means this source never succeeded before.
     first_gather = not src.path and (state is None or state.last_success_at is None)
     if src.backfill_pages and first_gather:
@@ -554,11 +605,11 @@ def gather_section(
 ) -> tuple[SectionGathered, list[Article]]:
     """Gather every source of ``section`` and keep the articles that belong to it.
 
-    ``submit(key)`` starts one source's :func:`fetch_source` (every source is started before
-    any result is read); a source that fails is recorded and reported, never raised. Some
-    failing is a warning; all failing sets ``no_working_source`` (the caller fails the run).
-    Each source is one line in the log (a warning when it left something out, with counts),
-    its details at debug level; ``progress`` hears of each source as it is read.
+    ``submit(key)`` starts one source's :func:`fetch_source_for_section` (every source is
+    started before any result is read); a source that fails is recorded and reported, never
+    raised. Some failing is a warning; all failing sets ``no_working_source`` (the caller fails
+    the run). Each source is one line in the log (a warning when it left something out, with
+    counts), its details at debug level; ``progress`` hears of each source as it is read.
     """
     out = SectionGathered(section)
     found: list[Article] = []
