@@ -47,6 +47,8 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # A cell a spreadsheet would read as a formula (OWASP), or one the export's quote would make
 # ambiguous: quotes followed by such a character.
 _FORMULA = re.compile("'*[=+\\-@\t\r]")
+# Distinct section or digest cells a reader remembers as checked.
+_CHOICES = 1_000
 # Unicode's control characters (category Cc).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -225,6 +227,22 @@ class CsvReader:
         self.known_digests = None if known_digests is None else frozenset(known_digests)
         self.lines = 0
         self._address = AddressNormaliser()
+        # A list has few distinct choices: each one's text read and checked once.
+        self._choices: dict[tuple[str, str], frozenset[str] | None] = {}
+
+    def _choice(self, email: str, kind: str, text: str) -> frozenset[str] | None:
+        """The keys of a ``sections`` or ``digests`` cell, checked (InvalidSubscriber)."""
+        try:
+            return self._choices[kind, text]
+        except KeyError:
+            pass
+        keys = _keys(text.split(KEY_SEPARATOR))
+        known = self.known_sections if kind == "section" else self.known_digests
+        if known is not None:
+            _check(email, kind, keys, known)
+        if len(self._choices) < _CHOICES:
+            self._choices[kind, text] = keys
+        return keys
 
     def rows(self, lines: Iterable[str]) -> Iterator[CsvRow | RowProblem]:
         """``lines`` are the file's lines in order, each with or without its line break."""
@@ -294,11 +312,8 @@ class CsvReader:
                 )
         try:
             name = _name(email, row.get("name", ""))
-            sections = _keys(row.get("sections", "").split(KEY_SEPARATOR))
-            digests = _keys(row.get("digests", "").split(KEY_SEPARATOR))
-            _check(email, "section", sections, self.known_sections)
-            if self.known_digests is not None:
-                _check(email, "digest", digests, self.known_digests)
+            sections = self._choice(email, "section", row.get("sections", ""))
+            digests = self._choice(email, "digest", row.get("digests", ""))
         except InvalidSubscriber as e:
             return CsvRow(line, email, key, problem=str(e))
         return CsvRow(line, email, key, name, sections, digests)

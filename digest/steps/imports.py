@@ -8,6 +8,9 @@ hook as lines read of the file's lines, after each chunk.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import queue
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +19,7 @@ from pathlib import Path
 from digest.audience.csv_import import CsvReader, CsvRow, RowProblem, listed_twice
 from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store
+from digest.store.imports import ChunkOutcome
 
 CHUNK = 10_000
 KEEP = 100
@@ -85,6 +89,51 @@ def count_lines(path: Path) -> int:
     return lines
 
 
+class _Writer:
+    """Writes chunks on a thread of its own, one at a time, while the next chunk is read: the
+    database's work (which lets go of the GIL) overlaps the reading. Its session lives on its
+    thread (a SQLite connection stays on the thread that made it)."""
+
+    def __init__(self, store: Store, *, now: datetime, source: str) -> None:
+        self._todo: queue.SimpleQueue[list[CsvRow] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[ChunkOutcome | BaseException] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, args=(store, now, source), name="import-writer", daemon=True
+        )
+        self._thread.start()
+        self._busy = False
+
+    def _run(self, store: Store, now: datetime, source: str) -> None:
+        try:
+            with store.subscriber_import(now=now, source=source) as session:
+                while (rows := self._todo.get()) is not None:
+                    self._done.put(session.add(rows))
+        except BaseException as e:  # handed to the reading thread
+            self._done.put(e)
+
+    def write(self, rows: list[CsvRow]) -> None:
+        self._todo.put(rows)
+        self._busy = True
+
+    def outcome(self) -> ChunkOutcome | None:
+        """The chunk written last (waiting for it), or None when none is in flight."""
+        if not self._busy:
+            return None
+        self._busy = False
+        done = self._done.get()
+        if isinstance(done, BaseException):
+            raise done
+        return done
+
+    def close(self) -> None:
+        self._todo.put(None)
+        self._thread.join()
+        with contextlib.suppress(queue.Empty):
+            done = self._done.get_nowait()  # a failure to end the session
+            if isinstance(done, BaseException):
+                raise done
+
+
 def import_subscribers_file(
     store: Store,
     path: Path,
@@ -104,39 +153,48 @@ def import_subscribers_file(
     report = ImportReport()
     task = f"import {path.name}"
     report_progress(hook, Progress(task, 0, total))
+    # The chunk being written and the one being read.
+    written: list[CsvRow | RowProblem] = []
     pending: list[CsvRow | RowProblem] = []
-    with (
-        path.open(encoding="utf-8") as f,
-        store.subscriber_import(now=now, source=source) as session,
-    ):
 
-        def flush() -> None:
-            outcome = session.add([r for r in pending if isinstance(r, CsvRow)])
-            for item in pending:
-                if isinstance(item, RowProblem):
-                    report.reject(item)
-                elif item.line in outcome.duplicates:
-                    report.reject(listed_twice(item, outcome.duplicates[item.line]))
-                elif item.problem:
-                    report.reject(RowProblem(item.line, item.problem))
-                elif item.skipped:
-                    report.skip(RowProblem(item.line, item.skipped))
-                else:
-                    report.unchanged += 1
-            counts = outcome.counts
-            report.added += counts.added
-            report.updated += counts.updated
-            report.kept += counts.kept_unsubscribed
-            report.unchanged -= counts.added + counts.updated + counts.kept_unsubscribed
-            done = pending[-1].line if pending else total
-            pending.clear()
-            report_progress(hook, Progress(task, done, total, note=f"{report.added} added"))
+    def settle(outcome: ChunkOutcome | None) -> None:
+        """Count the chunk written (its problems in line order) and tell the hook."""
+        if outcome is None:
+            return
+        for item in written:
+            if isinstance(item, RowProblem):
+                report.reject(item)
+            elif item.line in outcome.duplicates:
+                report.reject(listed_twice(item, outcome.duplicates[item.line]))
+            elif item.problem:
+                report.reject(RowProblem(item.line, item.problem))
+            elif item.skipped:
+                report.skip(RowProblem(item.line, item.skipped))
+            else:
+                report.unchanged += 1
+        counts = outcome.counts
+        report.added += counts.added
+        report.updated += counts.updated
+        report.kept += counts.kept_unsubscribed
+        report.unchanged -= counts.added + counts.updated + counts.kept_unsubscribed
+        done = written[-1].line if written else total
+        report_progress(hook, Progress(task, done, total, note=f"{report.added} added"))
 
-        for item in reader.rows(f):
-            pending.append(item)
-            if len(pending) >= chunk:
-                flush()
-        flush()
+    writer = _Writer(store, now=now, source=source)
+    try:
+        with path.open(encoding="utf-8") as f:
+            for item in reader.rows(f):
+                pending.append(item)
+                if len(pending) >= chunk:
+                    settle(writer.outcome())
+                    writer.write([r for r in pending if isinstance(r, CsvRow)])
+                    written, pending = pending, []
+        settle(writer.outcome())
+        writer.write([r for r in pending if isinstance(r, CsvRow)])
+        written = pending
+        settle(writer.outcome())
+    finally:
+        writer.close()
     report.lines = reader.lines
     report_progress(hook, Progress(task, total, total, note=f"{report.added} added"))
     return report

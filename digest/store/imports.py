@@ -13,6 +13,7 @@ completes it: rows already in are unchanged.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -117,6 +118,12 @@ _ADD = {
     "sqlite": _INSERT.format(cast=""),
 }
 
+# SQLite: the audit rows of the ids the insert returned (a JSON list).
+_SQLITE_EVENTS = """
+    INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, cause)
+    SELECT value, :now, NULL, :active, :cause FROM json_each(:ids)
+"""
+
 
 class StagedRow(Protocol):
     """A row of a list as the import stages it (``digest.audience.csv_import.CsvRow``)."""
@@ -169,6 +176,7 @@ class _Person:
         return self.person.digests
 
 
+@functools.lru_cache(maxsize=1024)
 def _json_keys(keys: frozenset[str] | None) -> str:
     """Chosen keys as the store writes them (SQLAlchemy's JSON: ``null`` for every one)."""
     return json.dumps(None if keys is None else sorted(keys))
@@ -192,6 +200,7 @@ class ImportSession:
         self._add = sa.text(_ADD[self._dialect]).bindparams(
             sa.bindparam("now", type_=t.UTCDateTime)
         )
+        self._events = sa.text(_SQLITE_EVENTS).bindparams(sa.bindparam("now", type_=t.UTCDateTime))
 
     def add(self, rows: Sequence[StagedRow]) -> ChunkOutcome:
         """Stage ``rows`` (in the file's order) and apply them (see the module's docstring)."""
@@ -214,19 +223,7 @@ class ImportSession:
                 ids = [r[0] for r in c.execute(self._add, p)]
                 added = len(ids)
                 if ids:
-                    c.execute(
-                        sa.insert(t.subscriber_events),
-                        [
-                            {
-                                "subscriber_id": i,
-                                "at": p["now"],
-                                "old_status": None,
-                                "new_status": p["active"],
-                                "cause": p["cause"],
-                            }
-                            for i in ids
-                        ],
-                    )
+                    c.execute(self._events, {**p, "ids": json.dumps(ids)})
         return ChunkOutcome(duplicates, ImportCounts(added, updated, kept))
 
     def _stage(self, rows: Iterable[StagedRow]) -> None:
