@@ -152,9 +152,12 @@ def baseline(url: str, rows: list[tuple[object, ...]]) -> float:
             raw = c.connection.driver_connection
             started = time.perf_counter()
             if c.dialect.name == "postgresql":
-                with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-                    f"COPY subscribers ({COLUMNS}) FROM STDIN"
-                ) as cp:
+                with (
+                    raw.cursor() as cur,
+                    cur.copy(  # type: ignore[union-attr]
+                        f"COPY subscribers ({COLUMNS}) FROM STDIN"
+                    ) as cp,
+                ):
                     for row in rows:
                         cp.write_row(row)
             else:

@@ -90,7 +90,8 @@ def subscribers_import(
         except (OSError, UnreadableList) as e:
             raise fail(f"{file}: cannot read: {e}", 2) from None
     for p in report.problems:
-        err.print(f"{file}:{p.line}: {p.message}", markup=False, soft_wrap=True)
+        # emoji=False: a line number of 100 is not Rich's ":100:" emoji.
+        err.print(f"{file}:{p.line}: {p.message}", markup=False, emoji=False, soft_wrap=True)
     if report.rejected > len(report.problems):
         err.print(
             f"{file}: {report.rejected - len(report.problems)} more rejected line(s) not shown "
@@ -99,7 +100,7 @@ def subscribers_import(
             soft_wrap=True,
         )
     for s in report.skipped_rows:
-        out.print(f"{file}:{s.line}: skipped: {s.message}", soft_wrap=True)
+        out.print(f"{file}:{s.line}: skipped: {s.message}", emoji=False, soft_wrap=True)
     if report.skipped > len(report.skipped_rows):
         out.print(
             f"{file}: {report.skipped - len(report.skipped_rows)} more skipped line(s) not shown",

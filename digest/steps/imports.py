@@ -142,12 +142,13 @@ def import_subscribers_file(
     known_digests: Iterable[str] | None,
     now: datetime,
     source: str,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     hook: ProgressHook | None = None,
 ) -> ImportReport:
     """Import the list at ``path`` (see ``digest.audience.csv_import`` for its rules and
     ``Store.subscriber_import`` for how it is written). Raises UnreadableList or OSError
     before anything is written when the file is not UTF-8 text."""
+    chunk = chunk or CHUNK
     total = count_lines(path)
     reader = CsvReader(known_sections=known_sections, known_digests=known_digests)
     report = ImportReport()
