@@ -22,12 +22,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from digest.audience.addresses import InvalidAddress, normalise_email
+from digest.audience.addresses import AddressNormaliser, InvalidAddress, normalise_email
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
 from digest.store.subscribers import email_key
 
@@ -48,6 +47,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # A cell a spreadsheet would read as a formula (OWASP), or one the export's quote would make
 # ambiguous: quotes followed by such a character.
 _FORMULA = re.compile("'*[=+\\-@\t\r]")
+# Distinct section or digest cells a reader remembers as checked.
+_CHOICES = 1_000
+# Unicode's control characters (category Cc).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def neutralise_cell(value: str) -> str:
@@ -109,10 +112,10 @@ def _name(email: str, raw: str) -> str:
     """A name as one line: white space (tabs, line breaks) collapsed to single spaces; refused
     with a control character in it or over ``MAX_NAME`` characters."""
     name = " ".join(raw.split())
-    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    control = _CONTROL.search(name)
     if control is not None:
         raise InvalidSubscriber(
-            f"{email}: the name has a control character (U+{ord(control):04X}); "
+            f"{email}: the name has a control character (U+{ord(control[0]):04X}); "
             "a name is one line of text"
         )
     if len(name) > MAX_NAME:
@@ -122,13 +125,12 @@ def _name(email: str, raw: str) -> str:
     return name
 
 
-def _check(email: str, kind: str, keys: frozenset[str] | None, known: Iterable[str]) -> None:
-    known_set = set(known)
-    unknown = sorted((keys or frozenset()) - known_set)
+def _check(email: str, kind: str, keys: frozenset[str] | None, known: Set[str]) -> None:
+    unknown = sorted((keys or frozenset()) - known)
     if unknown:
         raise InvalidSubscriber(
             f"{email}: unknown {kind}(s) {', '.join(unknown)} "
-            f"(known: {', '.join(sorted(known_set)) or 'none'})"
+            f"(known: {', '.join(sorted(known)) or 'none'})"
         )
 
 
@@ -147,9 +149,9 @@ def new_subscriber(
     address = _address(email)
     clean_name = _name(address, name)
     chosen_sections, chosen_digests = _keys(sections), _keys(digests)
-    _check(address, "section", chosen_sections, known_sections)
+    _check(address, "section", chosen_sections, set(known_sections))
     if known_digests is not None:
-        _check(address, "digest", chosen_digests, known_digests)
+        _check(address, "digest", chosen_digests, set(known_digests))
     return NewSubscriber(
         email=address,
         name=clean_name,
@@ -179,102 +181,169 @@ def _fields(line: str) -> list[str]:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    """A data line whose address is valid: the person it lists, or why they are not imported
+    (``problem``: the row is rejected; ``skipped``: left out on purpose). Whether an earlier
+    line listed the same address is for whoever reads the whole file to say (``first_line``
+    of a dictionary in memory, or the store's staging table for a long file)."""
+
+    line: int
+    email: str
+    key: str  # the address as the store compares it (``email_key``)
+    name: str = ""
+    sections: frozenset[str] | None = None
+    digests: frozenset[str] | None = None
+    problem: str = ""
+    skipped: str = ""
+
+    @property
+    def importable(self) -> bool:
+        return not (self.problem or self.skipped)
+
+    def person(self) -> NewSubscriber:
+        return NewSubscriber(
+            email=self.email, name=self.name, sections=self.sections, digests=self.digests
+        )
+
+
+def listed_twice(row: CsvRow, first: int) -> RowProblem:
+    """The problem of a row whose address line ``first`` listed already."""
+    return RowProblem(
+        row.line, f"{row.email}: listed twice (first on line {first}); only that row is read"
+    )
+
+
+class CsvReader:
+    """Reads a subscriber list line by line, holding one line at a time (see the module's
+    docstring for the rules). ``rows`` yields, per data line, a ``RowProblem`` (a line that is
+    not a row, or a bad address) or a ``CsvRow``; a bad header is one problem and the end.
+    ``lines`` counts the data lines read (blank lines and the header not counted)."""
+
+    def __init__(
+        self, *, known_sections: Iterable[str], known_digests: Iterable[str] | None = None
+    ) -> None:
+        self.known_sections = frozenset(known_sections)
+        self.known_digests = None if known_digests is None else frozenset(known_digests)
+        self.lines = 0
+        self._address = AddressNormaliser()
+        # A list has few distinct choices: each one's text read and checked once.
+        self._choices: dict[tuple[str, str], frozenset[str] | None] = {}
+
+    def _choice(self, email: str, kind: str, text: str) -> frozenset[str] | None:
+        """The keys of a ``sections`` or ``digests`` cell, checked (InvalidSubscriber)."""
+        try:
+            return self._choices[kind, text]
+        except KeyError:
+            pass
+        keys = _keys(text.split(KEY_SEPARATOR))
+        known = self.known_sections if kind == "section" else self.known_digests
+        if known is not None:
+            _check(email, kind, keys, known)
+        if len(self._choices) < _CHOICES:
+            self._choices[kind, text] = keys
+        return keys
+
+    def rows(self, lines: Iterable[str]) -> Iterator[CsvRow | RowProblem]:
+        """``lines`` are the file's lines in order, each with or without its line break."""
+        header: list[str] | None = None
+        for line, raw in enumerate(lines, 1):
+            if raw.endswith("\n"):
+                raw = raw[:-1]
+            if line == 1:
+                raw = raw.lstrip("\ufeff")
+            if not raw.replace(",", "").strip():
+                continue  # blank
+            if header is None:
+                try:
+                    header = [f.strip().lower() for f in _fields(raw)]
+                except _BadLine as e:
+                    yield RowProblem(line, f"the header: {e}")
+                    return
+                if "email" not in header:
+                    yield RowProblem(line, "the header must name an `email` column")
+                    return
+                continue
+            self.lines += 1
+            try:
+                fields = _fields(raw)
+            except _BadLine as e:
+                yield RowProblem(line, str(e))
+                continue
+            if len(fields) != len(header):
+                hint = (
+                    " (a value with a comma needs double quotes)"
+                    if len(fields) > len(header)
+                    else ""
+                )
+                yield RowProblem(
+                    line, f"{len(fields)} field(s) where the header has {len(header)}{hint}"
+                )
+                continue
+            yield self._row(dict(zip(header, map(restore_cell, fields), strict=True)), line)
+        if header is None:
+            yield RowProblem(1, "empty file: the header must name an `email` column")
+
+    def _row(self, row: Mapping[str, str], line: int) -> CsvRow | RowProblem:
+        raw = row.get("email", "")
+        try:
+            email = self._address(raw)
+        except InvalidAddress as e:
+            return RowProblem(line, f"{e.address!r}: {e.reason}")
+        key = email_key(email)
+        status_text = row.get("status", "").strip().lower()
+        if status_text:
+            try:
+                status = SubscriberStatus(status_text)
+            except ValueError:
+                statuses = ", ".join(s.value for s in SubscriberStatus)
+                return CsvRow(
+                    line,
+                    email,
+                    key,
+                    problem=f"{email}: unknown status {status_text!r} (statuses: {statuses})",
+                )
+            if status is not SubscriberStatus.ACTIVE:
+                return CsvRow(
+                    line,
+                    email,
+                    key,
+                    skipped=f"{email}: {status.value} in the file; only active rows import",
+                )
+        try:
+            name = _name(email, row.get("name", ""))
+            sections = self._choice(email, "section", row.get("sections", ""))
+            digests = self._choice(email, "digest", row.get("digests", ""))
+        except InvalidSubscriber as e:
+            return CsvRow(line, email, key, problem=str(e))
+        return CsvRow(line, email, key, name, sections, digests)
+
+
 def read_subscribers_csv(
     text: str, *, known_sections: Iterable[str], known_digests: Iterable[str] | None = None
 ) -> SubscriberList:
-    """Read a subscriber list, one row per line. Line numbers are those of the file."""
-    known_s, known_d = set(known_sections), None if known_digests is None else set(known_digests)
+    """Read a subscriber list held in memory, one row per line. Line numbers are those of the
+    file. (A long file is read line by line: ``digest.steps.imports``.)"""
+    reader = CsvReader(known_sections=known_sections, known_digests=known_digests)
     result = SubscriberList()
-    lines = _LINE_BREAK.split(text.lstrip("\ufeff"))
+    lines = _LINE_BREAK.split(text)
     if lines[-1] == "":
         lines.pop()  # the last line's end
-    header: list[str] | None = None
     first_line: dict[str, int] = {}
-    data_lines = 0
-    for line, raw in enumerate(lines, 1):
-        if not raw.replace(",", "").strip():
-            continue  # blank
-        if header is None:
-            try:
-                header = [f.strip().lower() for f in _fields(raw)]
-            except _BadLine as e:
-                result.problems.append(RowProblem(line, f"the header: {e}"))
-                return result
-            if "email" not in header:
-                result.problems.append(RowProblem(line, "the header must name an `email` column"))
-                return result
+    for item in reader.rows(lines):
+        if isinstance(item, RowProblem):
+            result.problems.append(item)
             continue
-        data_lines += 1
-        try:
-            fields = _fields(raw)
-        except _BadLine as e:
-            result.problems.append(RowProblem(line, str(e)))
-            continue
-        if len(fields) != len(header):
-            hint = (
-                " (a value with a comma needs double quotes)" if len(fields) > len(header) else ""
-            )
-            result.problems.append(
-                RowProblem(line, f"{len(fields)} field(s) where the header has {len(header)}{hint}")
-            )
-            continue
-        row = dict(zip(header, map(restore_cell, fields), strict=True))
-        _read_row(row, line, known_s, known_d, first_line, result)
-    if header is None and not result.problems:
-        result.problems.append(RowProblem(1, "empty file: the header must name an `email` column"))
-    return replace(result, lines=data_lines)
-
-
-def _read_row(
-    row: Mapping[str, str],
-    line: int,
-    known_sections: set[str],
-    known_digests: set[str] | None,
-    first_line: dict[str, int],
-    result: SubscriberList,
-) -> None:
-    raw = row.get("email", "")
-    try:
-        email = _address(raw)
-    except InvalidSubscriber as e:
-        result.problems.append(RowProblem(line, str(e)))
-        return
-    first = first_line.setdefault(email_key(email), line)
-    if first != line:
-        result.problems.append(
-            RowProblem(
-                line, f"{email}: listed twice (first on line {first}); only that row is read"
-            )
-        )
-        return
-    status_text = row.get("status", "").strip().lower()
-    if status_text:
-        try:
-            status = SubscriberStatus(status_text)
-        except ValueError:
-            statuses = ", ".join(s.value for s in SubscriberStatus)
-            result.problems.append(
-                RowProblem(line, f"{email}: unknown status {status_text!r} (statuses: {statuses})")
-            )
-            return
-        if status is not SubscriberStatus.ACTIVE:
-            result.skipped.append(
-                RowProblem(line, f"{email}: {status.value} in the file; only active rows import")
-            )
-            return
-    try:
-        person = new_subscriber(
-            email,
-            name=row.get("name", ""),
-            sections=row.get("sections", "").split(KEY_SEPARATOR),
-            digests=row.get("digests", "").split(KEY_SEPARATOR),
-            known_sections=known_sections,
-            known_digests=known_digests,
-        )
-    except InvalidSubscriber as e:
-        result.problems.append(RowProblem(line, str(e)))
-        return
-    result.people.append(person)
+        first = first_line.setdefault(item.key, item.line)
+        if first != item.line:
+            result.problems.append(listed_twice(item, first))
+        elif item.problem:
+            result.problems.append(RowProblem(item.line, item.problem))
+        elif item.skipped:
+            result.skipped.append(RowProblem(item.line, item.skipped))
+        else:
+            result.people.append(item.person())
+    return replace(result, lines=reader.lines)
 
 
 def parse_subscribers_csv(
@@ -289,18 +358,24 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_csv(
-    people: Iterable[Subscriber],
-    times: Mapping[int, tuple[datetime | None, datetime | None]] | None = None,
-) -> str:
-    """Subscribers as CSV with ``EXPORT_COLUMNS``, one line per subscriber (white space in a
-    value collapsed to single spaces) and every cell neutralised (``neutralise_cell``);
-    ``times`` gives each id's created_at and updated_at (missing: left empty)."""
+def export_lines(
+    rows: Iterable[tuple[Subscriber, datetime | None, datetime | None]],
+) -> Iterator[str]:
+    """Subscribers, each with when it was added and last changed, as lines of CSV with
+    ``EXPORT_COLUMNS`` (the header first): one line per subscriber (white space in a value
+    collapsed to single spaces), every cell neutralised (``neutralise_cell``). One line at a
+    time, so a list of any length is written in bounded memory."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for p in people:
-        created, updated = (times or {}).get(p.id, (None, None))
+
+    def line(cells: Iterable[str]) -> str:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow(cells)
+        return buf.getvalue()
+
+    yield line(EXPORT_COLUMNS)
+    for p, created, updated in rows:
         cells = [
             p.email,
             p.name,
@@ -311,5 +386,13 @@ def export_csv(
             _when(created),
             _when(updated),
         ]
-        writer.writerow([neutralise_cell(" ".join(c.split())) for c in cells])
-    return buf.getvalue()
+        yield line(neutralise_cell(" ".join(c.split())) for c in cells)
+
+
+def export_csv(
+    people: Iterable[Subscriber],
+    times: Mapping[int, tuple[datetime | None, datetime | None]] | None = None,
+) -> str:
+    """``export_lines`` of ``people`` as one text; ``times`` gives each id's created_at and
+    updated_at (missing: left empty)."""
+    return "".join(export_lines((p, *(times or {}).get(p.id, (None, None))) for p in people))

@@ -7,7 +7,7 @@ key; failures of the outside world exit with 1 and say whether a retry helps."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,7 +191,8 @@ def flows_api() -> Iterator[None]:
 @contextmanager
 def progress_bars() -> Iterator[None]:
     """A progress bar on stderr per long step running in this process (a section's gather, a
-    delivery with its rate), only when stderr is a terminal: nothing in logs, CI or tests."""
+    delivery or an import with its rate), only when stderr is a terminal: nothing in logs, CI
+    or tests."""
     if not err.is_terminal:
         yield
         return
@@ -217,7 +218,7 @@ def progress_bars() -> Iterator[None]:
             tasks[e.task] = (bars.add_task(e.task, total=e.total, extra=""), time.monotonic())
         task, started = tasks[e.task]
         extra = [e.note] if e.note else []
-        if e.task.startswith("deliver"):
+        if e.task.startswith(("deliver", "import")):
             seconds = time.monotonic() - started
             extra.append(f"{e.done / seconds:.0f}/s" if seconds > 0 else "")
         if e.failed:
@@ -226,20 +227,6 @@ def progress_bars() -> Iterator[None]:
 
     with bars, listening(show):
         yield
-
-
-@contextmanager
-def counting_bar(description: str, total: int) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr for ``total`` units, when stderr is a terminal: yields the
-    callable to tell it how many are done (None when there is no terminal to show it on)."""
-    if not err.is_terminal:
-        yield None
-        return
-    from rich.progress import Progress
-
-    with Progress(console=err, transient=True) as bars:
-        task = bars.add_task(description, total=total)
-        yield lambda done: bars.update(task, completed=done)
 
 
 def when_text(value: datetime | None) -> str:

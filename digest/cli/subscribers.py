@@ -14,10 +14,10 @@ from rich.table import Table
 from digest.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
-    counting_bar,
     err,
     fail,
     out,
+    progress_bars,
     settings_from,
     store_for,
     subscribers_app,
@@ -74,38 +74,48 @@ def subscribers_import(
     never re-subscribes anyone, only double opt-in does. A row is one line with as many fields
     as the header; bad rows (a stray quote, a wrong number of fields, a bad address or name) are
     reported with their line and the others imported; the exit code is then 1."""
-    from digest.audience.csv_import import read_subscribers_csv
+    from digest.steps.imports import KEEP, UnreadableList, import_subscribers_file
 
     settings = settings_from(config)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise fail(f"{file}: cannot read: {e}", 2) from None
-    rows = read_subscribers_csv(
-        text, known_sections=settings.sections, known_digests=settings.digests
-    )
-    for p in rows.problems:
-        err.print(f"{file}:{p.line}: {p.message}", markup=False, soft_wrap=True)
-    for s in rows.skipped:
-        out.print(f"{file}:{s.line}: skipped: {s.message}", soft_wrap=True)
-    with (
-        store_for(settings) as store,
-        counting_bar("importing subscribers", len(rows.people)) as progress,
-    ):
-        counts = store.import_subscribers(
-            rows.people, now=datetime.now(UTC), source=f"import:{file.name}", progress=progress
+    with store_for(settings) as store, progress_bars():
+        try:
+            report = import_subscribers_file(
+                store,
+                file,
+                known_sections=settings.sections,
+                known_digests=settings.digests,
+                now=datetime.now(UTC),
+                source=f"import:{file.name}",
+            )
+        except (OSError, UnreadableList) as e:
+            raise fail(f"{file}: cannot read: {e}", 2) from None
+    for p in report.problems:
+        # emoji=False: a line number of 100 is not Rich's ":100:" emoji.
+        err.print(f"{file}:{p.line}: {p.message}", markup=False, emoji=False, soft_wrap=True)
+    if report.rejected > len(report.problems):
+        err.print(
+            f"{file}: {report.rejected - len(report.problems)} more rejected line(s) not shown "
+            f"(the first {KEEP} are)",
+            markup=False,
+            soft_wrap=True,
         )
-    unchanged = len(rows.people) - counts.added - counts.updated - counts.kept_unsubscribed
+    for s in report.skipped_rows:
+        out.print(f"{file}:{s.line}: skipped: {s.message}", emoji=False, soft_wrap=True)
+    if report.skipped > len(report.skipped_rows):
+        out.print(
+            f"{file}: {report.skipped - len(report.skipped_rows)} more skipped line(s) not shown",
+            soft_wrap=True,
+        )
     # Every data line is counted once: added, updated, unchanged, kept, skipped or rejected.
     summary = (
-        f"{rows.lines} data line(s): "
-        f"{counts.added} added, {counts.updated} updated, {unchanged} unchanged, "
-        f"{counts.kept_unsubscribed} kept as they were (not active: not re-subscribed)"
+        f"{report.lines} data line(s): "
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.kept} kept as they were (not active: not re-subscribed)"
     )
-    if rows.skipped:
-        summary += f", {len(rows.skipped)} skipped (not active in the file)"
-    out.print(f"{summary}, {len(rows.problems)} rejected", soft_wrap=True)
-    if rows.problems:
+    if report.skipped:
+        summary += f", {report.skipped} skipped (not active in the file)"
+    out.print(f"{summary}, {report.rejected} rejected", soft_wrap=True)
+    if report.rejected:
         raise typer.Exit(1)
 
 
@@ -126,22 +136,23 @@ def subscribers_export(
     gets a single quote in front (OWASP's advice); `import` reads it back as it was, taking
     only the active rows. The file holds personal data: it is created readable by its owner
     only."""
-    from digest.audience.csv_import import export_csv
+    from digest.audience.csv_import import export_lines
 
     settings = settings_from(config)
     with store_for(settings) as store:
-        people = store.subscribers(status or None)
-        text = export_csv(people, _subscriber_times(store))
-    if out_file is None:
-        sys.stdout.write(text)
-        return
-    try:
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-    except OSError as e:
-        raise fail(f"{out_file}: cannot write: {e}", 2) from None
-    out.print(f"Wrote {len(people)} subscriber(s) to {out_file}")
+        if out_file is None:
+            sys.stdout.writelines(export_lines(store.export_subscribers(status or None)))
+            return
+        written = 0
+        try:
+            fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8", newline="") as f:
+                for line in export_lines(store.export_subscribers(status or None)):
+                    f.write(line)
+                    written += 1
+        except OSError as e:
+            raise fail(f"{out_file}: cannot write: {e}", 2) from None
+    out.print(f"Wrote {written - 1} subscriber(s) to {out_file}")
 
 
 @subscribers_app.command("list")

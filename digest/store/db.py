@@ -1,9 +1,10 @@
 """The store's one class: every stage's database access, put together from one part per area.
 
 Each part lives in its own module: ``sources``, ``articles``, ``editions``, ``subscribers``,
-``ledger`` (deliveries), ``locks``, ``campaigns``, ``clicks``; ``base`` opens the database. Rows
-hold the whole normalised object as JSON (``body``) beside the columns that queries need, so the
-pure stages work with models and never with rows. Methods are plain and their transactions short.
+``imports`` (subscribers in bulk), ``ledger`` (deliveries), ``locks``, ``campaigns``,
+``clicks``; ``base`` opens the database. Rows hold the whole normalised object as JSON
+(``body``) beside the columns that queries need, so the pure stages work with models and never
+with rows. Methods are plain and their transactions short.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from digest.store.articles import ArticleStore
 from digest.store.campaigns import CampaignStore
 from digest.store.clicks import ClickStore
 from digest.store.editions import EditionStore
+from digest.store.imports import ImportStore
 from digest.store.ledger import LedgerStore
 from digest.store.locks import LockStore
 from digest.store.sources import SourceStore
@@ -24,6 +26,7 @@ class Store(
     EditionStore,
     LedgerStore,
     SubscriberStore,
+    ImportStore,
     LockStore,
     CampaignStore,
     ClickStore,

@@ -1,11 +1,12 @@
-"""Subscribers in the store: adding and importing them, their choices, their status with its
-audit trail, soft bounces, and providers' webhook events applied once."""
+"""Subscribers in the store: adding them, their choices, their status with its audit trail,
+soft bounces, and providers' webhook events applied once. (Importing and exporting them in
+bulk: ``imports``.)"""
 
 from __future__ import annotations
 
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,42 +60,6 @@ class SubscriberStore(StoreBase):
             source=row.source,
             token_id=row.token_id,
         )
-
-    def import_subscribers(
-        self,
-        people: Sequence[NewSubscriber],
-        *,
-        now: datetime,
-        source: str = "import",
-        progress: Callable[[int], None] | None = None,
-    ) -> ImportCounts:
-        """Add or update subscribers by address (an idempotent upsert). Anyone not active stays
-        as they are: an import never re-subscribes an address that left, bounced, complained,
-        paused or has not confirmed; only double opt-in does. ``progress`` hears how many
-        people were done, every ``IMPORT_STEP`` and at the end."""
-        added = updated = kept = 0
-        with self.engine.begin() as c:
-            for n, p in enumerate(people, 1):
-                email = p.email.strip()
-                row = self._row_by_email(c, email)
-                sections, digests = _keys(p.sections), _keys(p.digests)
-                if row is None:
-                    self._insert_subscriber(
-                        c, p, SubscriberStatus.ACTIVE, source, now, f"added by {source}"
-                    )
-                    added += 1
-                elif row.status != SubscriberStatus.ACTIVE.value:
-                    kept += 1
-                elif (row.name, row.sections, row.digests) != (p.name, sections, digests):
-                    c.execute(
-                        sa.update(t.subscribers)
-                        .where(t.subscribers.c.id == row.id)
-                        .values(name=p.name, sections=sections, digests=digests, updated_at=now)
-                    )
-                    updated += 1
-                if progress and (n % IMPORT_STEP == 0 or n == len(people)):
-                    progress(n)
-        return ImportCounts(added=added, updated=updated, kept_unsubscribed=kept)
 
     @staticmethod
     def _row_by_email(c: sa.Connection, email: str) -> Any:

@@ -1,0 +1,240 @@
+"""Subscriber lists imported in chunks (``digest.steps.imports`` over ``Store.subscriber_import``)
+and exported page by page, on SQLite and PostgreSQL: the same answers as the list read whole,
+whatever the chunk size, and idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.audience.csv_import import read_subscribers_csv
+from digest.models import NewSubscriber, SubscriberStatus
+from digest.steps.imports import KEEP, ImportReport, import_subscribers_file
+from digest.steps.progress import Progress
+from digest.store import Store
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+SECTIONS = {"diplomacy-watch", "qiosk", "analysis"}
+DIGESTS = {"weekly", "daily"}
+
+# Every kind of line, some on both sides of any chunk edge.
+MIXED = (
+    "email,name,sections,digests,status\n"
+    "a@example.org,Ana,,,\n"  # 2
+    "b@example.org,Bo,qiosk,weekly,\n"  # 3
+    "A@EXAMPLE.org,Ana again,,,\n"  # 4: twice (2)
+    'c@example.org,"Cat,,,\n'  # 5: a stray quote
+    "\n"  # 6: blank
+    "d@example.org,Dee,sport,,\n"  # 7: unknown section
+    "e@example.org,Eve,,,unsubscribed\n"  # 8: skipped
+    "not-an-address,X,,,\n"  # 9
+    "d@example.org,Dee,qiosk,,\n"  # 10: twice (7, whose row was rejected)
+    "e@example.org,Eve,,,\n"  # 11: twice (8, skipped)
+    "f@example.org,Fay,,daily,\n"  # 12
+    "ｂ@example.org,Bo again,,,\n"  # 13: twice (3), as NFKC sees it
+    "g@example.org,Gil,,,gone\n"  # 14: unknown status
+    "h@example.org,Hal,analysis;qiosk,,\n"  # 15
+    "f@example.org,Fay,,,\n"  # 16: twice (12)
+)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.open(db_url)
+    yield s
+    s.close()
+
+
+def run(store: Store, path: Path, chunk: int = 10_000, **kwargs: object) -> ImportReport:
+    return import_subscribers_file(
+        store,
+        path,
+        known_sections=SECTIONS,
+        known_digests=DIGESTS,
+        now=NOW,
+        source=f"import:{path.name}",
+        chunk=chunk,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def snapshot(store: Store) -> list[tuple[object, ...]]:
+    return [
+        (p.email, p.name, p.status, p.sections, p.digests, p.source, created, updated)
+        for p, created, updated in store.export_subscribers()
+    ]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 100])
+def test_any_chunk_size_reads_the_list_as_a_whole_reading_does(
+    store: Store, tmp_path: Path, chunk: int
+) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(MIXED, encoding="utf-8")
+    whole = read_subscribers_csv(MIXED, known_sections=SECTIONS, known_digests=DIGESTS)
+    report = run(store, path, chunk)
+    assert [(p.line, p.message) for p in report.problems] == [
+        (p.line, p.message) for p in whole.problems
+    ]
+    assert [(s.line, s.message) for s in report.skipped_rows] == [
+        (s.line, s.message) for s in whole.skipped
+    ]
+    assert [p.line for p in report.problems] == [4, 5, 7, 9, 10, 11, 13, 14, 16]
+    assert "(first on line 7)" in report.problems[4].message  # its first row was rejected
+    assert "(first on line 8)" in report.problems[5].message  # its first row was skipped
+    assert "(first on line 3)" in report.problems[6].message
+    assert (report.lines, report.added, report.updated, report.unchanged) == (14, 4, 0, 0)
+    assert report.skipped + report.rejected + report.added == report.lines
+    stored = {p.email: p for p in store.subscribers()}
+    assert [p.email for p in store.subscribers()] == [p.email for p in whole.people]
+    assert stored["b@example.org"].sections == {"qiosk"}
+    assert stored["b@example.org"].digests == {"weekly"}
+    assert stored["h@example.org"].sections == {"analysis", "qiosk"}
+    assert stored["a@example.org"].name == "Ana"  # the first row, not the second
+    for person in stored.values():
+        [event] = store.subscriber_events(person.id)
+        assert (event["old_status"], event["new_status"]) == (None, "active")
+        assert event["cause"] == "added by import:list.csv" and event["at"] == NOW
+
+
+def test_a_bad_line_at_a_chunk_edge_costs_that_line_only(store: Store, tmp_path: Path) -> None:
+    lines = ["email,name"] + [f"r{i}@example.org,R {i}" for i in range(1, 13)]
+    for bad in (4, 5, 9):  # the last of the first chunk, the first of the second, a lone one
+        lines[bad] = f'r{bad}@example.org,"R {bad}'
+    path = tmp_path / "edge.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = run(store, path, chunk=4)
+    assert [p.line for p in report.problems] == [5, 6, 10]
+    assert (report.lines, report.added, report.rejected) == (12, 9, 3)
+    assert {p.name for p in store.subscribers()} == {
+        f"R {i}" for i in range(1, 13) if i not in (4, 5, 9)
+    }
+
+
+def test_an_address_listed_again_chunks_later_is_one_subscriber(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [f"p{i}@example.org,P {i}" for i in range(1, 31)]
+    rows[24] = "P3@Example.org,Someone else"  # line 26, three chunks after line 4
+    path = tmp_path / "again.csv"
+    path.write_text("email,name\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    report = run(store, path, chunk=5)
+    assert [(p.line, p.message) for p in report.problems] == [
+        (26, "P3@example.org: listed twice (first on line 4); only that row is read")
+    ]
+    assert report.added == 29
+    assert store.subscriber_by_email("p3@example.org").name == "P 3"  # type: ignore[union-attr]
+
+
+def test_existing_subscribers_are_updated_kept_or_left_as_today(
+    store: Store, tmp_path: Path
+) -> None:
+    store.import_subscribers(
+        [
+            NewSubscriber(email="same@example.org", name="Same"),
+            NewSubscriber(email="moved@example.org", name="Old", sections=frozenset({"qiosk"})),
+            NewSubscriber(email="left@example.org", name="Left"),
+            NewSubscriber(email="bounced@example.org"),
+        ],
+        now=NOW,
+    )
+    later = NOW + timedelta(days=1)
+    for email, status in (
+        ("left@example.org", SubscriberStatus.UNSUBSCRIBED),
+        ("bounced@example.org", SubscriberStatus.BOUNCED),
+    ):
+        person = store.subscriber_by_email(email)
+        assert person is not None
+        store.set_subscriber_status(person.id, status, now=later, cause="test")
+    path = tmp_path / "update.csv"
+    path.write_text(
+        "email,name,sections\n"
+        "same@example.org,Same,\n"
+        "moved@example.org,New,analysis\n"
+        "left@example.org,Left again,\n"
+        "BOUNCED@example.org,,\n"
+        "new@example.org,New,\n",
+        encoding="utf-8",
+    )
+    report = import_subscribers_file(
+        store,
+        path,
+        known_sections=SECTIONS,
+        known_digests=None,
+        now=later,
+        source="import:update.csv",
+        chunk=2,
+    )
+    assert (report.added, report.updated, report.unchanged, report.kept) == (1, 1, 1, 2)
+    people = {p.email: p for p in store.subscribers()}
+    assert (people["moved@example.org"].name, people["moved@example.org"].sections) == (
+        "New",
+        {"analysis"},
+    )
+    assert people["left@example.org"].status is SubscriberStatus.UNSUBSCRIBED
+    assert people["left@example.org"].name == "Left"
+    assert people["bounced@example.org"].status is SubscriberStatus.BOUNCED
+    assert people["new@example.org"].source == "import:update.csv"
+    times = {p.email: (c, u) for p, c, u in store.export_subscribers()}
+    assert times["moved@example.org"] == (NOW, later)
+    assert times["same@example.org"] == (NOW, NOW)  # unchanged: not touched
+
+
+def test_25000_rows_twice_change_nothing_the_second_time(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as f:
+        f.write("email,name,sections,digests\n")
+        for i in range(25_000):
+            sections = "qiosk;analysis" if i % 3 == 0 else ""
+            f.write(f"reader{i}@example.org,Reader {i},{sections},{'weekly' * (i % 2)}\n")
+    first = run(store, path)
+    assert (first.lines, first.added, first.rejected) == (25_000, 25_000, 0)
+    before = snapshot(store)
+    again = run(store, path)
+    assert (again.added, again.updated, again.kept, again.unchanged) == (0, 0, 0, 25_000)
+    assert snapshot(store) == before
+    assert len(before) == 25_000 and before[3][3] == {"qiosk", "analysis"}
+
+
+def test_problems_are_kept_in_full_up_to_a_limit_and_counted_beyond(
+    store: Store, tmp_path: Path
+) -> None:
+    lines = ["email"] + [f"bad-{i}" if i % 2 else f"ok{i}@example.org" for i in range(400)]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = run(store, path, chunk=50)
+    assert report.rejected == 200 and len(report.problems) == KEEP
+    assert [p.line for p in report.problems] == [i + 2 for i in range(1, 2 * KEEP, 2)]
+    assert report.added == 200
+
+
+def test_the_progress_hook_hears_lines_read_of_the_file(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email\n" + "".join(f"p{i}@example.org\n" for i in range(25)), "utf-8")
+    heard: list[Progress] = []
+    run(store, path, chunk=10, hook=heard.append)
+    assert {e.task for e in heard} == {"import list.csv"}
+    assert {e.total for e in heard} == {26}
+    done = [e.done for e in heard]
+    assert done[0] == 0 and done[-1] == 26 and done == sorted(done) and len(set(done)) >= 4
+    assert heard[-1].note == "25 added"
+
+
+def test_export_reads_every_subscriber_page_by_page(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.store import imports
+
+    monkeypatch.setattr(imports, "EXPORT_PAGE", 3)
+    store.import_subscribers([NewSubscriber(email=f"x{i}@example.org") for i in range(10)], now=NOW)
+    first = store.subscriber_by_email("x0@example.org")
+    assert first is not None
+    store.set_subscriber_status(first.id, SubscriberStatus.PAUSED, now=NOW)
+    assert [p.email for p, _, _ in store.export_subscribers()] == [
+        f"x{i}@example.org" for i in range(10)
+    ]
+    active = [p.email for p, _, _ in store.export_subscribers([SubscriberStatus.ACTIVE])]
+    assert active == [f"x{i}@example.org" for i in range(1, 10)]
