@@ -198,7 +198,7 @@ def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int
         now = NOW + timedelta(minutes=1)
         with rss, delivery_lock(store, edition) as owner:
             started = time.perf_counter()
-            prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+            prepare_delivery(settings, store, edition, now=now)
             deliver(settings, store, edition, variants, now=now, owner=owner)
             counts = finish_delivery(store, edition, now=now)
             elapsed = time.perf_counter() - started
