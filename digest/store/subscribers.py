@@ -354,9 +354,11 @@ class SubscriberStore(StoreBase):
         small lists only; what goes through everyone reads :meth:`subscriber_pages`."""
         return [p for page in self.subscriber_pages(digest=digest) for p in page]
 
-    def _pages(self, q: sa.Select[Any], size: int) -> Iterator[list[Any]]:
-        """``q``'s rows (it selects ``subscribers.id``) in keyset pages of ``size`` by id, each
-        page read in its own short transaction: nothing is held open between pages."""
+    def _pages(self, q: sa.Select[Any], size: int | None) -> Iterator[list[Any]]:
+        """``q``'s rows (it selects ``subscribers.id``) in keyset pages of ``size`` (default
+        :data:`PAGE`) by id, each read in its own short transaction: nothing is held open
+        between pages, and a page's rows are all this holds."""
+        size = size or PAGE
         sid = t.subscribers.c.id
         after: int | None = None
         while True:
@@ -378,11 +380,12 @@ class SubscriberStore(StoreBase):
         *,
         digest: str | None = None,
         unsent_in: str | None = None,
-        size: int = PAGE,
+        size: int | None = None,
     ) -> Iterator[list[Subscriber]]:
         """Subscribers in ``statuses`` (default: active; None: all), oldest first, a page of at
-        most ``size`` at a time; only those receiving ``digest`` when one is named, and only
-        those the ledger of edition ``unsent_in`` has not recorded as submitted when given."""
+        most ``size`` (default :data:`PAGE`) at a time; only those receiving ``digest`` when
+        one is named, and only those the ledger of edition ``unsent_in`` has not recorded as
+        submitted when given."""
         q = sa.select(t.subscribers)
         if statuses is not None:
             q = q.where(t.subscribers.c.status.in_([s.value for s in statuses]))
@@ -399,7 +402,7 @@ class SubscriberStore(StoreBase):
             yield people if digest is None else [p for p in people if p.receives(digest)]
 
     def choice_pages(
-        self, digest: str | None = None, *, size: int = PAGE
+        self, digest: str | None = None, *, size: int | None = None
     ) -> Iterator[list[tuple[int, frozenset[str] | None]]]:
         """Each active subscriber's id and chosen sections (None: every section), receiving
         ``digest`` when one is named, a page of at most ``size`` rows at a time, by id: what
