@@ -248,20 +248,7 @@ class LedgerStore(SubscriberStore):
         still_sending = t.deliveries.c.status == DeliveryStatus.SENDING.value
         with self.engine.begin() as c:
             if done:
-                c.execute(
-                    sa.update(t.deliveries)
-                    .where(t.deliveries.c.id == sa.bindparam("b_id"), still_sending)
-                    .values(
-                        status=DeliveryStatus.SUBMITTED.value,
-                        provider_id=sa.bindparam("b_provider_id"),
-                        submitted_at=now,
-                        failure=None,
-                        error=None,
-                        next_attempt_at=None,
-                        updated_at=now,
-                    ),
-                    done,
-                )
+                self._mark_submitted(c, done, now)
             if failed:
                 c.execute(
                     sa.update(t.deliveries)
@@ -293,6 +280,32 @@ class LedgerStore(SubscriberStore):
                 causes=causes,
                 only_from=SubscriberStatus.ACTIVE,
             )
+
+    @staticmethod
+    def _mark_submitted(c: sa.Connection, done: list[dict[str, Any]], now: datetime) -> None:
+        """Rows still ``sending`` become submitted with their provider's ids. The run records
+        every batch of an edition, so this is on the send path's clock: one plain statement
+        the driver runs for every row on SQLite, one statement for the batch (arrays
+        unnested) on PostgreSQL, the values already as the driver takes them."""
+        stamp = t.deliveries.c.updated_at.type
+        to_db = stamp.dialect_impl(c.dialect).bind_processor(c.dialect)
+        at = to_db(now) if to_db else now
+        submitted, sending = DeliveryStatus.SUBMITTED.value, DeliveryStatus.SENDING.value
+        rest = "failure = NULL, error = NULL, next_attempt_at = NULL"
+        if c.dialect.name == "postgresql":
+            c.exec_driver_sql(
+                f"UPDATE deliveries SET status = '{submitted}', provider_id = u.pid, "
+                f"submitted_at = %s, updated_at = %s, {rest} "
+                "FROM unnest(%s::integer[], %s::text[]) AS u(id, pid) "
+                f"WHERE deliveries.id = u.id AND deliveries.status = '{sending}'",
+                (at, at, [d["b_id"] for d in done], [d["b_provider_id"] for d in done]),
+            )
+            return
+        c.exec_driver_sql(
+            f"UPDATE deliveries SET status = '{submitted}', provider_id = ?, submitted_at = ?, "
+            f"updated_at = ?, {rest} WHERE id = ? AND status = '{sending}'",
+            [(d["b_provider_id"], at, at, d["b_id"]) for d in done],
+        )
 
     def mark_skipped(self, delivery_ids: Iterable[int], reason: str, *, now: datetime) -> None:
         ids = list(delivery_ids)

@@ -366,7 +366,7 @@ class SubscriberStore(StoreBase):
             if after is not None:
                 page = page.where(sid > after)
             with self.engine.connect() as c:
-                rows = c.execute(page).all()
+                rows = list(c.execute(page))
             if not rows:
                 return
             yield rows
