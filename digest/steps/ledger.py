@@ -147,8 +147,8 @@ def prepare_delivery(
     settings: Settings, store: Store, edition: Edition, *, now: datetime
 ) -> DeliveryReport:
     """Write the ledger before sending anything: one row per (edition, subscriber) for the
-    digest's active subscribers, read from the store and written a page at a time (one
-    transaction each), so memory does not grow with the list; a crash between pages leaves
+    digest's active subscribers, written a page at a time (one transaction each:
+    ``write_ledger``), so memory does not grow with the list; a crash between pages leaves
     rows a re-run completes (rows already there are kept as they are).
 
     Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
@@ -160,17 +160,19 @@ def prepare_delivery(
     sending) edition starts sending: any other raises
     :class:`~digest.errors.EditionStateError`, rows unwritten.
     """
-    write = store.edition_status(edition.id) is not EditionStatus.SENT
-    if write:
+
+    def wanted(chosen: frozenset[str] | None) -> bool:
+        return variant_key(edition, chosen) != frozenset()
+
+    report = DeliveryReport(edition.id)
+    if store.edition_status(edition.id) is not EditionStatus.SENT:
         # Only an approved (or sending) edition starts sending: a rejected one never does,
         # even when the rejection came after this run read it (EditionStateError).
         store.change_edition_status(edition.id, EditionAction.START_SENDING, now=now)
-    report = DeliveryReport(edition.id)
-    for page in store.choice_pages(edition.digest):
-        wanted = [sid for sid, chosen in page if variant_key(edition, chosen) != frozenset()]
-        report.skipped += len(page) - len(wanted)
-        if write and wanted:
-            store.create_deliveries(edition.id, wanted, now=now)
+        report.skipped = store.write_ledger(edition.id, edition.digest, wanted, now=now)
+    else:
+        for page in store.choice_pages(edition.digest):
+            report.skipped += sum(not wanted(chosen) for _, chosen in page)
     root = journal_root(settings)
     settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
     # What the journals say went out, the crashed run sent: recovered, not submitted by this one.

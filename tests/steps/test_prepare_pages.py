@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from digest.delivery.memory import MemoryProvider
 from digest.models import DeliveryStatus, Edition, NewSubscriber, SubscriberStatus
 from digest.render.variants import variant_key
+from digest.steps import ledger as ledger_steps
 from digest.steps.compose import approve, compose
 from digest.steps.deliver import deliver_dry
 from digest.steps.ledger import delivery_lock, prepare_delivery
@@ -103,21 +104,21 @@ def test_a_crash_between_pages_is_completed_by_the_next_run(
     monkeypatch.setattr(subscriber_store, "PAGE", 5)
     settings, store, edition = _publication(make_settings, db_url, 40)
     wanted, skipped = _whole_list(store, edition)
-    write = store.create_deliveries
     calls: list[int] = []
 
-    def crash_on_third(edition_id: str, ids: Any, *, now: datetime) -> int:
+    def crash_on_the_tenth(edition: Edition, chosen: frozenset[str] | None) -> Any:
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 10:  # in the third page
             raise OSError("the run was killed here")
-        return write(edition_id, ids, now=now)
+        return variant_key(edition, chosen)
 
-    monkeypatch.setattr(store, "create_deliveries", crash_on_third)
+    monkeypatch.setattr(ledger_steps, "variant_key", crash_on_the_tenth)
     with pytest.raises(OSError), delivery_lock(store, edition):
         prepare_delivery(settings, store, edition, now=NOW)
     written = _ledger(store, edition.id)
     assert written and set(written) < wanted, "the pages before the crash are written"
-    monkeypatch.setattr(store, "create_deliveries", write)
+    assert max(written) < min(wanted - set(written)), "whole pages, in order"
+    monkeypatch.setattr(ledger_steps, "variant_key", variant_key)
     with delivery_lock(store, edition):
         report = prepare_delivery(settings, store, edition, now=NOW + timedelta(minutes=1))
     assert _ledger(store, edition.id) == dict.fromkeys(wanted, DeliveryStatus.PENDING.value)
