@@ -172,15 +172,10 @@ def store_urls(kind: str, work: Path) -> Iterator[Any]:
         yield lambda n: postgres.create_database(base, f"scale_{n}")
 
 
-def ours_peak(results: list[dict[str, Any]]) -> float:
-    """The largest high-water mark of our processes (the Prefect API server left out)."""
-    return max(
-        v
-        for r in results
-        for peaks in (r["import_peak_rss_mb"], r["run_peak_rss_mb"])
-        for role, v in peaks.items()
-        if role != "prefect api server"
-    )
+def ours_peak(results: list[dict[str, Any]], key: str) -> float:
+    """The largest high-water mark of our processes under ``key`` (``import_peak_rss_mb`` or
+    ``run_peak_rss_mb``), the Prefect API server left out."""
+    return max(v for r in results for role, v in r[key].items() if role != "prefect api server")
 
 
 def main() -> None:
@@ -214,18 +209,22 @@ def main() -> None:
                 for size in checkpoints:
                     messages = min(size, args.source_messages)
                     results.append(checkpoint(kind, size, url_for(size), work, port, messages))
-    growth: dict[str, float] = {}
-    for kind in stores:
-        mine = [r for r in results if r["store"] == kind]
-        small, big = mine[0], mine[-1]
-        growth[kind] = round(ours_peak([big]) / ours_peak([small]), 3)
-    peak = ours_peak(results)
-    print(
-        f"peak RSS of any of our processes {peak:.0f} MB (target < {TARGET_RSS_MB}); largest at "
-        f"{checkpoints[-1]:,} over largest at {checkpoints[0]:,}: "
-        + ", ".join(f"{k} {v:.2f}x" for k, v in growth.items())
-        + " (target within 1.10x)"
-    )
+    growth: dict[str, dict[str, float]] = {}
+    peaks: dict[str, float] = {}
+    for step in ("import", "run"):
+        key = f"{step}_peak_rss_mb"
+        peaks[step] = ours_peak(results, key)
+        for kind in stores:
+            mine = [r for r in results if r["store"] == kind]
+            ratio = ours_peak(mine[-1:], key) / ours_peak(mine[:1], key)
+            growth.setdefault(step, {})[kind] = round(ratio, 3)
+        print(
+            f"{step}: peak RSS of any of our processes {peaks[step]:.0f} MB "
+            f"(target < {TARGET_RSS_MB}); largest at {checkpoints[-1]:,} over largest at "
+            f"{checkpoints[0]:,}: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in growth[step].items())
+            + " (target within 1.10x)"
+        )
     print(
         json.dumps(
             {
@@ -234,7 +233,7 @@ def main() -> None:
                 "checkpoints": checkpoints,
                 "sessions": SESSIONS,
                 "target_ratio": TARGET_RATIO,
-                "peak_rss_mb": peak,
+                "peak_rss_mb": peaks,
                 "target_rss_mb": TARGET_RSS_MB,
                 "rss_growth": growth,
                 "results": results,
