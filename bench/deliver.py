@@ -24,14 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,120 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The project is imported inside ``ours``: worker processes start by importing this file, and
 # should pay only for what a worker of a real run imports.
 
+from bench.support import SESSIONS, TreeRss, free_port, smtp_source, start_sink
+
 RUNS = 3
-SESSIONS = 4
-SIZE = 81920
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
-SBIN = ("/usr/sbin", "/usr/local/sbin")
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or next(
-        (f"{d}/{name}" for d in SBIN if os.access(f"{d}/{name}", os.X_OK)), None
-    )
-    if not found:
-        sys.exit(f"{name} not found: install Postfix's tools (Debian: apt-get install postfix)")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sink(port: int) -> subprocess.Popen[bytes]:
-    cmd = [tool("smtp-sink")]
-    if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]  # smtp-sink refuses to run as root without dropping to a user
-    sink = subprocess.Popen([*cmd, f"127.0.0.1:{port}", "1024"], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return sink
-        except OSError:
-            if sink.poll() is not None:
-                err = sink.stderr.read().decode() if sink.stderr else ""
-                sys.exit(f"smtp-sink did not start: {err}")
-            time.sleep(0.05)
-    sink.kill()
-    sys.exit("smtp-sink did not start listening")
-
-
-def smtp_source(port: int, messages: int) -> float:
-    """Messages per second of smtp-source at 4 sessions."""
-    cmd = [tool("smtp-source"), "-s", str(SESSIONS), "-d", "-l", str(SIZE), "-m", str(messages)]
-    started = time.perf_counter()
-    subprocess.run([*cmd, f"127.0.0.1:{port}"], check=True)
-    return messages / (time.perf_counter() - started)
-
-
-class TreeRss:
-    """Samples the resident set of this process and its children (the workers)."""
-
-    def __init__(self) -> None:
-        self.main = 0
-        self.worker = 0
-        self.total = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _kb(path: str, field: str) -> int:
-        """A ``Field:   123 kB`` line of a /proc file; 0 when the process is gone."""
-        try:
-            with open(path) as f:
-                for line in f:
-                    if line.startswith(field):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def _rss_kb(self, pid: int) -> int:
-        return self._kb(f"/proc/{pid}/status", "VmRSS:")
-
-    def _pss_kb(self, pid: int) -> int:
-        """Proportional set size: pages shared with other processes (a forked worker shares
-        most of the fork server's) counted once across them, not once per process."""
-        return self._kb(f"/proc/{pid}/smaps_rollup", "Pss:")
-
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        out = []
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-        return out
-
-    def _descendants(self, pid: int) -> list[int]:
-        """Children, and theirs: workers are children of the fork server, not of this run."""
-        out, todo = [], self._children(pid)
-        while todo:
-            child = todo.pop()
-            out.append(child)
-            todo += self._children(child)
-        return out
-
-    def _run(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(0.02):
-            others = self._descendants(me)
-            self.main = max(self.main, self._rss_kb(me))
-            self.worker = max([self.worker, *(self._rss_kb(c) for c in others)])
-            self.total = max(self.total, sum(self._pss_kb(p) for p in [me, *others]))
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int], float]:
@@ -198,7 +83,7 @@ def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int
         now = NOW + timedelta(minutes=1)
         with rss, delivery_lock(store, edition) as owner:
             started = time.perf_counter()
-            prepare_delivery(settings, store, edition, store.active_subscribers(), now=now)
+            prepare_delivery(settings, store, edition, now=now)
             deliver(settings, store, edition, variants, now=now, owner=owner)
             counts = finish_delivery(store, edition, now=now)
             elapsed = time.perf_counter() - started

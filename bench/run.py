@@ -1,4 +1,5 @@
-"""Run every benchmark under bench/ (every .py here but this one), each in its own process.
+"""Run every benchmark under bench/ (every .py here but this one and the shared ``support``),
+each in its own process.
 
 Each benchmark measures its own baseline in the same run and prints, as its last line, one JSON
 object with the figures and the ratio. This runner prints those lines and fails if one fails.
@@ -15,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     failed = 0
-    for path in sorted(p for p in HERE.glob("*.py") if p.name != "run.py"):
+    for path in sorted(p for p in HERE.glob("*.py") if p.name not in ("run.py", "support.py")):
         print(f"== {path.name}", flush=True)
         proc = subprocess.run([sys.executable, str(path)], cwd=HERE.parent)
         failed += proc.returncode != 0

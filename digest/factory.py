@@ -24,7 +24,8 @@ def make_provider(settings: Settings, *, dry_run: bool = False) -> Provider:
     if name == "memory":
         from digest.delivery.memory import MemoryProvider
 
-        return MemoryProvider()
+        # A dry run's messages are built to be counted, not kept: its memory stays bounded.
+        return MemoryProvider(keep=not dry_run)
     if name == "outbox":
         from digest.delivery.outbox import OutboxProvider
 

@@ -1,8 +1,8 @@
 """An in-memory provider: the fake that tests and ``--dry-run`` share.
 
-It keeps every submitted message in :attr:`MemoryProvider.sent` and can be scripted to fail:
-per recipient (transient or permanent) or as a whole (``down``), so the deliver stage's
-retry and suppression paths can be exercised without a server.
+It keeps every submitted message in :attr:`MemoryProvider.sent` (a dry run's keeps none) and
+can be scripted to fail: per recipient (transient or permanent) or as a whole (``down``), so
+the deliver stage's retry and suppression paths can be exercised without a server.
 """
 
 from __future__ import annotations
@@ -25,13 +25,21 @@ class MemoryProvider(ProviderBase):
 
     name = "memory"
 
-    def __init__(self, *, fail: Mapping[str, SendStatus] | None = None, down: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        fail: Mapping[str, SendStatus] | None = None,
+        down: bool = False,
+        keep: bool = True,
+    ) -> None:
         self.fail: dict[str, SendStatus] = {}
         for address, status in (fail or {}).items():
             if status is SendStatus.SUBMITTED:
                 raise ValueError(f"fail[{address!r}]: must be transient or permanent")
             self.fail[address.lower()] = SendStatus(status)
         self.down = down
+        # keep=False (a dry run): count, keep nothing, so a long list takes no more memory.
+        self.keep = keep
         self.sent: list[OutgoingMessage] = []
         # Keys per send() call, so tests can check how work was batched.
         self.batches: list[tuple[str, ...]] = []
@@ -47,7 +55,8 @@ class MemoryProvider(ProviderBase):
             raise TransientDeliveryError(
                 f"provider 'memory': scripted outage, {len(messages)} message(s) not attempted"
             )
-        self.batches.append(tuple(m.key for m in messages))
+        if self.keep:
+            self.batches.append(tuple(m.key for m in messages))
         results: list[SendResult] = []
         for message in messages:
             status = self.fail.get(message.recipient.lower())
@@ -58,7 +67,8 @@ class MemoryProvider(ProviderBase):
                     message.key, f"scripted: {message.recipient} refused", bounce=True
                 )
             else:
-                self.sent.append(message)
+                if self.keep:
+                    self.sent.append(message)
                 result = submitted(message.key, f"mem-{self._next_id}")
                 self._next_id += 1
             report(results, result, on_result)

@@ -15,13 +15,13 @@ crash: one message per SMTP session, one request per API session.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from digest.config import Settings
 from digest.delivery.base import Provider
-from digest.models import Edition, SendStatus, Subscriber
-from digest.render.variants import Variants, render_variants, variant_key
+from digest.models import Edition, SendStatus
+from digest.render.variants import Variants, render_variants
 from digest.steps.ledger import Clock, DeliveryReport, Recorder, journal_root
 from digest.steps.messages import Builder
 from digest.steps.progress import ProgressHook
@@ -104,19 +104,25 @@ def deliver_dry(
     settings: Settings,
     provider: Provider,
     edition: Edition,
-    subscribers: Sequence[Subscriber],
-    already: set[int],
+    store: Store,
     *,
     now: datetime,
 ) -> DeliveryReport:
-    """Build every message a real run would send and hand them to ``provider``; record nothing."""
+    """Build every message a real run would send and hand them to ``provider``; record nothing.
+
+    The digest's active subscribers not yet sent this edition are read a page at a time, and
+    each page's messages built and handed over before the next is read: memory does not grow
+    with the list (a provider that keeps what it is given, as tests' in-memory one, does).
+    """
     started = time.perf_counter()
-    keys = {s.id: variant_key(edition, s.sections) for s in subscribers if s.id not in already}
-    todo = [s for s in subscribers if keys.get(s.id, frozenset()) != frozenset()]
-    variants = render_variants(settings, edition, [s.sections for s in todo])
-    built = Builder(settings, edition, variants, now=now).build((s.id, s) for s in todo)
-    results = provider.send(built.messages) if built.messages else []
-    report = DeliveryReport(edition.id, recipients=len(todo), skipped=len(subscribers) - len(todo))
-    report.submitted = sum(r.status is SendStatus.SUBMITTED for r in results)
+    variants = render_variants(settings, edition, store.section_choices(edition.digest))
+    builder = Builder(settings, edition, variants, now=now)
+    report = DeliveryReport(edition.id)
+    for page in store.subscriber_pages(digest=edition.digest, unsent_in=edition.id):
+        built = builder.build((s.id, s) for s in page)
+        report.skipped += len(built.skipped)
+        report.recipients += len(page) - len(built.skipped)
+        results = provider.send(built.messages) if built.messages else []
+        report.submitted += sum(r.status is SendStatus.SUBMITTED for r in results)
     report.elapsed = time.perf_counter() - started
     return report

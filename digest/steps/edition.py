@@ -112,8 +112,7 @@ def prepare_stage(
     settings: Settings, store: Store, edition: Edition, now: datetime
 ) -> DeliveryReport:
     """The ledger, for the digest's active subscribers (hold the lease)."""
-    people = store.active_subscribers(edition.digest)
-    return prepare_delivery(settings, store, edition, people, now=now)
+    return prepare_delivery(settings, store, edition, now=now)
 
 
 def deliver_stage(
@@ -240,14 +239,7 @@ class EditionRun:
         """Build every message a real run would send, to the in-memory provider; record nothing."""
         settings, store = self.settings, self.store
         with closing(make_provider(settings, dry_run=True)) as provider:
-            dry = deliver_dry(
-                settings,
-                provider,
-                edition,
-                store.active_subscribers(edition.digest),
-                store.submitted_subscriber_ids(edition.id),
-                now=self.now,
-            )
+            dry = deliver_dry(settings, provider, edition, store, now=self.now)
         summary.edition_status = "dry run: nothing recorded"
         summary.recipients = dry.recipients
         summary.submitted_now = dry.submitted

@@ -31,7 +31,6 @@ from digest.models import (
     EditionStatus,
     SendResult,
     SendStatus,
-    Subscriber,
 )
 from digest.render.variants import variant_key
 from digest.steps.progress import Progress, ProgressHook, report_progress
@@ -145,30 +144,35 @@ def journal_root(settings: Settings) -> Path:
 
 
 def prepare_delivery(
-    settings: Settings,
-    store: Store,
-    edition: Edition,
-    subscribers: Sequence[Subscriber],
-    *,
-    now: datetime,
+    settings: Settings, store: Store, edition: Edition, *, now: datetime
 ) -> DeliveryReport:
-    """Write the ledger before sending anything: one row per (edition, subscriber).
+    """Write the ledger before sending anything: one row per (edition, subscriber) for the
+    digest's active subscribers, written a page at a time (one transaction each:
+    ``write_ledger``), so memory does not grow with the list; a crash between pages leaves
+    rows a re-run completes (rows already there are kept as they are).
 
     Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
-    time get no row. Rows of subscribers who left since are closed as skipped. Rows a crashed
-    run left in ``sending`` are settled from its journal where it recorded an answer (those it
-    submitted are counted as ``recovered``, not as this run's), and go back to pending where it
-    did not. A sent edition gets no new rows: someone who subscribed after it went out does not
-    get last period's email. Only an approved (or sending) edition starts sending: any other
-    raises :class:`~digest.errors.EditionStateError`, rows unwritten.
+    time get no row (counted as skipped). Rows of subscribers who left since are closed as
+    skipped. Rows a crashed run left in ``sending`` are settled from its journal where it
+    recorded an answer (those it submitted are counted as ``recovered``, not as this run's),
+    and go back to pending where it did not. A sent edition gets no new rows: someone who
+    subscribed after it went out does not get last period's email. Only an approved (or
+    sending) edition starts sending: any other raises
+    :class:`~digest.errors.EditionStateError`, rows unwritten.
     """
-    wanted = [s for s in subscribers if variant_key(edition, s.sections) != frozenset()]
+
+    def wanted(chosen: frozenset[str] | None) -> bool:
+        return variant_key(edition, chosen) != frozenset()
+
+    report = DeliveryReport(edition.id)
     if store.edition_status(edition.id) is not EditionStatus.SENT:
         # Only an approved (or sending) edition starts sending: a rejected one never does,
         # even when the rejection came after this run read it (EditionStateError).
         store.change_edition_status(edition.id, EditionAction.START_SENDING, now=now)
-        store.create_deliveries(edition.id, [s.id for s in wanted], now=now)
-    report = DeliveryReport(edition.id, skipped=len(subscribers) - len(wanted))
+        report.skipped = store.write_ledger(edition.id, edition.digest, wanted, now=now)
+    else:
+        for page in store.choice_pages(edition.digest):
+            report.skipped += sum(not wanted(chosen) for _, chosen in page)
     root = journal_root(settings)
     settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
     # What the journals say went out, the crashed run sent: recovered, not submitted by this one.

@@ -8,7 +8,7 @@ after a crash records what a crashed run's journals hold for rows still ``sendin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from digest.models import DeliveryStatus, SendResult, SendStatus, Subscriber, SubscriberStatus
 from digest.store import schema as t
+from digest.store import subscribers as people
 from digest.store.base import _insert_ignore
 from digest.store.subscribers import SubscriberStore
 
@@ -34,6 +35,22 @@ class Claimed:
     attempts: int = 1  # tries of this row so far, this one included
 
 
+def _unset(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """A JSON column holding nothing: SQL NULL, or JSON null (what None is written as)."""
+    return sa.or_(column.is_(None), sa.cast(column, sa.Text) == "null")
+
+
+def _dialect_insert(c: sa.Connection) -> Any:
+    """The dialect's INSERT, which can skip rows whose key exists (ON CONFLICT DO NOTHING)."""
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 class LedgerStore(SubscriberStore):
     """The ``deliveries`` table. It builds on the subscribers' part: a claim returns each row's
     subscriber, and a hard bounce suppresses one."""
@@ -42,7 +59,73 @@ class LedgerStore(SubscriberStore):
         self, edition_id: str, subscriber_ids: Iterable[int], *, now: datetime
     ) -> int:
         """One pending row per (edition, subscriber) not yet in the ledger; returns how many."""
-        rows = [
+        rows = self._pending(edition_id, subscriber_ids, now)
+        with self.engine.begin() as c:
+            return _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
+
+    def write_ledger(
+        self,
+        edition_id: str,
+        digest: str,
+        wanted: Callable[[frozenset[str] | None], bool],
+        *,
+        now: datetime,
+        size: int | None = None,
+    ) -> int:
+        """One pending row per active subscriber of ``digest`` whose chosen sections
+        ``wanted`` accepts (None: every section), rows already there kept; returns how many
+        it left out. It goes through the subscribers by id a page of ``size`` (default
+        ``subscribers.PAGE``) at a time, one transaction each, so memory does not grow with
+        the list and a crash leaves whole pages: those who take every section of every digest
+        (most) are copied in the database (INSERT ... SELECT), only the others are read."""
+        s = t.subscribers.c
+        size = size or people.PAGE
+        active = s.status == SubscriberStatus.ACTIVE.value
+        everything = sa.and_(_unset(s.sections), _unset(s.digests))
+        left_out, after = 0, 0  # ids start at 1
+        while True:
+            with self.engine.begin() as c:
+                last = c.execute(
+                    sa.select(s.id)
+                    .where(active, s.id > after)
+                    .order_by(s.id)
+                    .offset(size - 1)
+                    .limit(1)
+                ).scalar()
+                page = [active, s.id > after] + ([] if last is None else [s.id <= last])
+                copied = sa.select(
+                    sa.literal(edition_id, sa.String),
+                    s.id,
+                    sa.literal(DeliveryStatus.PENDING.value, sa.String),
+                    sa.literal(0, sa.Integer),
+                    sa.literal(now, t.UTCDateTime()),
+                    sa.literal(now, t.UTCDateTime()),
+                ).where(*page, everything)
+                columns = ["edition_id", "subscriber_id", "status", "attempts"]
+                c.execute(
+                    _dialect_insert(c)(t.deliveries)
+                    .from_select([*columns, "created_at", "updated_at"], copied)
+                    .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+                )
+                ids = []
+                for sid, sections, digests in c.execute(
+                    sa.select(s.id, s.sections, s.digests).where(*page, ~everything).order_by(s.id)
+                ):
+                    if digests is not None and digest not in digests:
+                        continue
+                    if wanted(None if sections is None else frozenset(sections)):
+                        ids.append(sid)
+                    else:
+                        left_out += 1
+                rows = self._pending(edition_id, ids, now)
+                _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
+            if last is None:
+                return left_out
+            after = last
+
+    @staticmethod
+    def _pending(edition_id: str, ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
+        return [
             {
                 "edition_id": edition_id,
                 "subscriber_id": sid,
@@ -51,10 +134,8 @@ class LedgerStore(SubscriberStore):
                 "created_at": now,
                 "updated_at": now,
             }
-            for sid in dict.fromkeys(subscriber_ids)
+            for sid in dict.fromkeys(ids)
         ]
-        with self.engine.begin() as c:
-            return _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
 
     def skip_inactive(self, edition_id: str, *, now: datetime) -> int:
         """Close the unsent rows of subscribers who left or were suppressed since they were
@@ -248,20 +329,7 @@ class LedgerStore(SubscriberStore):
         still_sending = t.deliveries.c.status == DeliveryStatus.SENDING.value
         with self.engine.begin() as c:
             if done:
-                c.execute(
-                    sa.update(t.deliveries)
-                    .where(t.deliveries.c.id == sa.bindparam("b_id"), still_sending)
-                    .values(
-                        status=DeliveryStatus.SUBMITTED.value,
-                        provider_id=sa.bindparam("b_provider_id"),
-                        submitted_at=now,
-                        failure=None,
-                        error=None,
-                        next_attempt_at=None,
-                        updated_at=now,
-                    ),
-                    done,
-                )
+                self._mark_submitted(c, done, now)
             if failed:
                 c.execute(
                     sa.update(t.deliveries)
@@ -293,6 +361,32 @@ class LedgerStore(SubscriberStore):
                 causes=causes,
                 only_from=SubscriberStatus.ACTIVE,
             )
+
+    @staticmethod
+    def _mark_submitted(c: sa.Connection, done: list[dict[str, Any]], now: datetime) -> None:
+        """Rows still ``sending`` become submitted with their provider's ids. The run records
+        every batch of an edition, so this is on the send path's clock: one plain statement
+        the driver runs for every row on SQLite, one statement for the batch (arrays
+        unnested) on PostgreSQL, the values already as the driver takes them."""
+        stamp = t.deliveries.c.updated_at.type
+        to_db = stamp.dialect_impl(c.dialect).bind_processor(c.dialect)
+        at = to_db(now) if to_db else now
+        submitted, sending = DeliveryStatus.SUBMITTED.value, DeliveryStatus.SENDING.value
+        rest = "failure = NULL, error = NULL, next_attempt_at = NULL"
+        if c.dialect.name == "postgresql":
+            c.exec_driver_sql(
+                f"UPDATE deliveries SET status = '{submitted}', provider_id = u.pid, "
+                f"submitted_at = %s, updated_at = %s, {rest} "
+                "FROM unnest(%s::integer[], %s::text[]) AS u(id, pid) "
+                f"WHERE deliveries.id = u.id AND deliveries.status = '{sending}'",
+                (at, at, [d["b_id"] for d in done], [d["b_provider_id"] for d in done]),
+            )
+            return
+        c.exec_driver_sql(
+            f"UPDATE deliveries SET status = '{submitted}', provider_id = ?, submitted_at = ?, "
+            f"updated_at = ?, {rest} WHERE id = ? AND status = '{sending}'",
+            [(d["b_provider_id"], at, at, d["b_id"]) for d in done],
+        )
 
     def mark_skipped(self, delivery_ids: Iterable[int], reason: str, *, now: datetime) -> None:
         ids = list(delivery_ids)

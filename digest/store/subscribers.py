@@ -4,9 +4,10 @@ bulk: ``imports``.)"""
 
 from __future__ import annotations
 
+import json
 import secrets
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,12 +15,22 @@ from typing import Any
 import sqlalchemy as sa
 
 from digest.errors import TransientError
-from digest.models import LEAVABLE, NewSubscriber, Subscriber, SubscriberStatus
+from digest.models import (
+    LEAVABLE,
+    DeliveryStatus,
+    NewSubscriber,
+    Subscriber,
+    SubscriberStatus,
+)
 from digest.store import schema as t
 from digest.store.base import StoreBase, _insert_ignore, _insert_ignore_keys
 
 # An import tells its progress hook every this many people.
 IMPORT_STEP = 200
+
+# Subscribers read at once by the readers that go through everyone (keyset pages by id): the
+# memory they take is this many rows, however long the list.
+PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,11 @@ def _keys(keys: frozenset[str] | None) -> list[str] | None:
 
 class _Seen(Exception):
     """An event id was recorded before: roll the transaction back."""
+
+
+def _json(text: str | None) -> Any:
+    """A JSON column read as text (to compare values in SQL); NULL (and JSON null) is None."""
+    return None if text is None else json.loads(text)
 
 
 def email_key(email: str) -> str:
@@ -299,28 +315,89 @@ class SubscriberStore(StoreBase):
             raise TransientError(f"store: cannot record a {provider} event: {e.orig}") from e
 
     def active_subscribers(self, digest: str | None = None) -> list[Subscriber]:
-        """Those mailed: active, and receiving ``digest`` when one is named."""
-        q = (
-            sa.select(t.subscribers)
-            .where(t.subscribers.c.status == SubscriberStatus.ACTIVE.value)
-            .order_by(t.subscribers.c.id)
-        )
-        with self.engine.connect() as c:
-            people = [self._subscriber(r) for r in c.execute(q)]
-        return people if digest is None else [p for p in people if p.receives(digest)]
+        """Those mailed (active, and receiving ``digest`` when one is named), as one list: for
+        small lists only; what goes through everyone reads :meth:`subscriber_pages`."""
+        return [p for page in self.subscriber_pages(digest=digest) for p in page]
+
+    def _pages(self, q: sa.Select[Any], size: int | None) -> Iterator[list[Any]]:
+        """``q``'s rows (it selects ``subscribers.id``) in keyset pages of ``size`` (default
+        :data:`PAGE`) by id, each read in its own short transaction: nothing is held open
+        between pages, and a page's rows are all this holds."""
+        size = size or PAGE
+        sid = t.subscribers.c.id
+        after: int | None = None
+        while True:
+            page = q.order_by(sid).limit(size)
+            if after is not None:
+                page = page.where(sid > after)
+            with self.engine.connect() as c:
+                rows = list(c.execute(page))
+            if not rows:
+                return
+            yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1].id
+
+    def subscriber_pages(
+        self,
+        statuses: Iterable[SubscriberStatus] | None = (SubscriberStatus.ACTIVE,),
+        *,
+        digest: str | None = None,
+        unsent_in: str | None = None,
+        size: int | None = None,
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in ``statuses`` (default: active; None: all), oldest first, a page of at
+        most ``size`` (default :data:`PAGE`) at a time; only those receiving ``digest`` when
+        one is named, and only those the ledger of edition ``unsent_in`` has not recorded as
+        submitted when given."""
+        q = sa.select(t.subscribers)
+        if statuses is not None:
+            q = q.where(t.subscribers.c.status.in_([s.value for s in statuses]))
+        if unsent_in is not None:
+            q = q.where(
+                ~sa.exists().where(
+                    t.deliveries.c.edition_id == unsent_in,
+                    t.deliveries.c.subscriber_id == t.subscribers.c.id,
+                    t.deliveries.c.status == DeliveryStatus.SUBMITTED.value,
+                )
+            )
+        for rows in self._pages(q, size):
+            people = [self._subscriber(r) for r in rows]
+            yield people if digest is None else [p for p in people if p.receives(digest)]
+
+    def choice_pages(
+        self, digest: str | None = None, *, size: int | None = None
+    ) -> Iterator[list[tuple[int, frozenset[str] | None]]]:
+        """Each active subscriber's id and chosen sections (None: every section), receiving
+        ``digest`` when one is named, a page of at most ``size`` rows at a time, by id: what
+        the ledger is written from, without building a Subscriber per row."""
+        s = t.subscribers.c
+        q = sa.select(s.id, s.sections, s.digests).where(s.status == SubscriberStatus.ACTIVE.value)
+        for rows in self._pages(q, size):
+            yield [
+                (int(r[0]), None if r[1] is None else frozenset(r[1]))
+                for r in rows
+                if digest is None or r[2] is None or digest in r[2]
+            ]
 
     def section_choices(self, digest: str | None = None) -> set[frozenset[str] | None]:
         """The distinct section choices of active subscribers (of ``digest``, when named; None
-        means every section), without building a Subscriber per row: rendering needs these."""
-        q = sa.select(t.subscribers.c.sections, t.subscribers.c.digests).where(
-            t.subscribers.c.status == SubscriberStatus.ACTIVE.value
+        means every section), without building a Subscriber per row: rendering needs these.
+        The database returns each distinct pair of choices once, not a row per subscriber."""
+        s = t.subscribers.c
+        q = (
+            sa.select(sa.cast(s.sections, sa.Text), sa.cast(s.digests, sa.Text))
+            .where(s.status == SubscriberStatus.ACTIVE.value)
+            .distinct()
         )
         with self.engine.connect() as c:
-            return {
-                None if r[0] is None else frozenset(r[0])
-                for r in c.execute(q)
-                if digest is None or r[1] is None or digest in r[1]
-            }
+            pairs = [(_json(a), _json(b)) for a, b in c.execute(q)]
+        return {
+            None if sections is None else frozenset(sections)
+            for sections, digests in pairs
+            if digest is None or digests is None or digest in digests
+        }
 
     def set_subscriber_status(
         self,

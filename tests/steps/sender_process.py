@@ -32,8 +32,7 @@ def main(config: str, edition_id: str) -> int:
     try:
         with delivery_lock(store, edition) as owner:
             print("locked", flush=True)
-            people = store.active_subscribers()
-            report = prepare_delivery(settings, store, edition, people, now=now)
+            report = prepare_delivery(settings, store, edition, now=now)
             report.add(deliver(settings, store, edition, variants, now=now, owner=owner))
             counts = finish_delivery(store, edition, now=now)
     except DeliveryLocked as e:

@@ -89,9 +89,7 @@ def test_replayed_submitted_answers_are_recorded_and_the_journal_removed(world) 
     )
     assert w.journal_files()
     with delivery_lock(w.store, w.edition):
-        prepared = prepare_delivery(
-            w.settings, w.store, w.edition, w.store.active_subscribers(), now=NOW
-        )
+        prepared = prepare_delivery(w.settings, w.store, w.edition, now=NOW)
     # Submitted by the crashed run, recorded by this one: not this run's sending.
     assert (prepared.recovered, prepared.submitted) == (2, 0)
     by_id = {r["id"]: r for r in w.ledger().values()}

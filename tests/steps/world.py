@@ -95,9 +95,7 @@ def run(
     assert edition is not None
     variants = render_variants(w.settings, edition, w.store.section_choices())
     with delivery_lock(w.store, edition) as owner:
-        prepared = prepare_delivery(
-            w.settings, w.store, edition, w.store.active_subscribers(), now=at
-        )
+        prepared = prepare_delivery(w.settings, w.store, edition, now=at)
         sent = deliver(
             w.settings, w.store, edition, variants, now=at, owner=owner, provider=provider, **kw
         )
@@ -108,7 +106,7 @@ def run(
 def crash_mid_batch(w: World) -> list[int]:
     """What a run killed while sending leaves behind: its rows claimed (``sending``)."""
     with delivery_lock(w.store, w.edition):
-        prepare_delivery(w.settings, w.store, w.edition, w.store.active_subscribers(), now=NOW)
+        prepare_delivery(w.settings, w.store, w.edition, now=NOW)
         claimed = w.store.claim_batch(w.edition.id, 100, now=NOW)
     return [c.delivery_id for c in claimed]
 
@@ -118,7 +116,7 @@ def crash_mid_send(settings: Settings, store: Store, edition: Edition, sent: int
     claimed, those answers journaled (the real send loop), nothing recorded in the ledger."""
     variants = render_variants(settings, edition, store.section_choices())
     with delivery_lock(store, edition):
-        prepare_delivery(settings, store, edition, store.active_subscribers(), now=NOW)
+        prepare_delivery(settings, store, edition, now=NOW)
         claimed = store.claim_batch(edition.id, 1000, now=NOW)
         provider, builder = sender(settings, edition, variants, now=NOW, rate=0)
         journal = journals.Journal(journal_root(settings), edition.id)
@@ -144,7 +142,7 @@ def deliver_all(settings, store, edition, provider, variants=None, at=NOW, **kw)
     )
     total = DeliveryReport(edition.id)
     with delivery_lock(store, edition) as owner:
-        total.add(prepare_delivery(settings, store, edition, store.active_subscribers(), now=at))
+        total.add(prepare_delivery(settings, store, edition, now=at))
         total.add(
             deliver(
                 settings, store, edition, variants, now=at, owner=owner, provider=provider, **kw

@@ -123,3 +123,39 @@ def test_unsent_rows_of_people_who_left_are_skipped(make_settings, store: Store)
     assert {r.subscriber.id for r in store.claim_batch(eid, 10, now=NOW)} == {a.id, c.id}
     assert store.skip_inactive(eid, now=NOW) == 1
     assert store.delivery_counts(eid)["skipped"] == 1
+
+
+def test_submitted_answers_keep_each_provider_id_once(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from digest.store import schema as t
+
+    eid = _edition_with_subscribers(make_settings, store, 3)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    rows = store.claim_batch(eid, 2, now=NOW)  # the third stays pending
+    later = NOW + timedelta(minutes=1)
+    answers = {
+        r.delivery_id: SendResult(f"k{n}", SendStatus.SUBMITTED, provider_id=f"<id-{n}'@x>")
+        for n, r in enumerate(rows)
+    }
+    store.mark_results(answers, now=later)
+    # A replayed answer (a journal) for a row no longer `sending` changes nothing.
+    first = rows[0].delivery_id
+    store.mark_results(
+        {first: SendResult("k0", SendStatus.SUBMITTED, provider_id="other")}, now=later
+    )
+    q = sa.select(
+        t.deliveries.c.id,
+        t.deliveries.c.status,
+        t.deliveries.c.provider_id,
+        t.deliveries.c.submitted_at,
+        t.deliveries.c.updated_at,
+    ).where(t.deliveries.c.edition_id == eid)
+    with store.engine.connect() as c:
+        got = {r.id: r for r in c.execute(q)}
+    for n, r in enumerate(rows):
+        row = got.pop(r.delivery_id)
+        assert (row.status, row.provider_id) == ("submitted", f"<id-{n}'@x>")
+        assert row.submitted_at == row.updated_at == later
+    (pending,) = got.values()
+    assert (pending.status, pending.provider_id, pending.submitted_at) == ("pending", None, None)
