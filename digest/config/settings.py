@@ -110,6 +110,12 @@ class Settings(_Section):
         if provider == "mailgun" and not self.delivery.mailgun.domain:
             problems.append("delivery.mailgun.domain: required with the mailgun provider")
         problems.extend(_campaign_problems(self.delivery))
+        if self.delivery.shards > 1 and not self.database_url.startswith("postgresql"):
+            problems.append(
+                f"delivery.shards: {self.delivery.shards} shards need a shared PostgreSQL "
+                "store (store.url = postgresql+psycopg://...); with SQLite one machine sends: "
+                "set shards = 1 and raise delivery.sessions instead"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self
