@@ -241,11 +241,15 @@ def test_prefect_yaml_matches_what_serve_builds() -> None:
     data = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     declared = {
         d["name"]: (d["schedules"][0]["cron"], d["schedules"][0]["timezone"])
+        if d.get("schedules")
+        else None
         for d in data["deployments"]
     }
     cfg = ROOT / "config" / "example.toml"
     built = {
         d.name: (d.schedules[0].schedule.cron, d.schedules[0].schedule.timezone)
+        if d.schedules
+        else None
         for d in build_deployments(load_settings(cfg), str(cfg))
     }
     assert declared == built
