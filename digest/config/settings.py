@@ -113,7 +113,7 @@ class Settings(_Section):
         if self.delivery.shards > 1 and not self.database_url.startswith("postgresql"):
             problems.append(
                 f"delivery.shards: {self.delivery.shards} shards need a shared PostgreSQL "
-                "store (store.url = postgresql+psycopg://...); with SQLite one machine sends: "
+                "store (store.url = postgresql+psycopg://...), as SQLite is one machine's: "
                 "set shards = 1 and raise delivery.sessions instead"
             )
         if problems:
