@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from digest.config import Settings
 from digest.delivery.base import Provider
@@ -90,29 +91,12 @@ def deliver(
     real_wait = 0.0
     sessions = settings.delivery.sessions if provider is None else 1
     with claim_lease(settings, store, owner):
+        common: dict[str, Any] = {"now": now, "owner": owner, "clock": clock}
+        common["edition_lease"] = edition_lease
         runner = (
-            PoolRunner(
-                settings,
-                store,
-                edition,
-                variants,
-                now=now,
-                owner=owner,
-                clock=clock,
-                edition_lease=edition_lease,
-            )
+            PoolRunner(settings, store, edition, variants, **common)
             if sessions > 1
-            else LocalRunner(
-                settings,
-                store,
-                edition,
-                variants,
-                now=now,
-                owner=owner,
-                clock=clock,
-                provider=provider,
-                edition_lease=edition_lease,
-            )
+            else LocalRunner(settings, store, edition, variants, provider=provider, **common)
         )
         try:
             while True:

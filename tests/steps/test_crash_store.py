@@ -12,20 +12,16 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from digest.config import load_settings
-from digest.models import NewSubscriber
-from digest.steps.compose import approve, compose
 from digest.store import Store
 from digest.store import schema as t
-from tests.conftest import article, base_config, write_toml
 from tests.delivery.test_smtp import Running, smtp_server
 from tests.postgres import create_database
-from tests.steps.test_crash import MARK, NOW, _env, _start
+from tests.steps.test_crash import MARK, _env, _setup, _start
 
 SESSIONS = 3
 
@@ -36,35 +32,12 @@ def server() -> Iterator[Running]:
         yield running
 
 
-def _setup(tmp_path: Path, server: Running, url: str, recipients: int) -> tuple[Path, str]:
-    data: dict[str, Any] = base_config(tmp_path / "var")
-    data["store"] = {"url": url}
-    data["delivery"] = {
-        "provider": "smtp",
-        "sessions": SESSIONS,
-        "batch_size": 40,
-        "retry": {"wait": 0},
-        "smtp": {"host": "127.0.0.1", "port": server.controller.port, "security": "none"},
-    }
-    config = write_toml(tmp_path / "pub.toml", data)
-    settings = load_settings(str(config), environ=_env())
-    store = Store.open(settings.database_url)
-    store.save_articles([article(n) for n in range(1, 4)], now=NOW)
-    people = [NewSubscriber(email=f"r{i:05d}@example.org") for i in range(recipients)]
-    store.import_subscribers(people, now=NOW)
-    outcome = compose(settings, store, "weekly", now=NOW)
-    assert outcome.edition is not None
-    approve(store, outcome.edition, now=NOW)
-    store.close()
-    return config, outcome.edition.id
-
-
 def test_a_killed_runs_answers_survive_in_the_store(
     tmp_path: Path, server: Running, pg_base: str
 ) -> None:
     total = 1500
     url = create_database(pg_base, f"t_{uuid.uuid4().hex[:12]}")
-    config, edition_id = _setup(tmp_path, server, url, total)
+    config, edition_id = _setup(tmp_path, server, total, SESSIONS, url)
     settings = load_settings(str(config), environ=_env())
     proc = _start(config, edition_id)
     assert proc.stdout is not None
