@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -108,20 +109,7 @@ def fan_out_task(
     )
 
 
-def fan_out_stage(
-    config: str,
-) -> Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport]:
+def fan_out_stage(config: str) -> Callable[..., DeliveryReport]:
     """The edition flow's fan-out stage for the configuration file ``config`` (which every
-    shard run reads again, on its own worker)."""
-
-    def stage(
-        settings: Settings,
-        store: Store,
-        edition: Edition,
-        variants: Variants,
-        now: datetime,
-        owner: str,
-    ) -> DeliveryReport:
-        return fan_out_task(config, settings, store, edition, variants, now, owner)
-
-    return stage
+    shard run reads again, on its own worker): the fan-out task, called as a stage."""
+    return partial(fan_out_task, config)
