@@ -17,12 +17,14 @@ sizes added up (shared pages counted once), sampled every 20 ms from /proc.
 
 Needs ``smtp-sink`` and ``smtp-source`` (Debian: ``apt-get install postfix``; the Postfix
 daemon itself is not needed and should not be left running). Run:
-``.venv/bin/python bench/deliver.py`` (``--recipients N`` for a shorter run).
+``.venv/bin/python bench/deliver.py`` (``--recipients N`` for a shorter run; ``--postgres``
+for the store on a throwaway PostgreSQL server instead of SQLite).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -41,7 +43,9 @@ RUNS = 3
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 
-def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int], float]:
+def ours(
+    port: int, recipients: int, rss: TreeRss, store_url: str = ""
+) -> tuple[float, dict[str, int], float]:
     """Our delivery's messages per second, the ledger's counts, and the edition's HTML size."""
     from bench.render import edition_and_settings
     from digest.config import parse_settings
@@ -57,7 +61,7 @@ def ours(port: int, recipients: int, rss: TreeRss) -> tuple[float, dict[str, int
     with tempfile.TemporaryDirectory(prefix="digest-bench-deliver-") as tmp:
         data = example.model_dump(mode="json", exclude={"base_dir"})
         data["data_dir"] = tmp
-        data["store"] = {"url": f"sqlite:///{tmp}/digest.db"}
+        data["store"] = {"url": store_url or f"sqlite:///{tmp}/digest.db"}
         data["delivery"] = {
             "provider": "smtp",
             "sessions": SESSIONS,
@@ -95,7 +99,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the store on a throwaway PostgreSQL server (tests/postgres.py), not SQLite",
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        postgres = ""
+        if args.postgres:
+            from tests import postgres as pg
+
+            postgres = stack.enter_context(pg.server())
+        run_all(args, postgres)
+
+
+def run_all(args: argparse.Namespace, postgres: str) -> None:
     n = args.recipients
     port = free_port()
     sink = start_sink(port)
@@ -105,7 +124,12 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             source_rates.append(smtp_source(port, n))
             rss = TreeRss()
-            rate, counts, html = ours(port, n, rss)
+            url = ""
+            if postgres:
+                from tests.postgres import create_database
+
+                url = create_database(postgres, f"bench_{run}")
+            rate, counts, html = ours(port, n, rss, url)
             if counts["submitted"] != n:
                 sys.exit(f"run {run}: {counts['submitted']} of {n} submitted: {counts}")
             our_rates.append(rate)
@@ -136,6 +160,7 @@ def main() -> None:
                 "benchmark": "deliver",
                 "recipients": n,
                 "sessions": SESSIONS,
+                "store": "postgresql" if postgres else "sqlite",
                 "messages_per_s": round(mine, 1),
                 "smtp_source_per_s": round(source, 1),
                 "ratio": round(mine / source, 3),

@@ -25,6 +25,7 @@ from digest.config import Settings
 from digest.errors import PermanentError, TransientError
 from flows.alerts import ensure_alert_automation
 from flows.pipeline import edition_flow, gather_section_flow
+from flows.shards import deliver_shard_flow
 
 
 def build_deployments(settings: Settings, config_path: str) -> list[Any]:
@@ -49,6 +50,12 @@ def build_deployments(settings: Settings, config_path: str) -> list[Any]:
         )
         for key, digest in settings.digests.items()
     ]
+    # Started by an edition run with delivery.shards > 1 (never scheduled): one shard each.
+    deployments.append(
+        deliver_shard_flow.to_deployment(
+            name="deliver-shard", parameters={"config": config}, tags=["deliver"]
+        )
+    )
     return deployments
 
 

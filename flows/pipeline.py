@@ -5,7 +5,9 @@ Tasks are thin: each calls one step of ``digest.steps`` and adds what Prefect is
 lease, delivery) is ``digest.steps.edition``; the edition flow passes it these tasks and its
 approval gate (a paused run), and leaves artifacts (``flows/artifacts.py``). Delivery is one
 task per edition: the deliver step claims, sends and records in batches of hundreds (in worker
-processes when ``delivery.sessions`` > 1), never a task per recipient.
+processes when ``delivery.sessions`` > 1), never a task per recipient; with ``delivery.shards``
+> 1 a fan-out task starts that many ``deliver-shard`` runs on the work pool instead and waits
+for the ledger (``flows/shards.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from flows.artifacts import (
     gather_artifact,
     note_artifact,
 )
+from flows.shards import fan_out_stage
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -267,12 +270,14 @@ def _edition(
     *,
     dry_run: bool,
     extra: list[Article],
+    config: str,
 ) -> editions.RunSummary:
     stages = EditionStages(
         compose=compose_task,
         render=render_task,
         prepare=prepare_task,
         deliver=deliver_task,
+        fan_out=fan_out_stage(config),
         await_decision=_approval_gate(settings),
     )
     done = editions.run_edition(
@@ -318,6 +323,7 @@ def edition_flow(
             _now(now),
             dry_run=dry_run,
             extra=[Article.model_validate(a) for a in extra or ()],
+            config=config,
         )
     finally:
         store.close()

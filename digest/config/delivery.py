@@ -185,6 +185,21 @@ class DeliverySettings(_Section):
         ge=0,
         description="Messages per second at most, all sessions together; 0: no cap.",
     )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Flow runs of the `deliver-shard` deployment that send one edition "
+        "together, each on any worker of the work pool with its own `sessions` (PostgreSQL "
+        "only); 1: the edition run sends it alone.",
+    )
+    claim_ttl: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="Seconds a sending run's claim on its ledger rows lasts unless renewed "
+        "(a heartbeat renews it); once out, another run settles a dead one's rows.",
+    )
     retry: RetrySettings = Field(default_factory=RetrySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)

@@ -112,6 +112,12 @@ class Settings(_Section):
         problems.extend(_campaign_problems(self.delivery))
         if provider in CAMPAIGN_PROVIDERS:
             problems.extend(_per_subscriber_problems(self))
+        if self.delivery.shards > 1 and not self.database_url.startswith("postgresql"):
+            problems.append(
+                f"delivery.shards: {self.delivery.shards} shards need a shared PostgreSQL "
+                "store (store.url = postgresql+psycopg://...), as SQLite is one machine's: "
+                "set shards = 1 and raise delivery.sessions instead"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,15 +1,18 @@
 """Deliver an edition: every subscriber's copy, exactly once, as fast as allowed.
 
-Call :func:`deliver` holding the edition's lease, once
-:func:`~digest.steps.ledger.prepare_delivery` wrote the ledger: it works through the ledger in
-batches (claim, build, send, record), in this process or in ``delivery.sessions`` worker
-processes. Transient failures come back into the
-queue when due; a run waits for them up to ``delivery.retry.wait`` seconds, and leaves later
-ones to the next run. :func:`deliver_dry` builds every message and records nothing.
+Call :func:`deliver` once :func:`~digest.steps.ledger.prepare_delivery` wrote the ledger, as
+one owner of claims (the edition run holding the edition's lease, or a shard of a fan-out
+beside others): it works through the ledger in batches (claim, build, send, record), in this
+process or in ``delivery.sessions`` worker processes, under its claim lease. Transient failures
+come back into the queue when due; a run waits for them up to ``delivery.retry.wait`` seconds,
+and leaves later ones to the next run. :func:`deliver_dry` builds every message and records
+nothing.
 
-Crash rule: rows a crashed run left ``sending`` are settled by the next run from the journals
-first; only the rest go back to the queue. What can go out twice is what was in flight at the
-crash: one message per SMTP session, one request per API session.
+Crash rule: rows a dead owner (a crashed run or shard: its claim lease ran out, or its process
+on this host is gone) left ``sending`` are settled by the owner that finds them, from the dead
+one's crash record, once no pending row is left; only the rest go back to the queue. What can
+go out twice is what was in flight at the crash: one message per SMTP session, one request per
+API session.
 """
 
 from __future__ import annotations
@@ -17,18 +20,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from digest.config import Settings
 from digest.delivery.base import Provider
 from digest.models import Edition, SendStatus
 from digest.render.variants import Variants, render_variants
-from digest.steps.ledger import Clock, DeliveryReport, Recorder, journal_root
+from digest.steps.ledger import (
+    Clock,
+    DeliveryReport,
+    Recorder,
+    claim_lease,
+    crash_record,
+    take_over_dead,
+)
 from digest.steps.messages import Builder
 from digest.steps.progress import ProgressHook
 from digest.steps.sending import LocalRunner
 from digest.steps.workers import PoolRunner
 from digest.store import Store
-from digest.store import journal as journals
 
 
 def run_clock(start: datetime) -> Clock:
@@ -50,9 +60,15 @@ def deliver(
     provider: Provider | None = None,
     log: Callable[[str], None] | None = None,
     progress: ProgressHook | None = None,
+    edition_lease: bool = True,
 ) -> DeliveryReport:
-    """Send every due row of ``edition``'s ledger; call it holding
-    :func:`~digest.steps.ledger.delivery_lock`.
+    """Send every due row of ``edition``'s ledger as ``owner``; call it holding
+    :func:`~digest.steps.ledger.delivery_lock` as ``owner``, or with ``edition_lease=False``
+    as a shard beside others (the edition run holds the lease then).
+
+    It holds ``owner``'s claim lease throughout. Once no pending row is left, it takes over
+    the rows of dead owners (see the module docstring) and sends what they left; rows of live
+    owners stay theirs, however long.
 
     ``now`` is the run's time (the messages' Date); ``clock`` the time as it goes on (default:
     ``now`` plus the real time elapsed), by which retries come due. ``provider`` replaces the
@@ -65,38 +81,44 @@ def deliver(
     report = DeliveryReport(edition.id)
     counts = store.delivery_counts(edition.id)
     to_answer = counts["pending"] + counts["sending"] + counts["transient"]
-    recorder = Recorder(settings, store, report, clock, progress=progress, total=to_answer)
+    crash = crash_record(settings, store, edition.id)
+    recorder = Recorder(
+        settings, store, report, clock, progress=progress, total=to_answer, owner=owner, crash=crash
+    )
     retry = settings.delivery.retry
     deadline = clock() + timedelta(seconds=retry.wait)
     started = time.perf_counter()
     real_wait = 0.0
     sessions = settings.delivery.sessions if provider is None else 1
-    runner = (
-        PoolRunner(settings, store, edition, variants, now=now, owner=owner, clock=clock)
-        if sessions > 1
-        else LocalRunner(
-            settings, store, edition, variants, now=now, owner=owner, clock=clock, provider=provider
+    with claim_lease(settings, store, owner):
+        common: dict[str, Any] = {"now": now, "owner": owner, "clock": clock}
+        common["edition_lease"] = edition_lease
+        runner = (
+            PoolRunner(settings, store, edition, variants, **common)
+            if sessions > 1
+            else LocalRunner(settings, store, edition, variants, provider=provider, **common)
         )
-    )
-    try:
-        while True:
-            store.requeue_due(edition.id, now=clock())
-            runner.drain(recorder)
-            due = store.next_retry_at(edition.id)
-            if due is None or due > deadline:
-                break
-            pause = max(0.0, (due - clock()).total_seconds())
-            if log:
-                log(f"edition {edition.id}: retrying transient failures in {pause:.0f} s")
-            slept = time.perf_counter()
-            sleep(pause)
-            real_wait += time.perf_counter() - slept
-            report.waited += pause
-    finally:
-        runner.close()
-        report.elapsed = time.perf_counter() - started - real_wait
-    # Every answer is in the ledger now; the journals have served their purpose.
-    journals.discard(journal_root(settings), edition.id)
+        try:
+            while True:
+                store.requeue_due(edition.id, now=clock())
+                runner.drain(recorder)
+                if take_over_dead(settings, store, edition, owner, report, clock):
+                    continue  # what the dead left unanswered is pending again: send it
+                due = store.next_retry_at(edition.id)
+                if due is None or due > deadline:
+                    break
+                pause = max(0.0, (due - clock()).total_seconds())
+                if log:
+                    log(f"edition {edition.id}: retrying transient failures in {pause:.0f} s")
+                slept = time.perf_counter()
+                sleep(pause)
+                real_wait += time.perf_counter() - slept
+                report.waited += pause
+        finally:
+            runner.close()
+            report.elapsed = time.perf_counter() - started - real_wait
+        # Every answer is in the ledger now; this owner's journal has served its purpose.
+        crash.discard(owner)
     return report
 
 

@@ -6,8 +6,10 @@ approved, at once or, when the digest requires it, by an editor's decision (the 
 the edition is *awaiting approval* while the run waits; with no decision in time it is approved
 or *skipped*, as ``approval_timeout_action`` says); then the variants
 are rendered, the outbox preview written, and the edition delivered under its lease (prepare
-the ledger, send, finish). A lease held by another run raises ``DeliveryLocked``; a delivery
-that stops on an error still counts what the ledger holds and hands the error back.
+the ledger, send, finish; with ``delivery.shards`` above 1 the sending is fanned out to shard
+runs, :mod:`digest.steps.shards`, and the run waits for the ledger to be done). A lease held by
+another run raises ``DeliveryLocked``; a delivery that stops on an error still counts what the
+ledger holds and hands the error back.
 
 Each stage is a replaceable callable (:class:`EditionStages`): the Prefect flow passes its tasks
 (retries, a UI) and its approval gate (a paused run); without Prefect the plain steps run, and
@@ -138,6 +140,8 @@ def hand_over_stage(
         return hand_over(settings, store, edition, variants, provider, now=now, log=log.info)
 
 
+Deliver = Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport]
+
 # Waits for an editor's decision on the draft (given its HTML size, to show); None when none
 # came in time.
 AwaitDecision = Callable[[Edition, int], Decision | None]
@@ -157,6 +161,10 @@ class EditionStages:
     deliver: Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport] = (
         deliver_stage
     )
+    # With ``delivery.shards`` above 1: start the shard runs and wait until the ledger is done
+    # (digest.steps.shards.fan_out; the flow passes one that runs them on the work pool).
+    # None: the run sends alone, as ``deliver``.
+    fan_out: Deliver | None = None
     hand_over: Callable[[Settings, Store, Edition, Variants, datetime], HandOver] = hand_over_stage
     await_decision: AwaitDecision | None = None
 
@@ -349,7 +357,10 @@ class EditionRun:
         with delivery_lock(store, edition) as owner:
             total.add(self.stages.prepare(settings, store, edition, now))
             try:
-                total.add(self.stages.deliver(settings, store, edition, variants, now, owner))
+                send = self.stages.deliver
+                if settings.delivery.shards > 1 and self.stages.fan_out is not None:
+                    send = self.stages.fan_out
+                total.add(send(settings, store, edition, variants, now, owner))
             except DigestError as e:
                 # Still count and report what the ledger holds, then fail the run.
                 failure = e

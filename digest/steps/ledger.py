@@ -1,14 +1,18 @@
-"""Where a send is recorded: the delivery ledger and the lease that guards it.
+"""Where a send is recorded: the delivery ledger, the leases that guard it, and who owns a claim.
 
 The ledger (``deliveries``) holds one row per (edition, subscriber), written before anything is
 sent (:func:`prepare_delivery`): *pending* → *sending* (claimed) → *submitted* or *failed*
 (transient, permanent or exhausted), or *skipped*. :class:`Recorder` writes each batch's
-answers; :func:`settle` records what a cut-short batch (or a crashed run, from its journals)
-had answered and gives the rest back; :func:`finish_delivery` marks the edition sent once
-nothing is left to send or to retry.
+answers; :func:`settle` records what a cut-short batch had answered and gives the rest back;
+:func:`finish_delivery` marks the edition sent once nothing is left to send or to retry.
 
-One run at a time delivers an edition: :func:`delivery_lock` holds the edition's lease, renewed
-by a heartbeat and at each claim (:func:`renew_lease`).
+One run at a time prepares and finishes an edition: :func:`delivery_lock` holds the edition's
+lease. The sending itself may have several owners at once (the edition run, or the shards of a
+fan-out): each claim belongs to an owner holding a claim lease (:func:`claim_lease`), renewed by
+a heartbeat and at each claim. An owner whose lease ran out (or whose process died on this
+host) is dead: another owner takes its ``sending`` rows over (:func:`take_over_dead`), records
+what its crash record (:mod:`digest.store.journal`) says it answered, and gives the rest back.
+A live owner's rows are never touched.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from digest.render.variants import variant_key
 from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store, lock_owner
 from digest.store import journal as journals
+from digest.store.locks import claim_lock
 
 Clock = Callable[[], datetime]
 
@@ -105,22 +110,17 @@ def lease_name(edition_id: str) -> str:
 
 
 @contextmanager
-def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
-    """Hold the edition's delivery lease for the block; yields this run's owner name.
-
-    A second run of the same edition raises DeliveryLocked instead of sending alongside. A
-    background thread renews the lease every few minutes, so a batch that takes long (a slow
-    server, a low rate limit) never lets it lapse while this run lives; each claim renews it
-    too, and stops the run if it was lost.
-    """
-    name, owner = lease_name(edition.id), lock_owner()
-    store.acquire_lock(name, owner, ttl=LOCK_TTL)
+def _held(store: Store, name: str, owner: str, ttl: timedelta) -> Iterator[str]:
+    """Hold the lease ``name`` as ``owner`` for the block, renewed by a background thread every
+    fifth of ``ttl``, so a batch that takes long (a slow server, a low rate limit) never lets
+    it lapse while this process lives."""
+    store.acquire_lock(name, owner, ttl=ttl)
     stop = threading.Event()
 
     def heartbeat() -> None:
-        while not stop.wait(LOCK_TTL.total_seconds() / 5):
+        while not stop.wait(ttl.total_seconds() / 5):
             try:
-                store.renew_lock(name, owner, ttl=LOCK_TTL)
+                store.renew_lock(name, owner, ttl=ttl)
             except DigestError:
                 return  # lost or unreachable: the next claim finds out and stops the run
 
@@ -134,17 +134,97 @@ def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
         store.release_lock(name, owner)
 
 
+@contextmanager
+def delivery_lock(store: Store, edition: Edition) -> Iterator[str]:
+    """Hold the edition's delivery lease for the block; yields this run's owner name.
+
+    A second run of the same edition raises DeliveryLocked instead of preparing or finishing
+    it alongside. A heartbeat renews the lease; each claim of the run's own sending renews it
+    too, and stops the run if it was lost.
+    """
+    with _held(store, lease_name(edition.id), lock_owner(), LOCK_TTL) as owner:
+        yield owner
+
+
+def claim_ttl(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.delivery.claim_ttl)
+
+
+@contextmanager
+def claim_lease(settings: Settings, store: Store, owner: str) -> Iterator[str]:
+    """Hold ``owner``'s claim lease for the block (``delivery.claim_ttl``, renewed by a
+    heartbeat and at each claim): while it lives, nobody settles the rows ``owner`` claimed."""
+    with _held(store, claim_lock(owner), owner, claim_ttl(settings)):
+        yield owner
+
+
 def renew_lease(store: Store, edition: Edition, owner: str) -> None:
     """Renew ``owner``'s lease on the edition (at each claim); raises if it was lost."""
     store.renew_lock(lease_name(edition.id), owner, ttl=LOCK_TTL)
+
+
+def renew_claim(settings: Settings, store: Store, owner: str) -> None:
+    """Renew ``owner``'s claim lease (at each claim); raises DeliveryLocked if it was lost
+    (another owner took its rows over: it must stop sending)."""
+    store.renew_lock(claim_lock(owner), owner, ttl=claim_ttl(settings))
 
 
 def journal_root(settings: Settings) -> Path:
     return settings.data_path / "journal"
 
 
+def crash_record(settings: Settings, store: Store, edition_id: str) -> journals.Record:
+    """The edition's crash record: in the store on PostgreSQL (no shared disk needed), in
+    journal files under ``data_dir`` on SQLite (one machine)."""
+    root = journal_root(settings)
+    if store.engine.dialect.name == "postgresql":
+        return journals.StoreRecord(root, edition_id, store.engine)
+    return journals.Record(root, edition_id)
+
+
+def open_journal(settings: Settings, edition_id: str, owner: str) -> journals.Journal:
+    """The journal one sending process of ``owner`` writes (see :func:`crash_record`)."""
+    return journals.open_journal(journal_root(settings), edition_id, owner, settings.database_url)
+
+
+def take_over_dead(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    owner: str,
+    report: DeliveryReport,
+    clock: Clock,
+) -> int:
+    """Take over the ``sending`` rows of the edition's dead owners (see the module docstring):
+    record what each had answered, from its crash record, as it would have (those submitted
+    count as ``recovered`` in ``report``), and give the rest back to pending. Returns how
+    many rows were taken over."""
+    record = crash_record(settings, store, edition.id)
+    taken = 0
+    for dead in store.dead_owners(edition.id):
+        ids = store.take_over(edition.id, dead, owner, now=clock())
+        if not ids:
+            continue
+        taken += len(ids)
+        record.adopt(dead, owner)
+        journaled = record.replay(owner)
+        mine = {i: journaled[i] for i in ids if i in journaled}
+        found = DeliveryReport(edition.id)
+        settle(settings, store, edition, mine, found, clock, give_back=ids, owner=owner)
+        # What the journal says went out, the dead owner sent: recovered, not this owner's.
+        found.recovered, found.submitted = found.submitted, 0
+        report.add(found)
+        record.forget(owner, ids)
+    return taken
+
+
 def prepare_delivery(
-    settings: Settings, store: Store, edition: Edition, *, now: datetime
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    *,
+    now: datetime,
+    owner: str | None = None,
 ) -> DeliveryReport:
     """Write the ledger before sending anything: one row per (edition, subscriber) for the
     digest's active subscribers, written a page at a time (one transaction each:
@@ -152,13 +232,13 @@ def prepare_delivery(
     rows a re-run completes (rows already there are kept as they are).
 
     Call it holding :func:`delivery_lock`. Subscribers whose chosen sections carry nothing this
-    time get no row (counted as skipped). Rows of subscribers who left since are closed as
-    skipped. Rows a crashed run left in ``sending`` are settled from its journal where it
-    recorded an answer (those it submitted are counted as ``recovered``, not as this run's),
-    and go back to pending where it did not. A sent edition gets no new rows: someone who
-    subscribed after it went out does not get last period's email. Only an approved (or
-    sending) edition starts sending: any other raises
-    :class:`~digest.errors.EditionStateError`, rows unwritten.
+    time get no row. Rows of subscribers who left since are closed as skipped. Rows a crashed
+    run left in ``sending`` are settled from its crash record where it recorded an answer (those
+    it submitted are counted as ``recovered``, not as this run's), and go back to pending where
+    it did not; they become ``owner``'s meanwhile (a name of its own without one). A sent
+    edition gets no new rows: someone who subscribed after it went out does not get last
+    period's email. Only an approved (or sending) edition starts sending: any other
+    raises :class:`~digest.errors.EditionStateError`, rows unwritten.
     """
 
     def wanted(chosen: frozenset[str] | None) -> bool:
@@ -173,12 +253,12 @@ def prepare_delivery(
     else:
         for page in store.choice_pages(edition.digest):
             report.skipped += sum(not wanted(chosen) for _, chosen in page)
-    root = journal_root(settings)
-    settle(settings, store, edition, journals.replay(root, edition.id), report, lambda: now)
-    # What the journals say went out, the crashed run sent: recovered, not submitted by this one.
-    report.recovered, report.submitted = report.submitted, 0
-    journals.discard(root, edition.id)
-    store.release_stale(edition.id, now=now)
+    # Rows a crashed run left in ``sending`` (its claim lease dead) are settled from its crash
+    # record; a live owner's (a shard of an earlier run still sending) stay its own.
+    settler = owner or lock_owner()
+    take_over_dead(settings, store, edition, settler, report, lambda: now)
+    if owner is None:
+        crash_record(settings, store, edition.id).discard(settler)
     store.skip_inactive(edition.id, now=now)
     report.recipients = recipients(store.delivery_counts(edition.id))
     return report
@@ -193,15 +273,18 @@ def settle(
     clock: Clock,
     *,
     give_back: Iterable[int] = (),
+    owner: str | None = None,
 ) -> None:
-    """Record journaled answers of rows still ``sending`` as the run that got them would have
-    (attempts capped, bounces suppressed); then give back ``give_back`` rows left unanswered."""
-    in_flight = store.in_flight([*journaled, *give_back])
+    """Record journaled answers of rows still ``sending`` (claimed by ``owner``) as the run
+    that got them would have (attempts capped, bounces suppressed); then give back
+    ``give_back`` rows left unanswered."""
+    in_flight = store.in_flight([*journaled, *give_back], owner)
     known = {i: r for i, r in journaled.items() if i in in_flight}
     if known:
         attempts = {i: in_flight[i] for i in known}
-        Recorder(settings, store, report, clock).record(attempts, known, [])
-    store.release([i for i in give_back if i in in_flight and i not in known], now=clock())
+        Recorder(settings, store, report, clock, owner=owner).record(attempts, known, [])
+    left = [i for i in give_back if i in in_flight and i not in known]
+    store.release(left, now=clock(), owner=owner)
 
 
 def recipients(counts: dict[str, int]) -> int:
@@ -245,9 +328,15 @@ class Recorder:
         clock: Clock,
         progress: ProgressHook | None = None,
         total: int = 0,
+        *,
+        owner: str | None = None,
+        crash: journals.Record | None = None,
     ) -> None:
         self.retry = settings.delivery.retry
         self.store, self.report, self.clock = store, report, clock
+        # Whose claims these are (only its rows change), and its crash record, whose entries
+        # go once recorded.
+        self.owner, self.crash = owner, crash
         self.rng = random.Random()
         # Rows to answer in this run (``total``), for the progress hook after each batch.
         self.progress, self.total = progress, total
@@ -266,7 +355,7 @@ class Recorder:
         now = self.clock()
         missing = [i for i in attempts if i not in answers and i not in skipped]
         if missing and release_missing:
-            self.store.release(missing, now=now)
+            self.store.release(missing, now=now, owner=self.owner)
             self.report.failures.append(f"{len(missing)} row(s) got no answer; given back")
         retry_at: dict[int, datetime] = {}
         for delivery_id, r in answers.items():
@@ -279,7 +368,10 @@ class Recorder:
                     rng=self.rng,
                 )
                 retry_at[delivery_id] = now + timedelta(seconds=wait)
-        self.report.suppressed += len(self.store.mark_results(answers, now=now, retry_at=retry_at))
+        marked = self.store.mark_results(answers, now=now, retry_at=retry_at, owner=self.owner)
+        self.report.suppressed += len(marked)
+        if self.crash is not None and self.owner is not None:
+            self.crash.forget(self.owner, answers)
         if skipped:
             self.store.mark_skipped(skipped, "none of the chosen sections has news", now=now)
         report = self.report

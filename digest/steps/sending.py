@@ -1,7 +1,8 @@
 """The send loop of one process: build each claimed batch's messages and hand them to the
 provider, noting and journaling every answer the moment it is known.
 
-A runner claims batches under the edition's lease and has their answers recorded
+A runner claims batches as its owner (renewing the owner's claim lease, and the edition's lease
+when the owner holds it) and has their answers recorded
 (:class:`~digest.steps.ledger.Recorder`); :class:`LocalRunner` builds and sends in this process,
 :class:`~digest.steps.workers.PoolRunner` in worker processes. A batch cut short keeps what was
 answered and gives the rest back (:meth:`Runner.settle`).
@@ -20,7 +21,15 @@ from digest.errors import DeliveryError
 from digest.factory import make_provider
 from digest.models import Edition, SendResult, Subscriber
 from digest.render.variants import Variants
-from digest.steps.ledger import Clock, DeliveryReport, Recorder, journal_root, renew_lease, settle
+from digest.steps.ledger import (
+    Clock,
+    DeliveryReport,
+    Recorder,
+    crash_record,
+    renew_claim,
+    renew_lease,
+    settle,
+)
 from digest.steps.messages import Builder
 from digest.store import Claimed, Store
 from digest.store import journal as journals
@@ -96,19 +105,30 @@ def sender(
 
 
 class Runner:
-    """What both ways of sending share: claiming the next batch under the lease, and
-    settling batches whose sending was cut short."""
+    """What both ways of sending share: claiming the next batch as the owner, under its claim
+    lease (and the edition's, with ``edition_lease``), and settling batches whose sending was
+    cut short."""
 
     def __init__(
-        self, settings: Settings, store: Store, edition: Edition, *, owner: str, clock: Clock
+        self,
+        settings: Settings,
+        store: Store,
+        edition: Edition,
+        *,
+        owner: str,
+        clock: Clock,
+        edition_lease: bool = True,
     ) -> None:
         self.settings, self.store, self.edition = settings, store, edition
-        self.owner, self.clock = owner, clock
+        self.owner, self.clock, self.edition_lease = owner, clock, edition_lease
+        self.crash = crash_record(settings, store, edition.id)
 
     def claim(self) -> list[Claimed]:
-        renew_lease(self.store, self.edition, self.owner)
+        renew_claim(self.settings, self.store, self.owner)
+        if self.edition_lease:
+            renew_lease(self.store, self.edition, self.owner)
         size = self.settings.delivery.batch_size
-        return self.store.claim_batch(self.edition.id, size, now=self.clock())
+        return self.store.claim_batch(self.edition.id, size, now=self.clock(), owner=self.owner)
 
     def settle(
         self,
@@ -119,10 +139,20 @@ class Runner:
         """Rows whose batch was cut short: keep what was answered (``known`` answers, and the
         journals'), give back the rest (never a row that may have gone out)."""
         ids = [c.delivery_id for c in claimed]
-        journaled = journals.replay(journal_root(self.settings), self.edition.id)
+        journaled = self.crash.replay(self.owner)
         journaled.update(known or {})
         mine = {i: journaled[i] for i in ids if i in journaled}
-        settle(self.settings, self.store, self.edition, mine, report, self.clock, give_back=ids)
+        settle(
+            self.settings,
+            self.store,
+            self.edition,
+            mine,
+            report,
+            self.clock,
+            give_back=ids,
+            owner=self.owner,
+        )
+        self.crash.forget(self.owner, ids)
 
 
 class LocalRunner(Runner):
@@ -139,8 +169,11 @@ class LocalRunner(Runner):
         owner: str,
         clock: Clock,
         provider: Provider | None,
+        edition_lease: bool = True,
     ) -> None:
-        super().__init__(settings, store, edition, owner=owner, clock=clock)
+        super().__init__(
+            settings, store, edition, owner=owner, clock=clock, edition_lease=edition_lease
+        )
         self.own_provider = provider is None
         self.provider, self.builder = sender(
             settings, edition, variants, now=now, rate=settings.delivery.rate, provider=provider
@@ -153,7 +186,7 @@ class LocalRunner(Runner):
             if not claimed:
                 return
             if self.journal is None:
-                self.journal = journals.Journal(journal_root(self.settings), self.edition.id)
+                self.journal = self.crash.open(self.owner)
             rows = [(c.delivery_id, c.subscriber) for c in claimed]
             sent = Sent()
             try:

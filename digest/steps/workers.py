@@ -23,7 +23,7 @@ from digest.delivery.base import Provider
 from digest.errors import TransientDeliveryError
 from digest.models import Edition, Subscriber
 from digest.render.variants import Variants
-from digest.steps.ledger import Clock, Recorder, journal_root
+from digest.steps.ledger import Clock, Recorder, open_journal
 from digest.steps.lifeline import check_run, die_with_parent
 from digest.steps.messages import Builder
 from digest.steps.sending import Runner, Sent, send_rows, sender
@@ -61,11 +61,12 @@ def _worker_init(
     rate: float,
     parent: int,
     lifeline: Connection,
+    owner: str,
 ) -> None:
     global _WORKER
     die_with_parent(parent, lifeline)
     provider, builder = sender(settings, edition, variants, now=now, rate=rate)
-    journal = journals.Journal(journal_root(settings), edition.id)
+    journal = open_journal(settings, edition.id, owner)
     _WORKER = _Worker(builder, provider, journal, parent)
 
     def _close() -> None:
@@ -104,8 +105,11 @@ class PoolRunner(Runner):
         now: datetime,
         owner: str,
         clock: Clock,
+        edition_lease: bool = True,
     ) -> None:
-        super().__init__(settings, store, edition, owner=owner, clock=clock)
+        super().__init__(
+            settings, store, edition, owner=owner, clock=clock, edition_lease=edition_lease
+        )
         sessions = settings.delivery.sessions
         self.sessions = sessions
         context = pool_context()
@@ -124,6 +128,7 @@ class PoolRunner(Runner):
                 settings.delivery.rate / sessions,
                 os.getpid(),
                 self.lifeline,
+                owner,
             ),
         )
 

@@ -1,16 +1,19 @@
 """The delivery ledger: one row per (edition, subscriber), claimed for sending, settled with
 the provider's answer, retried or given back.
 
-Each answer is first written to the send journal (:mod:`digest.store.journal`) the moment it
-is known; ``mark_results`` then records a batch of them here in one transaction, and a run
-after a crash records what a crashed run's journals hold for rows still ``sending``.
+Each claim belongs to an owner (a sending run or shard, ``deliveries.claimed_by``) whose claim
+lease lives in ``locks``: only the owner records its rows' answers, and another owner takes a
+dead one's rows over (:meth:`LedgerStore.take_over`) once that lease has run out. Each answer is
+first written to the owner's send journal (:mod:`digest.store.journal`) the moment it is known;
+``mark_results`` then records a batch of them here in one transaction, and the owner taking
+over a dead one records what its journal holds for rows still ``sending``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +22,7 @@ from digest.models import DeliveryStatus, SendResult, SendStatus, Subscriber, Su
 from digest.store import schema as t
 from digest.store import subscribers as people
 from digest.store.base import _insert_ignore
+from digest.store.locks import claim_lock, stale
 from digest.store.subscribers import SubscriberStore
 
 # Kinds of failed ledger rows (deliveries.failure).
@@ -49,6 +53,14 @@ def _dialect_insert(c: sa.Connection) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert
+
+
+def _claimed_by(owner: str | None, *, none_is_any: bool = True) -> sa.ColumnElement[bool]:
+    """Rows claimed by ``owner``; for None, any row (``none_is_any``) or rows claimed by no
+    owner."""
+    if owner is not None:
+        return t.deliveries.c.claimed_by == owner
+    return sa.true() if none_is_any else t.deliveries.c.claimed_by.is_(None)
 
 
 class LedgerStore(SubscriberStore):
@@ -163,9 +175,76 @@ class LedgerStore(SubscriberStore):
             )
         return res.rowcount or 0
 
+    def sending_owners(self, edition_id: str) -> dict[str | None, int]:
+        """The owners of the edition's rows in ``sending``, with how many each holds (None:
+        rows claimed without an owner, by a run before owners)."""
+        q = (
+            sa.select(t.deliveries.c.claimed_by, sa.func.count())
+            .where(t.deliveries.c.edition_id == edition_id)
+            .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+            .group_by(t.deliveries.c.claimed_by)
+        )
+        with self.engine.connect() as c:
+            return {owner: int(n) for owner, n in c.execute(q)}
+
+    def dead_owners(self, edition_id: str) -> list[str | None]:
+        """Owners holding ``sending`` rows of the edition whose claim lease is gone, out of
+        time, or held by a process of this host that died; None for rows without an owner."""
+        owners = self.sending_owners(edition_id)
+        names = [claim_lock(o) for o in owners if o is not None]
+        now = datetime.now(UTC)
+        with self.engine.connect() as c:
+            held = {
+                r.name: r for r in c.execute(sa.select(t.locks).where(t.locks.c.name.in_(names)))
+            }
+        return [
+            o
+            for o in owners
+            if o is None or claim_lock(o) not in held or stale(held[claim_lock(o)], now)
+        ]
+
+    def take_over(
+        self, edition_id: str, dead: str | None, owner: str, *, now: datetime
+    ) -> list[int]:
+        """Make ``owner`` the owner of the rows the dead owner ``dead`` left in ``sending``,
+        and of its send journal in the store; returns the rows it took.
+
+        One transaction: the dead owner's claim lease is deleted first (unless it was renewed
+        meanwhile: then nothing is taken), so its holder, should it still run, finds the
+        lease lost at its next renewal and stops, and records nothing for rows it no longer
+        owns. The new owner then settles the rows from the journal as the dead one would have.
+        """
+        wall = datetime.now(UTC)
+        with self.engine.begin() as c:
+            if dead is not None:
+                name = claim_lock(dead)
+                held = c.execute(
+                    sa.select(t.locks).where(t.locks.c.name == name).with_for_update()
+                ).first()
+                if held is not None:
+                    if not stale(held, wall):
+                        return []  # alive after all: its rows stay its own
+                    c.execute(sa.delete(t.locks).where(t.locks.c.name == name))
+            moved = c.execute(
+                sa.update(t.deliveries)
+                .where(t.deliveries.c.edition_id == edition_id)
+                .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+                .where(_claimed_by(dead, none_is_any=False))
+                .values(claimed_by=owner, updated_at=now)
+                .returning(t.deliveries.c.id)
+            )
+            ids = [int(r[0]) for r in moved]
+            if dead is not None:
+                c.execute(
+                    sa.update(t.send_journal)
+                    .where(t.send_journal.c.owner == dead)
+                    .values(owner=owner)
+                )
+        return ids
+
     def release_stale(self, edition_id: str, *, now: datetime) -> int:
-        """Rows a crashed run left in ``sending`` go back to pending. Call it only while
-        holding the edition's delivery lock, so that no live run is sending them."""
+        """Every row of the edition in ``sending`` goes back to pending, whoever claimed it. Only
+        for an operator's repair: owners settle each other's rows by :meth:`take_over`."""
         with self.engine.begin() as c:
             res = c.execute(
                 sa.update(t.deliveries)
@@ -175,8 +254,11 @@ class LedgerStore(SubscriberStore):
             )
         return res.rowcount or 0
 
-    def release(self, delivery_ids: Iterable[int], *, now: datetime) -> None:
-        """Give claimed rows back (nothing of them was sent): the claim's attempt is undone."""
+    def release(
+        self, delivery_ids: Iterable[int], *, now: datetime, owner: str | None = None
+    ) -> None:
+        """Give claimed rows back (nothing of them was sent): the claim's attempt is undone.
+        With ``owner``, only rows still claimed by it."""
         ids = list(delivery_ids)
         if not ids:
             return
@@ -186,6 +268,7 @@ class LedgerStore(SubscriberStore):
                 sa.update(t.deliveries)
                 .where(t.deliveries.c.id.in_(ids))
                 .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+                .where(_claimed_by(owner))
                 .values(
                     status=DeliveryStatus.PENDING.value,
                     attempts=sa.case((attempts > 0, attempts - 1), else_=0),
@@ -193,11 +276,14 @@ class LedgerStore(SubscriberStore):
                 )
             )
 
-    def in_flight(self, delivery_ids: Iterable[int]) -> dict[int, int]:
-        """Of these rows, those still ``sending``, with how often each has been tried."""
+    def in_flight(self, delivery_ids: Iterable[int], owner: str | None = None) -> dict[int, int]:
+        """Of these rows, those still ``sending`` (with ``owner``: claimed by it), with how
+        often each has been tried."""
         ids = list(delivery_ids)
         q = sa.select(t.deliveries.c.id, t.deliveries.c.attempts).where(
-            t.deliveries.c.id.in_(ids), t.deliveries.c.status == DeliveryStatus.SENDING.value
+            t.deliveries.c.id.in_(ids),
+            t.deliveries.c.status == DeliveryStatus.SENDING.value,
+            _claimed_by(owner),
         )
         with self.engine.connect() as c:
             return {int(i): int(n) for i, n in c.execute(q)}
@@ -250,11 +336,15 @@ class LedgerStore(SubscriberStore):
             )
         return res.rowcount or 0
 
-    def claim_batch(self, edition_id: str, limit: int, *, now: datetime) -> list[Claimed]:
-        """Move up to ``limit`` pending rows of active subscribers to ``sending``.
+    def claim_batch(
+        self, edition_id: str, limit: int, *, now: datetime, owner: str | None = None
+    ) -> list[Claimed]:
+        """Move up to ``limit`` pending rows of active subscribers to ``sending``, claimed by
+        ``owner``.
 
         The UPDATE re-checks ``pending`` and returns the ids it changed, so a row is claimed by
-        one caller only, even if two select the same candidates.
+        one caller only, even if two select the same candidates (on PostgreSQL, concurrent
+        claimers skip each other's locked candidates instead of waiting).
         """
         with self.engine.begin() as c:
             q = (
@@ -280,6 +370,7 @@ class LedgerStore(SubscriberStore):
                     .values(
                         status=DeliveryStatus.SENDING.value,
                         attempts=t.deliveries.c.attempts + 1,
+                        claimed_by=owner,
                         updated_at=now,
                     )
                     .returning(t.deliveries.c.id)
@@ -301,13 +392,16 @@ class LedgerStore(SubscriberStore):
         *,
         now: datetime,
         retry_at: Mapping[int, datetime] | None = None,
+        owner: str | None = None,
     ) -> list[int]:
         """Record a provider's answers in one transaction; returns the subscribers suppressed.
 
         Only rows still ``sending`` change, so an answer replayed from a journal never
-        overwrites a newer state. A transient failure with a time in ``retry_at`` waits for it;
-        one without is out of attempts (``exhausted``). A hard bounce suppresses the subscriber
-        (recorded in the audit table with the provider's reason).
+        overwrites a newer state; with ``owner``, only rows it still claims (an owner whose
+        rows were taken over records nothing). A transient failure with a time in
+        ``retry_at`` waits for it; one without is out of attempts (``exhausted``). A hard
+        bounce suppresses the subscriber (recorded in the audit table with the provider's
+        reason).
         """
         retry_at = retry_at or {}
         done: list[dict[str, Any]] = []
@@ -326,7 +420,9 @@ class LedgerStore(SubscriberStore):
                 {"b_id": delivery_id, "b_failure": kind, "b_error": res.reason, "b_next": when}
             )
         bounced = [i for i, r in results.items() if r.bounce and r.status is SendStatus.PERMANENT]
-        still_sending = t.deliveries.c.status == DeliveryStatus.SENDING.value
+        still_sending = sa.and_(
+            t.deliveries.c.status == DeliveryStatus.SENDING.value, _claimed_by(owner)
+        )
         with self.engine.begin() as c:
             if done:
                 self._mark_submitted(c, done, now)

@@ -1,5 +1,7 @@
-"""Leases in the store: a named lock (one per edition being delivered) held by one run, renewed
-while it works, and taken over when its holder ran out of time or died on this host."""
+"""Leases in the store: a named lock held by one run, renewed while it works, and taken over
+when its holder ran out of time or died on this host. Two kinds: an edition's delivery lease
+(``deliver:<edition>``, one run prepares and finishes it) and each sending owner's claim lease
+(``claim:<owner>``, see :func:`claim_lock`), which says its claimed ledger rows are in hand."""
 
 from __future__ import annotations
 
@@ -31,6 +33,21 @@ def lock_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def claim_lock(owner: str) -> str:
+    """The name of ``owner``'s claim lease: while it lives, nobody else settles its rows."""
+    return f"claim:{owner}"
+
+
+def stale(held: Any, now: datetime) -> bool:
+    """Whether a lease row (``owner``, ``expires_at``) is dead: out of time, or held by a
+    process of this host that no longer exists (a crash)."""
+    if held.expires_at <= now:
+        return True
+    host, _, rest = held.owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+
 class LockStore(StoreBase):
     """The ``locks`` table: one row per lease held."""
 
@@ -47,7 +64,7 @@ class LockStore(StoreBase):
             if _insert_ignore(c, t.locks, [row], ["name"]):
                 return
             held = c.execute(sa.select(t.locks).where(t.locks.c.name == name)).first()
-            if held is None or held.owner == owner or self._stale(held, now):
+            if held is None or held.owner == owner or stale(held, now):
                 taken = c.execute(
                     sa.update(t.locks)
                     .where(t.locks.c.name == name)
@@ -63,14 +80,6 @@ class LockStore(StoreBase):
             f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, until {held.expires_at:%H:%M:%S} UTC "
             "unless it renews; wait for it to finish"
         )
-
-    @staticmethod
-    def _stale(held: Any, now: datetime) -> bool:
-        if held.expires_at <= now:
-            return True
-        host, _, rest = held.owner.partition(":")
-        pid = rest.partition(":")[0]
-        return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
 
     def renew_lock(self, name: str, owner: str, *, ttl: timedelta) -> None:
         """Extend our lease; raise DeliveryLocked if it is no longer ours."""

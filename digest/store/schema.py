@@ -159,6 +159,10 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("submitted_at", UTCDateTime),
     sa.Column("next_attempt_at", UTCDateTime),
+    # The owner (a sending run or shard) whose claim moved the row to ``sending``; while the
+    # row is ``sending`` only that owner records its answer, and another owner settles it
+    # only once the owner's claim lease (``claim:<owner>`` in ``locks``) has run out.
+    sa.Column("claimed_by", sa.String(200)),
     sa.UniqueConstraint("edition_id", "subscriber_id"),
     sa.Index("ix_deliveries_edition_status", "edition_id", "status"),
 )
@@ -190,7 +194,8 @@ webhook_events = sa.Table(
     sa.Column("received_at", UTCDateTime, nullable=False),
 )
 
-# Leases that keep two runs from delivering the same edition at once (see Store.acquire_lock).
+# Leases: an edition's delivery lease (``deliver:<edition>``, one run at a time prepares and
+# finishes it) and each sending owner's claim lease (``claim:<owner>``); see Store.acquire_lock.
 locks = sa.Table(
     "locks",
     metadata,
@@ -198,6 +203,24 @@ locks = sa.Table(
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# The crash record on a shared database: each provider answer, written by the sending process
+# the moment it is known (before the next message), under the owner whose claim the row is.
+# Rows go once the answer is in the ledger; a dead owner's are settled by the owner taking over.
+send_journal = sa.Table(
+    "send_journal",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("delivery_id", sa.Integer, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("provider_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("bounce", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("retry_after", sa.Float),
+    sa.Index("ix_send_journal_owner_delivery", "owner", "delivery_id"),
 )
 
 # Campaigns handed to a provider that owns the list (Mailchimp, listmonk): one per edition and

@@ -93,6 +93,7 @@ def test_deployments_follow_the_config(example: Path) -> None:
         "gather-qiosk",
         "gather-analysis",
         "edition-weekly",
+        "deliver-shard",
     }
     (schedule,) = deployments["edition-weekly"].schedules
     assert schedule.schedule.cron == "0 7 * * MON"

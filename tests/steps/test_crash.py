@@ -40,8 +40,13 @@ def server() -> Iterator[Running]:
         yield running
 
 
-def _setup(tmp_path: Path, server: Running, recipients: int, sessions: int) -> tuple[Path, str]:
+def _setup(
+    tmp_path: Path, server: Running, recipients: int, sessions: int, store_url: str = ""
+) -> tuple[Path, str]:
+    """A publication sending over SMTP to ``server``; its store SQLite unless ``store_url``."""
     data: dict[str, Any] = base_config(tmp_path / "var")
+    if store_url:
+        data["store"] = {"url": store_url}
     data["delivery"] = {
         "provider": "smtp",
         "sessions": sessions,
