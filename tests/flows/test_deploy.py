@@ -83,7 +83,7 @@ def test_deploy_makes_the_configs_deployments_on_a_new_process_pool(tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "Work pool digest-a: created (type process)." in result.output
     assert "create  gather-section/gather-qiosk" in result.output
-    assert "4 created, 0 updated, 0 removed, 0 unchanged" in result.output
+    assert "5 created, 0 updated, 0 removed, 0 unchanged" in result.output
     assert f"config file at {cfg.resolve()}" in result.output
 
     with _client() as client:
@@ -113,7 +113,7 @@ def test_deploy_makes_the_configs_deployments_on_a_new_process_pool(tmp_path: Pa
     again = _deploy("--pool", "digest-a", "--config", str(cfg))
     assert again.exit_code == 0, again.output
     assert "Work pool digest-a (type process)." in again.output
-    assert "0 created, 0 updated, 0 removed, 4 unchanged" in again.output
+    assert "0 created, 0 updated, 0 removed, 5 unchanged" in again.output
     assert {n: d.updated for n, d in _deployments().items()} == {
         n: d.updated for n, d in deployed.items()
     }
@@ -159,7 +159,7 @@ def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: 
     assert "schedules: 0 * * * * (UTC) -> */30 * * * * (UTC)" in dry.output
     assert "would remove  gather-section/gather-analysis" in dry.output
     assert "by-hand" not in dry.output
-    assert "Dry run, nothing changed on the server: 0 to create, 3 to update, 1 to remove" in (
+    assert "Dry run, nothing changed on the server: 0 to create, 4 to update, 1 to remove" in (
         dry.output
     )  # the config path changed too: every deployment of the new file is an update
     after_dry = _deployments()
@@ -169,12 +169,13 @@ def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: 
 
     result = _deploy("--pool", "digest-b", "--config", str(changed))
     assert result.exit_code == 0, result.output
-    assert "0 created, 3 updated, 1 removed, 0 unchanged" in result.output
+    assert "0 created, 4 updated, 1 removed, 0 unchanged" in result.output
     after = _deployments()
     assert set(after) == {
         "gather-section/gather-diplomacy-watch",
         "gather-section/gather-qiosk",
         "edition/edition-weekly",
+        "deliver-shard/deliver-shard",
         "gather-section/by-hand",
     }
     assert _cron(after["gather-section/gather-qiosk"]) == [("*/30 * * * *", "UTC", True)]
@@ -236,7 +237,7 @@ def test_a_dry_run_on_a_new_pool_makes_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Work pool digest-dry: would create it (type process)." in result.output
     assert "would create  edition/edition-weekly" in result.output
-    assert "4 to create" in result.output
+    assert "5 to create" in result.output
     assert _deployments() == {}
     with _client() as client, pytest.raises(ObjectNotFound):
         client.read_work_pool("digest-dry")
