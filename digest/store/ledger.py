@@ -344,8 +344,20 @@ class LedgerStore(SubscriberStore):
 
         The UPDATE re-checks ``pending`` and returns the ids it changed, so a row is claimed by
         one caller only, even if two select the same candidates (on PostgreSQL, concurrent
-        claimers skip each other's locked candidates instead of waiting).
+        claimers skip each other's locked candidates instead of waiting). A caller whose every
+        candidate was taken meanwhile (SQLite: another claim committed between its SELECT and
+        its UPDATE) selects again: an empty answer always means nothing is pending.
         """
+        while True:
+            claimed = self._claim_once(edition_id, limit, now=now, owner=owner)
+            if claimed is not None:
+                return claimed
+
+    def _claim_once(
+        self, edition_id: str, limit: int, *, now: datetime, owner: str | None
+    ) -> list[Claimed] | None:
+        """One try of :meth:`claim_batch`; None when candidates were found but another caller
+        claimed them all first."""
         with self.engine.begin() as c:
             q = (
                 sa.select(t.deliveries.c.id)
@@ -376,6 +388,8 @@ class LedgerStore(SubscriberStore):
                     .returning(t.deliveries.c.id)
                 )
             ]
+            if not claimed:
+                return None
             rows = c.execute(
                 sa.select(t.deliveries.c.id, t.deliveries.c.attempts, t.subscribers)
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)

@@ -34,11 +34,19 @@ from tests.steps.world import NOW, World
 
 
 class SlowProvider(MemoryProvider):
-    """The in-memory provider taking a little time per message, so that owners interleave."""
+    """The in-memory provider taking a little time per message, so that owners interleave;
+    with a ``meet`` barrier, its first batch waits until every owner holds a batch."""
+
+    def __init__(self, meet: threading.Barrier | None = None) -> None:
+        super().__init__()
+        self.meet = meet
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
     ) -> list[SendResult]:
+        if self.meet is not None:
+            meet, self.meet = self.meet, None
+            meet.wait(timeout=30)
         time.sleep(0.002 * len(messages))
         return super().send(messages, on_result)
 
@@ -91,7 +99,9 @@ def _claimed(w: World, owner: str, n: int) -> list[int]:
 def test_two_owners_drain_one_edition_together_each_row_once(world) -> None:  # type: ignore[no-untyped-def]
     w = world(recipients=60, delivery={"batch_size": 3})
     _prepare(w)
-    providers = {"shard-a": SlowProvider(), "shard-b": SlowProvider()}
+    # Both owners hold a batch at once (however the threads are scheduled), then drain on.
+    meet = threading.Barrier(2)
+    providers = {"shard-a": SlowProvider(meet), "shard-b": SlowProvider(meet)}
     reports: dict[str, DeliveryReport] = {}
     errors: list[BaseException] = []
 
