@@ -439,7 +439,7 @@ class LedgerStore(SubscriberStore):
         )
         with self.engine.begin() as c:
             if done:
-                self._mark_submitted(c, done, now)
+                self._mark_submitted(c, done, now, owner)
             if failed:
                 c.execute(
                     sa.update(t.deliveries)
@@ -473,29 +473,38 @@ class LedgerStore(SubscriberStore):
             )
 
     @staticmethod
-    def _mark_submitted(c: sa.Connection, done: list[dict[str, Any]], now: datetime) -> None:
-        """Rows still ``sending`` become submitted with their provider's ids. The run records
-        every batch of an edition, so this is on the send path's clock: one plain statement
-        the driver runs for every row on SQLite, one statement for the batch (arrays
-        unnested) on PostgreSQL, the values already as the driver takes them."""
+    def _mark_submitted(
+        c: sa.Connection, done: list[dict[str, Any]], now: datetime, owner: str | None
+    ) -> None:
+        """Rows still ``sending`` (with ``owner``: still claimed by it) become submitted with
+        their provider's ids. The run records every batch of an edition, so this is on the send
+        path's clock: one plain statement the driver runs for every row on SQLite, one statement
+        for the batch (arrays unnested) on PostgreSQL, the values already as the driver takes
+        them."""
         stamp = t.deliveries.c.updated_at.type
         to_db = stamp.dialect_impl(c.dialect).bind_processor(c.dialect)
         at = to_db(now) if to_db else now
         submitted, sending = DeliveryStatus.SUBMITTED.value, DeliveryStatus.SENDING.value
         rest = "failure = NULL, error = NULL, next_attempt_at = NULL"
         if c.dialect.name == "postgresql":
+            mine = "" if owner is None else " AND deliveries.claimed_by = %s"
             c.exec_driver_sql(
                 f"UPDATE deliveries SET status = '{submitted}', provider_id = u.pid, "
                 f"submitted_at = %s, updated_at = %s, {rest} "
                 "FROM unnest(%s::integer[], %s::text[]) AS u(id, pid) "
-                f"WHERE deliveries.id = u.id AND deliveries.status = '{sending}'",
-                (at, at, [d["b_id"] for d in done], [d["b_provider_id"] for d in done]),
+                f"WHERE deliveries.id = u.id AND deliveries.status = '{sending}'{mine}",
+                (at, at, [d["b_id"] for d in done], [d["b_provider_id"] for d in done])
+                + (() if owner is None else (owner,)),
             )
             return
+        mine = "" if owner is None else " AND claimed_by = ?"
         c.exec_driver_sql(
             f"UPDATE deliveries SET status = '{submitted}', provider_id = ?, submitted_at = ?, "
-            f"updated_at = ?, {rest} WHERE id = ? AND status = '{sending}'",
-            [(d["b_provider_id"], at, at, d["b_id"]) for d in done],
+            f"updated_at = ?, {rest} WHERE id = ? AND status = '{sending}'{mine}",
+            [
+                (d["b_provider_id"], at, at, d["b_id"]) + (() if owner is None else (owner,))
+                for d in done
+            ],
         )
 
     def mark_skipped(self, delivery_ids: Iterable[int], reason: str, *, now: datetime) -> None:

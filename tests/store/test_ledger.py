@@ -159,3 +159,27 @@ def test_submitted_answers_keep_each_provider_id_once(make_settings, store: Stor
         assert row.submitted_at == row.updated_at == later
     (pending,) = got.values()
     assert (pending.status, pending.provider_id, pending.submitted_at) == ("pending", None, None)
+
+
+def test_an_owner_records_nothing_for_rows_taken_over(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """Once another owner took a row over, the first owner's late answers change nothing:
+    submitted ones no more than failures."""
+    eid = _edition_with_subscribers(make_settings, store, 2)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    a, b = (c.delivery_id for c in store.claim_batch(eid, 2, now=NOW, owner="first"))
+    assert sorted(store.take_over(eid, "first", "second", now=NOW)) == sorted([a, b])
+    later = NOW + timedelta(minutes=1)
+    store.mark_results(
+        {
+            a: SendResult("ka", SendStatus.SUBMITTED, provider_id="late"),
+            b: SendResult("kb", SendStatus.PERMANENT, reason="550 late"),
+        },
+        now=later,
+        owner="first",
+    )
+    assert store.delivery_counts(eid)["sending"] == 2
+    store.mark_results(
+        {a: SendResult("ka", SendStatus.SUBMITTED, provider_id="mine")}, now=later, owner="second"
+    )
+    counts = store.delivery_counts(eid)
+    assert (counts["submitted"], counts["sending"]) == (1, 1)
