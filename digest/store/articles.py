@@ -3,31 +3,14 @@ source, by id, and since a time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from digest.models import Article
 from digest.store import schema as t
-from digest.store.base import StoreBase, _insert_ignore, _insert_ignore_keys
-
-# SQLite's driver keeps the last 128 distinct statements of each connection prepared, and a
-# many-row INSERT (or an IN list) is a distinct statement for each number of rows: one of 500
-# article rows is a program of about 1.5 MB, so gathering a few hundred feeds of different
-# lengths kept hundreds of MB of them. Rows go in chunks whose sizes are powers of two, at most
-# this many: eight statement shapes per table, whatever the feeds.
-LARGEST_CHUNK = 128
-
-
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    """``items`` in chunks of 128, 64, … 1: as few chunks as can be, of few distinct sizes."""
-    i = 0
-    while i < len(items):
-        size = min(LARGEST_CHUNK, 1 << ((len(items) - i).bit_length() - 1))
-        yield items[i : i + size]
-        i += size
+from digest.store.base import StoreBase, _chunks, _insert_ignore, _insert_ignore_keys
 
 
 class ArticleStore(StoreBase):
@@ -38,8 +21,8 @@ class ArticleStore(StoreBase):
 
         A known article keeps its first source and its first publication time (feeds without
         dates would otherwise move it to "now" on every fetch); title and content follow the
-        latest fetch. New rows go in as few statements (see ``_chunks``); unchanged known rows are
-        not rewritten.
+        latest fetch. New rows go in as few statements (see ``base._chunks``); unchanged known
+        rows are not rewritten.
         """
         batch = list({a.id: a for a in articles}.values())
         if not batch:
@@ -60,9 +43,7 @@ class ArticleStore(StoreBase):
             for a in batch
         ]
         with self.engine.begin() as c:
-            new = set()
-            for chunk in _chunks(rows):
-                new.update(_insert_ignore_keys(c, t.articles, chunk, ["id"]))
+            new = set(_insert_ignore_keys(c, t.articles, rows, ["id"]))
             known = {a.id: a for a in batch if a.id not in new}
             for chunk in _chunks(list(known)):
                 kept = dict(
@@ -85,8 +66,7 @@ class ArticleStore(StoreBase):
                         )
                     )
             carried = [{"article_id": a.id, "source": a.source} for a in batch]
-            for chunk in _chunks(carried):
-                _insert_ignore(c, t.article_sources, chunk, ["article_id", "source"])
+            _insert_ignore(c, t.article_sources, carried, ["article_id", "source"])
         return new
 
     def articles_from_sources(

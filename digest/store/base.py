@@ -8,6 +8,7 @@ Each area of the store (``sources``, ``articles``, ``editions``, ``subscribers``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -48,9 +49,22 @@ def _insert_ignore_keys(
     returning: str | tuple[str, ...] | None = None,
 ) -> list[Any]:
     """Like :func:`_insert_ignore`, returning the first key (or the ``returning`` column, or a
-    tuple of the ``returning`` columns) of each row that went in."""
-    if not rows:
-        return []
+    tuple of the ``returning`` columns) of each row that went in. Rows go in :func:`_chunks`."""
+    stmt = _dialect_insert(c)(table).on_conflict_do_nothing(index_elements=keys)
+    # Count with RETURNING: drivers disagree on rowcount for many-row executes.
+    if isinstance(returning, tuple):
+        stmt = stmt.returning(*(table.c[k] for k in returning))
+    else:
+        stmt = stmt.returning(table.c[returning or keys[0]])
+    out: list[Any] = []
+    for chunk in _chunks(rows):
+        result = c.execute(stmt, chunk)
+        out += [tuple(r) for r in result] if isinstance(returning, tuple) else result.scalars()
+    return out
+
+
+def _dialect_insert(c: sa.Connection) -> Any:
+    """The dialect's INSERT, which can skip rows whose key exists (ON CONFLICT DO NOTHING)."""
     name = c.dialect.name
     if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -58,13 +72,24 @@ def _insert_ignore_keys(
         from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
     else:
         raise PermanentError(f"store: database {name!r} is not supported (SQLite, PostgreSQL)")
-    stmt = insert(table).on_conflict_do_nothing(index_elements=keys)
-    # Count with RETURNING: drivers disagree on rowcount for many-row executes.
-    if isinstance(returning, tuple):
-        result = c.execute(stmt.returning(*(table.c[k] for k in returning)), rows)
-        return [tuple(r) for r in result]
-    result = c.execute(stmt.returning(table.c[returning or keys[0]]), rows)
-    return [r[0] for r in result]
+    return insert
+
+
+# SQLite's driver keeps the last 128 distinct statements of each connection prepared, and a
+# many-row INSERT (or an IN list) is a distinct statement for each number of rows: one of 500
+# article rows is a program of about 1.5 MB, so gathering a few hundred feeds of different
+# lengths kept hundreds of MB of them. Rows go in chunks whose sizes are powers of two, at most
+# this many: eight statement shapes per table, whatever the number of rows.
+LARGEST_CHUNK = 128
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    """``items`` in chunks of 128, 64, … 1: as few chunks as can be, of few distinct sizes."""
+    i = 0
+    while i < len(items):
+        size = min(LARGEST_CHUNK, 1 << ((len(items) - i).bit_length() - 1))
+        yield items[i : i + size]
+        i += size
 
 
 def _make_folder(folder: Path) -> None:

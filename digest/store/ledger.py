@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from digest.models import DeliveryStatus, SendResult, SendStatus, Subscriber, SubscriberStatus
 from digest.store import schema as t
 from digest.store import subscribers as people
-from digest.store.base import _insert_ignore
+from digest.store.base import _dialect_insert, _insert_ignore
 from digest.store.locks import claim_lock, stale
 from digest.store.subscribers import SubscriberStore
 
@@ -42,17 +42,6 @@ class Claimed:
 def _unset(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     """A JSON column holding nothing: SQL NULL, or JSON null (what None is written as)."""
     return sa.or_(column.is_(None), sa.cast(column, sa.Text) == "null")
-
-
-def _dialect_insert(c: sa.Connection) -> Any:
-    """The dialect's INSERT, which can skip rows whose key exists (ON CONFLICT DO NOTHING)."""
-    if c.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
 
 
 def _claimed_by(owner: str | None, *, none_is_any: bool = True) -> sa.ColumnElement[bool]:
