@@ -26,6 +26,7 @@ from digest.steps.ledger import (
     DeliveryReport,
     Recorder,
     crash_record,
+    open_journal,
     renew_claim,
     renew_lease,
     settle,
@@ -186,7 +187,7 @@ class LocalRunner(Runner):
             if not claimed:
                 return
             if self.journal is None:
-                self.journal = self.crash.open(self.owner)
+                self.journal = open_journal(self.settings, self.edition.id, self.owner)
             rows = [(c.delivery_id, c.subscriber) for c in claimed]
             sent = Sent()
             try:

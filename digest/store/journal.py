@@ -238,10 +238,6 @@ class Record:
     def __init__(self, root: Path, edition_id: str) -> None:
         self.root, self.edition_id = root, edition_id
 
-    def open(self, owner: str) -> Journal:
-        """A journal for one sending process of ``owner``."""
-        return Journal(self.root, self.edition_id, owner)
-
     def replay(self, owner: str | None) -> dict[int, SendResult]:
         """What ``owner``'s journals hold, one answer per row (see :func:`replay`)."""
         return replay(self.root, self.edition_id, owner)
@@ -272,9 +268,6 @@ class StoreRecord(Record):
     def __init__(self, root: Path, edition_id: str, engine: sa.Engine) -> None:
         super().__init__(root, edition_id)
         self.engine = engine
-
-    def open(self, owner: str) -> Journal:
-        return StoreJournal(self.engine.url.render_as_string(hide_password=False), owner)
 
     def replay(self, owner: str | None) -> dict[int, SendResult]:
         out = super().replay(owner)

@@ -22,9 +22,9 @@ from digest.render.variants import render_variants
 from digest.steps.deliver import deliver
 from digest.steps.ledger import (
     DeliveryReport,
-    crash_record,
     delivery_lock,
     finish_delivery,
+    open_journal,
     prepare_delivery,
 )
 from digest.store import Store
@@ -132,7 +132,7 @@ def test_a_dead_owners_rows_are_settled_from_its_crash_record(world) -> None:  #
     _prepare(w)
     rows = _claimed(w, "ghost", 4)
     # The ghost's sending process had answers for two rows (journaled) when its machine died.
-    journal = crash_record(w.settings, w.store, w.edition.id).open("ghost")
+    journal = open_journal(w.settings, w.edition.id, "ghost")
     by_id = {r["id"]: e for e, r in w.ledger().items()}
     answered = {by_id[i] for i in rows[:2]}
     journal.write(rows[0], SendResult("k0", SendStatus.SUBMITTED, provider_id="ghost-0"))
