@@ -33,6 +33,7 @@ from digest.steps.ledger import (
     claim_lease,
     crash_record,
     take_over_dead,
+    unanswered,
 )
 from digest.steps.messages import Builder
 from digest.steps.progress import ProgressHook
@@ -79,8 +80,7 @@ def deliver(
     """
     clock = clock or run_clock(now)
     report = DeliveryReport(edition.id)
-    counts = store.delivery_counts(edition.id)
-    to_answer = counts["pending"] + counts["sending"] + counts["transient"]
+    to_answer = unanswered(store.delivery_counts(edition.id))
     crash = crash_record(settings, store, edition.id)
     recorder = Recorder(
         settings, store, report, clock, progress=progress, total=to_answer, owner=owner, crash=crash
@@ -91,8 +91,12 @@ def deliver(
     real_wait = 0.0
     sessions = settings.delivery.sessions if provider is None else 1
     with claim_lease(settings, store, owner):
-        common: dict[str, Any] = {"now": now, "owner": owner, "clock": clock}
-        common["edition_lease"] = edition_lease
+        common: dict[str, Any] = {
+            "now": now,
+            "owner": owner,
+            "clock": clock,
+            "edition_lease": edition_lease,
+        }
         runner = (
             PoolRunner(settings, store, edition, variants, **common)
             if sessions > 1
@@ -122,6 +126,11 @@ def deliver(
     return report
 
 
+def edition_variants(settings: Settings, store: Store, edition: Edition) -> Variants:
+    """Every variant the edition's subscribers chose, each compiled once."""
+    return render_variants(settings, edition, store.section_choices(edition.digest))
+
+
 def deliver_dry(
     settings: Settings,
     provider: Provider,
@@ -137,7 +146,7 @@ def deliver_dry(
     with the list (a provider that keeps what it is given, as tests' in-memory one, does).
     """
     started = time.perf_counter()
-    variants = render_variants(settings, edition, store.section_choices(edition.digest))
+    variants = edition_variants(settings, store, edition)
     builder = Builder(settings, edition, variants, now=now)
     report = DeliveryReport(edition.id)
     for page in store.subscriber_pages(digest=edition.digest, unsent_in=edition.id):

@@ -30,7 +30,7 @@ from digest.config import CAMPAIGN_PROVIDERS, Settings
 from digest.errors import DigestError, EditionStateError
 from digest.factory import make_campaign_provider, make_provider
 from digest.models import Article, Edition, EditionAction, EditionStatus, edition_state
-from digest.render.variants import Variants, render_variants
+from digest.render.variants import Variants
 from digest.steps.campaigns import HandOver, hand_over
 from digest.steps.compose import (
     ComposeOutcome,
@@ -40,7 +40,7 @@ from digest.steps.compose import (
     decide,
     transition,
 )
-from digest.steps.deliver import deliver, deliver_dry
+from digest.steps.deliver import deliver, deliver_dry, edition_variants
 from digest.steps.ledger import (
     DeliveryReport,
     delivery_lock,
@@ -107,7 +107,7 @@ def compose_stage(
 
 def render_stage(settings: Settings, store: Store, edition: Edition) -> Variants:
     """Every variant the edition's subscribers chose, each compiled once."""
-    return render_variants(settings, edition, store.section_choices(edition.digest))
+    return edition_variants(settings, store, edition)
 
 
 def prepare_stage(
@@ -158,9 +158,7 @@ class EditionStages:
     )
     render: Callable[[Settings, Store, Edition], Variants] = render_stage
     prepare: Callable[[Settings, Store, Edition, datetime], DeliveryReport] = prepare_stage
-    deliver: Callable[[Settings, Store, Edition, Variants, datetime, str], DeliveryReport] = (
-        deliver_stage
-    )
+    deliver: Deliver = deliver_stage
     # With ``delivery.shards`` above 1: start the shard runs and wait until the ledger is done
     # (digest.steps.shards.fan_out; the flow passes one that runs them on the work pool).
     # None: the run sends alone, as ``deliver``.

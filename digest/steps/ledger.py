@@ -292,6 +292,11 @@ def recipients(counts: dict[str, int]) -> int:
     return sum(counts[s.value] for s in DeliveryStatus if s is not DeliveryStatus.SKIPPED)
 
 
+def unanswered(counts: dict[str, int]) -> int:
+    """Ledger rows still to send or to retry: pending, claimed, or failed transiently."""
+    return counts["pending"] + counts["sending"] + counts["transient"]
+
+
 def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[str, int]:
     """Mark the edition sent once nothing is left to send or to retry; return the counts.
 
@@ -300,7 +305,7 @@ def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[st
     """
     store.skip_inactive(edition.id, now=now)  # who left during the run holds nothing open
     counts = store.delivery_counts(edition.id)
-    done = counts["pending"] == counts["sending"] == counts["transient"] == 0
+    done = unanswered(counts) == 0
     if done and store.edition_status(edition.id) is EditionStatus.SENDING:
         store.change_edition_status(edition.id, EditionAction.FINISH, now=now)
     return counts

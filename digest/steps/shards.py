@@ -21,9 +21,9 @@ from datetime import datetime
 from digest.config import Settings
 from digest.errors import EditionStateError
 from digest.models import Edition, EditionStatus
-from digest.render.variants import Variants, render_variants
-from digest.steps.deliver import deliver
-from digest.steps.ledger import DeliveryReport
+from digest.render.variants import Variants
+from digest.steps.deliver import deliver, edition_variants
+from digest.steps.ledger import DeliveryReport, unanswered
 from digest.store import Store, lock_owner
 
 Log = Callable[[str], None]
@@ -60,7 +60,7 @@ def deliver_shard(
         if log:
             log(f"edition {edition_id} is {edition.status.value}: shard {shard} has nothing to do")
         return DeliveryReport(edition_id)
-    variants = render_variants(settings, edition, store.section_choices(edition.digest))
+    variants = edition_variants(settings, store, edition)
     owner = f"{lock_owner()}:shard-{shard}"
     if log:
         log(f"edition {edition_id}: shard {shard} sends as {owner}")
@@ -74,10 +74,6 @@ def deliver_shard(
         log=log,
         edition_lease=False,
     )
-
-
-def _left(counts: dict[str, int]) -> int:
-    return counts["pending"] + counts["sending"] + counts["transient"]
 
 
 def fan_out(
@@ -123,15 +119,14 @@ def fan_out(
         mine.add(deliver(settings, store, edition, variants, now=now, owner=owner, log=log))
 
     while started and running():
-        counts = store.delivery_counts(edition.id)
-        if not _left(counts):
+        if not unanswered(store.delivery_counts(edition.id)):
             break
         dead = store.dead_owners(edition.id)
         if dead:
             say(f"edition {edition.id}: taking over the rows of {len(dead)} dead owner(s)")
             help_out()
         sleep(poll)
-    if _left(store.delivery_counts(edition.id)):
+    if unanswered(store.delivery_counts(edition.id)):
         say(f"edition {edition.id}: no shard run is sending; this run sends what is left")
         help_out()
     after = store.delivery_counts(edition.id)
