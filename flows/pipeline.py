@@ -13,7 +13,7 @@ for the ledger (``flows/shards.py``).
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import State, flow, get_run_logger, task
@@ -41,6 +41,7 @@ from flows.artifacts import (
     gather_artifact,
     note_artifact,
 )
+from flows.runs import run_now, run_parameters
 from flows.shards import fan_out_stage
 
 
@@ -58,19 +59,7 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    return now if now.tzinfo else now.replace(tzinfo=UTC)
-
-
 # Run names an operator reads in the UI ------------------------------------------------------
-
-
-def _run_parameters() -> dict[str, Any]:
-    from prefect.runtime import flow_run
-
-    return dict(flow_run.parameters or {})
 
 
 def _run_time(value: Any) -> datetime:
@@ -81,7 +70,7 @@ def _run_time(value: Any) -> datetime:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             value = None
-    return _now(value if isinstance(value, datetime) else None)
+    return run_now(value if isinstance(value, datetime) else None)
 
 
 def run_edition_id(config: str, digest: str, now: datetime) -> str:
@@ -95,12 +84,12 @@ def run_edition_id(config: str, digest: str, now: datetime) -> str:
 
 
 def _gather_run_name() -> str:
-    p = _run_parameters()
+    p = run_parameters()
     return f"gather-{p.get('section', '')}-{_run_time(p.get('now')):%Y%m%dT%H%M%SZ}"
 
 
 def _edition_label() -> str:
-    p = _run_parameters()
+    p = run_parameters()
     when = _run_time(p.get("now"))
     return run_edition_id(str(p.get("config", "")), str(p.get("digest", "")), when)
 
@@ -217,7 +206,7 @@ def gather_section_flow(
     settings = load_settings(config)
     store = None if dry_run else open_store(settings)
     try:
-        gathered, found = _gather(settings, store, section, _now(now))
+        gathered, found = _gather(settings, store, section, run_now(now))
     finally:
         if store:
             store.close()
@@ -320,7 +309,7 @@ def edition_flow(
             settings,
             store,
             digest,
-            _now(now),
+            run_now(now),
             dry_run=dry_run,
             extra=[Article.model_validate(a) for a in extra or ()],
             config=config,
@@ -328,7 +317,7 @@ def edition_flow(
     finally:
         store.close()
     if not dry_run and any(d.click_tracking for d in settings.digests.values()):
-        click_summaries_flow(config, _now(now))
+        click_summaries_flow(config, run_now(now))
     return summary.as_dict()
 
 
@@ -341,12 +330,12 @@ def click_summaries_flow(config: str, now: datetime | None = None) -> list[str]:
     store = open_store(settings)
     made: list[str] = []
     try:
-        for edition_id in stats.summaries_due(settings, store, _now(now)):
+        for edition_id in stats.summaries_due(settings, store, run_now(now)):
             found = stats.edition_clicks(settings, store, edition_id)
             if found is None:
                 continue
             clicks_artifact(settings, found)
-            store.mark_click_summary(edition_id, _now(now))
+            store.mark_click_summary(edition_id, run_now(now))
             made.append(edition_id)
     finally:
         store.close()
@@ -359,7 +348,7 @@ def run_flow(
 ) -> dict[str, Any]:
     """The main job: gather every section of ``digest``, then compose, render and deliver."""
     settings = load_settings(config)
-    when = _now(now)
+    when = run_now(now)
     sections: list[dict[str, Any]] = []
     extra: list[dict[str, Any]] = []
     for section in settings.digests[digest].sections:

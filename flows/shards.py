@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -23,15 +23,14 @@ from digest.render.variants import Variants
 from digest.steps import shards
 from digest.steps.ledger import DeliveryReport
 from digest.store import Store
+from flows.runs import run_now, run_parameters
 
 # The deployment of the shard flow (flows/deployments.py): "<flow name>/<deployment name>".
 SHARD_DEPLOYMENT = "deliver-shard/deliver-shard"
 
 
 def _shard_run_name() -> str:
-    from prefect.runtime import flow_run
-
-    p = dict(flow_run.parameters or {})
+    p = run_parameters()
     return f"deliver-{p.get('edition_id', '')}-shard-{p.get('shard', '')}"
 
 
@@ -43,7 +42,7 @@ def deliver_shard_flow(
     ``digest.steps.shards``); started by the edition flow on the work pool."""
     settings = load_settings(config)
     store = open_store(settings)
-    when = datetime.now(UTC) if now is None else now if now.tzinfo else now.replace(tzinfo=UTC)
+    when = run_now(now)
     logger = get_run_logger()
     try:
         report = shards.deliver_shard(settings, store, edition_id, shard, now=when, log=logger.info)
