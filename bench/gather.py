@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import feedparser
 
+from bench.support import descendants
 from digest.config import parse_settings
 from digest.steps import gather
 from digest.store import Store
@@ -258,21 +259,8 @@ class ProcessPeaks:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def tree(self) -> list[int]:
-        pids, todo = [], [self.root]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            try:
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{task}/children") as f:
-                        todo.extend(int(c) for c in f.read().split())
-            except OSError:
-                continue
-        return pids
-
     def sample(self) -> None:
-        for pid in self.tree():
+        for pid in [self.root, *descendants(self.root)]:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     name = f.read().replace(b"\0", b" ").decode()[:120].strip()
