@@ -197,6 +197,7 @@ class ParsePool:
 
     def close(self) -> None:
         """Stop the idle workers; busy ones stop when their job is done."""
+        atexit.unregister(self.close)  # a closed pool need not be kept alive until exit
         with self._freed:
             self._closed = True
             idle, self._idle = self._idle, []
