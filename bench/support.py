@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 SESSIONS = 4
 SIZE = 81920
@@ -79,6 +81,21 @@ def run_as(roles: dict[str, Callable[[], object]], main: Callable[[], int | None
         role()
         return
     sys.exit(main())
+
+
+@contextmanager
+def store_urls(kind: str, work: Path) -> Iterator[Callable[[int], str]]:
+    """A function giving a fresh, empty store's URL for each number: a SQLite file in
+    ``work``, or (``kind`` "postgresql") a database on a throwaway PostgreSQL server."""
+    if kind == "sqlite":
+        yield lambda n: f"sqlite:///{work}/sqlite-{n}.db"
+        return
+    from tests import postgres
+
+    if not postgres.available():
+        sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
+    with postgres.server() as base:
+        yield lambda n: postgres.create_database(base, f"bench_{n}")
 
 
 def _kb(path: str, field: str) -> int:
