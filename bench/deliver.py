@@ -24,12 +24,12 @@ for the store on a throwaway PostgreSQL server instead of SQLite).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The project is imported inside ``ours``: worker processes start by importing this file, and
 # should pay only for what a worker of a real run imports.
 
-from bench.support import SESSIONS, TreeRss, free_port, smtp_source, start_sink
+from bench.support import SESSIONS, TreeRss, free_port, smtp_source, start_sink, store_urls
 
 RUNS = 3
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
 
 
 def ours(
-    port: int, recipients: int, rss: TreeRss, store_url: str = ""
+    port: int, recipients: int, rss: TreeRss, store_url: str
 ) -> tuple[float, dict[str, int], float]:
     """Our delivery's messages per second, the ledger's counts, and the edition's HTML size."""
     from bench.render import edition_and_settings
@@ -61,7 +61,7 @@ def ours(
     with tempfile.TemporaryDirectory(prefix="digest-bench-deliver-") as tmp:
         data = example.model_dump(mode="json", exclude={"base_dir"})
         data["data_dir"] = tmp
-        data["store"] = {"url": store_url or f"sqlite:///{tmp}/digest.db"}
+        data["store"] = {"url": store_url}
         data["delivery"] = {
             "provider": "smtp",
             "sessions": SESSIONS,
@@ -105,16 +105,15 @@ def main() -> None:
         help="the store on a throwaway PostgreSQL server (tests/postgres.py), not SQLite",
     )
     args = parser.parse_args()
-    with contextlib.ExitStack() as stack:
-        postgres = ""
-        if args.postgres:
-            from tests import postgres as pg
+    kind = "postgresql" if args.postgres else "sqlite"
+    with (
+        tempfile.TemporaryDirectory(prefix="digest-bench-deliver-") as work,
+        store_urls(kind, Path(work)) as url_for,
+    ):
+        run_all(args, kind, url_for)
 
-            postgres = stack.enter_context(pg.server())
-        run_all(args, postgres)
 
-
-def run_all(args: argparse.Namespace, postgres: str) -> None:
+def run_all(args: argparse.Namespace, kind: str, url_for: Callable[[int], str]) -> None:
     n = args.recipients
     port = free_port()
     sink = start_sink(port)
@@ -124,12 +123,7 @@ def run_all(args: argparse.Namespace, postgres: str) -> None:
         for run in range(1, args.runs + 1):
             source_rates.append(smtp_source(port, n))
             rss = TreeRss()
-            url = ""
-            if postgres:
-                from tests.postgres import create_database
-
-                url = create_database(postgres, f"bench_{run}")
-            rate, counts, html = ours(port, n, rss, url)
+            rate, counts, html = ours(port, n, rss, url_for(run))
             if counts["submitted"] != n:
                 sys.exit(f"run {run}: {counts['submitted']} of {n} submitted: {counts}")
             our_rates.append(rate)
@@ -160,7 +154,7 @@ def run_all(args: argparse.Namespace, postgres: str) -> None:
                 "benchmark": "deliver",
                 "recipients": n,
                 "sessions": SESSIONS,
-                "store": "postgresql" if postgres else "sqlite",
+                "store": kind,
                 "messages_per_s": round(mine, 1),
                 "smtp_source_per_s": round(source, 1),
                 "ratio": round(mine / source, 3),

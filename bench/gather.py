@@ -28,7 +28,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import feedparser
 
+from bench.support import child, descendants, run_as
 from digest.config import parse_settings
 from digest.steps import gather
 from digest.store import Store
@@ -258,21 +258,8 @@ class ProcessPeaks:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def tree(self) -> list[int]:
-        pids, todo = [], [self.root]
-        while todo:
-            pid = todo.pop()
-            pids.append(pid)
-            try:
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{task}/children") as f:
-                        todo.extend(int(c) for c in f.read().split())
-            except OSError:
-                continue
-        return pids
-
     def sample(self) -> None:
-        for pid in self.tree():
+        for pid in [self.root, *descendants(self.root)]:
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     name = f.read().replace(b"\0", b" ").decode()[:120].strip()
@@ -333,14 +320,9 @@ def _baseline_in_child() -> None:
         print(time.perf_counter() - start, flush=True)
 
 
-def _child(role: str) -> subprocess.Popen[str]:
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-    return subprocess.Popen([sys.executable, __file__, role], **pipes)  # type: ignore[call-overload]
-
-
 def main() -> None:
     with ProcessPeaks() as peaks:
-        server, baseline = _child("serve"), _child("baseline")
+        server, baseline = child(__file__, "serve"), child(__file__, "baseline")
         assert server.stdin and server.stdout and baseline.stdin and baseline.stdout
         peaks.apart.update({server.pid: "feed server", baseline.pid: "baseline (feedparser)"})
         port, total = map(int, server.stdout.readline().split())
@@ -377,9 +359,9 @@ def main() -> None:
                 del cold, warm
         peaks.sample()
         gather.shutdown_parse_pool()
-        for child in (server, baseline):
-            child.stdin.close()
-            child.wait()
+        for proc in (server, baseline):
+            proc.stdin.close()
+            proc.wait()
 
     serial = statistics.median(baselines)
     cold_s, warm_s = statistics.median(colds), statistics.median(warms)
@@ -412,9 +394,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["serve"]:
-        _serve_in_child()
-    elif sys.argv[1:] == ["baseline"]:
-        _baseline_in_child()
-    else:
-        main()
+    run_as({"serve": _serve_in_child, "baseline": _baseline_in_child}, main)

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.gather import ProcessPeaks
+from bench.support import child, run_as
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPUS = Path(
@@ -116,8 +117,7 @@ def main() -> int:
         return 0
     paths = list(feeds(CORPUS))
     megabytes = sum(p.stat().st_size for p in CORPUS.iterdir() if f"/{p.name}" in paths) / 1e6
-    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-    server = subprocess.Popen([sys.executable, __file__, "serve"], **pipes)  # type: ignore[call-overload]
+    server = child(__file__, "serve")
     assert server.stdin and server.stdout
     try:
         base = f"http://127.0.0.1:{int(server.stdout.readline())}"
@@ -167,9 +167,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["serve"]:
-        _serve_in_child()
-    elif sys.argv[1:] == ["baseline"]:
-        _baseline_in_child()
-    else:
-        sys.exit(main())
+    run_as({"serve": _serve_in_child, "baseline": _baseline_in_child}, main)

@@ -36,7 +36,7 @@ from digest.compose.editions import compose_edition
 from digest.config import Settings, load_settings
 from digest.gather.feeds import parse_feed
 from digest.gather.sections import in_section
-from digest.models import Edition, OutgoingMessage, Subscriber, SubscriberStatus
+from digest.models import Edition, OutgoingMessage, RenderedVariant, Subscriber, SubscriberStatus
 from digest.render.clicks import reader_part
 from digest.render.email import render_variant
 from digest.render.fastmime import compile_message
@@ -150,20 +150,32 @@ def main() -> None:
     key = settings.signing_key
     unsub_token, prefs_token = token_maker(key, "unsubscribe"), token_maker(key, "preferences")
 
-    def ours_factory() -> Callable[[Subscriber], OutgoingMessage]:
-        template = compile_message(
-            variant.html, variant.text, edition=edition, settings=settings, now=NOW
-        )
+    def messages(
+        rendered: RenderedVariant, with_settings: Settings, per_subscriber: bool = False
+    ) -> Callable[[], Callable[[Subscriber], OutgoingMessage]]:
+        """The delivery path's way for ``rendered``: each call compiles its template afresh
+        and gives the per-recipient builder (with the reader's part of each click link when
+        ``per_subscriber``)."""
 
-        def ours(s: Subscriber) -> OutgoingMessage:
-            return template.render(
-                subscriber=s,
-                unsubscribe_url=unsubscribe_url(settings, unsub_token(s.id)),
-                preferences_url=preferences_url(settings, prefs_token(s.id)),
-                key=f"{edition.id}.{s.id}",
+        def factory() -> Callable[[Subscriber], OutgoingMessage]:
+            template = compile_message(
+                rendered.html, rendered.text, edition=edition, settings=with_settings, now=NOW
             )
 
-        return ours
+            def build(s: Subscriber) -> OutgoingMessage:
+                return template.render(
+                    subscriber=s,
+                    unsubscribe_url=unsubscribe_url(settings, unsub_token(s.id)),
+                    preferences_url=preferences_url(settings, prefs_token(s.id)),
+                    key=f"{edition.id}.{s.id}",
+                    reader=reader_part(key, edition.id, s.id) if per_subscriber else "",
+                )
+
+            return build
+
+        return factory
+
+    ours_factory = messages(variant, settings)
 
     def baseline(s: Subscriber) -> OutgoingMessage:
         unsub = unsubscribe_url(settings, make_token(key, s.id, "unsubscribe"))
@@ -197,25 +209,7 @@ def main() -> None:
                 "render": settings.render.model_copy(update={"max_html_bytes": 1_000_000}),
             }
         )
-        rendered = render_variant(edition, with_clicks)
-
-        def factory() -> Callable[[Subscriber], OutgoingMessage]:
-            template = compile_message(
-                rendered.html, rendered.text, edition=edition, settings=with_clicks, now=NOW
-            )
-
-            def build(s: Subscriber) -> OutgoingMessage:
-                return template.render(
-                    subscriber=s,
-                    unsubscribe_url=unsubscribe_url(settings, unsub_token(s.id)),
-                    preferences_url=preferences_url(settings, prefs_token(s.id)),
-                    key=f"{edition.id}.{s.id}",
-                    reader=reader_part(key, edition.id, s.id) if on else "",
-                )
-
-            return build
-
-        return factory
+        return messages(render_variant(edition, with_clicks), with_clicks, on)
 
     clicks_off, clicks_on = clicks_factory(False), clicks_factory(True)
     assert "/c/" in clicks_on()(probe).text and str(probe.id) not in clicks_off()(probe).text

@@ -27,15 +27,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.support import SESSIONS, TreeRss, free_port, smtp_source, start_sink  # noqa: E402
+from bench.support import (  # noqa: E402
+    SESSIONS,
+    TreeRss,
+    free_port,
+    smtp_source,
+    start_sink,
+    store_urls,
+)
 
 CONFIG = ROOT / "config" / "example.toml"
 STORES = ("sqlite", "postgresql")
@@ -156,20 +162,6 @@ def show(r: dict[str, Any]) -> None:
         f"peak MB: {mb(r['run_peak_rss_mb'])}",
         flush=True,
     )
-
-
-@contextmanager
-def store_urls(kind: str, work: Path) -> Iterator[Any]:
-    """A function giving a fresh, empty store's URL per checkpoint."""
-    if kind == "sqlite":
-        yield lambda n: f"sqlite:///{work}/sqlite-{n}.db"
-        return
-    from tests import postgres
-
-    if not postgres.available():
-        sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
-    with postgres.server() as base:
-        yield lambda n: postgres.create_database(base, f"scale_{n}")
 
 
 def ours_peak(results: list[dict[str, Any]], key: str) -> float:

@@ -1,5 +1,6 @@
-"""What the delivery benchmarks share: Postfix's ``smtp-sink`` and ``smtp-source`` on loopback,
-and the memory of a process tree sampled from /proc.
+"""What the benchmarks share: Postfix's ``smtp-sink`` and ``smtp-source`` on loopback, the
+memory of a process tree sampled from /proc, and a benchmark's own child processes (its feed
+server, its baseline) started by role.
 
 Not a benchmark itself (``bench/run.py`` skips it).
 """
@@ -13,6 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 SESSIONS = 4
 SIZE = 81920
@@ -59,6 +63,39 @@ def smtp_source(port: int, messages: int, sessions: int = SESSIONS, size: int = 
     started = time.perf_counter()
     subprocess.run([*cmd, f"127.0.0.1:{port}"], check=True)
     return messages / (time.perf_counter() - started)
+
+
+def child(script: str, role: str) -> subprocess.Popen[str]:
+    """``script`` started again as ``role`` (a process of the benchmark's own, such as its feed
+    server), talking on its stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, script, role], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def run_as(roles: dict[str, Callable[[], object]], main: Callable[[], int | None]) -> None:
+    """Run the role the command line names (a process :func:`child` started), else ``main``,
+    and exit with what ``main`` returns."""
+    role = roles.get(sys.argv[1]) if len(sys.argv) == 2 else None
+    if role is not None:
+        role()
+        return
+    sys.exit(main())
+
+
+@contextmanager
+def store_urls(kind: str, work: Path) -> Iterator[Callable[[int], str]]:
+    """A function giving a fresh, empty store's URL for each number: a SQLite file in
+    ``work``, or (``kind`` "postgresql") a database on a throwaway PostgreSQL server."""
+    if kind == "sqlite":
+        yield lambda n: f"sqlite:///{work}/sqlite-{n}.db"
+        return
+    from tests import postgres
+
+    if not postgres.available():
+        sys.exit("PostgreSQL server binaries not found (apt-get install postgresql)")
+    with postgres.server() as base:
+        yield lambda n: postgres.create_database(base, f"bench_{n}")
 
 
 def _kb(path: str, field: str) -> int:

@@ -69,8 +69,9 @@ class ParseWorker:
         )
         self.rss_mb = 0.0
 
-    def run(self, body: bytes, options: dict[str, Any], timeout: float) -> Any:
-        """The worker's answer to one job; raises what the parser raised, or ParseWorkerError."""
+    def run(self, body: bytes, options: dict[str, Any], timeout: float) -> tuple[bool, Any]:
+        """The worker's answer to one job: (True, the parsed feed) or (False, what the parser
+        raised); raises ParseWorkerError when the worker died or hung."""
         deadline = time.monotonic() + timeout
         head = pickle.dumps(options, protocol=pickle.HIGHEST_PROTOCOL)
         stdin = self.proc.stdin
@@ -84,9 +85,7 @@ class ParseWorker:
             raise ParseWorkerError(f"parse worker {self.proc.pid} failed: {e}") from None
         ok, result, self.rss_mb = pickle.loads(answer)
         del answer
-        if not ok:
-            raise result
-        return result
+        return ok, result
 
     def _read(self, n: int, deadline: float) -> bytes:
         stdout = self.proc.stdout
@@ -185,19 +184,20 @@ class ParsePool:
             if worker is None:
                 return here()
             try:
-                result = worker.run(body, options, timeout)
-            except ParseWorkerError:
+                ok, result = worker.run(body, options, timeout)
+            except BaseException:
+                # Died, hung or interrupted mid-job: its pipes are out of step, it goes.
                 worker.proc.kill()
                 self._give_back(worker, keep=False)
                 raise
-            except BaseException:
-                self._give_back(worker, keep=True)
-                raise
             self._give_back(worker, keep=True)
+            if not ok:
+                raise result
             return result
 
     def close(self) -> None:
         """Stop the idle workers; busy ones stop when their job is done."""
+        atexit.unregister(self.close)  # a closed pool need not be kept alive until exit
         with self._freed:
             self._closed = True
             idle, self._idle = self._idle, []
