@@ -26,7 +26,6 @@ import sqlalchemy as sa
 
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
 from digest.store import schema as t
-from digest.store.base import StoreBase
 from digest.store.subscribers import IMPORT_STEP, ImportCounts, SubscriberStore, email_key
 
 # Rows an export reads per query (keyset pages: ``id > last``).
@@ -253,8 +252,9 @@ class ImportSession:
             )
 
 
-class ImportStore(StoreBase):
-    """Bulk import and export of subscribers (see the module's docstring)."""
+class ImportStore(SubscriberStore):
+    """Bulk import and export of subscribers (see the module's docstring), on the subscriber
+    store's rows and pages."""
 
     def import_subscribers(
         self,
@@ -306,16 +306,9 @@ class ImportStore(StoreBase):
         """Every subscriber (or those in ``statuses``), oldest first, with when each was added
         and last changed; read ``EXPORT_PAGE`` at a time, so memory does not grow with the
         list."""
-        s = t.subscribers.c
-        q = sa.select(t.subscribers).order_by(s.id).limit(EXPORT_PAGE)
+        q = sa.select(t.subscribers)
         if statuses is not None:
-            q = q.where(s.status.in_([x.value for x in statuses]))
-        last = 0
-        while True:
-            with self.engine.connect() as c:
-                rows = c.execute(q.where(s.id > last)).all()
+            q = q.where(t.subscribers.c.status.in_([x.value for x in statuses]))
+        for rows in self._pages(q, EXPORT_PAGE):
             for r in rows:
-                yield SubscriberStore._subscriber(r), r.created_at, r.updated_at
-            if len(rows) < EXPORT_PAGE:
-                return
-            last = rows[-1].id
+                yield self._subscriber(r), r.created_at, r.updated_at
