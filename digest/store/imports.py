@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,14 @@ import sqlalchemy as sa
 
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
 from digest.store import schema as t
-from digest.store.subscribers import IMPORT_STEP, ImportCounts, SubscriberStore, email_key
+from digest.store.subscribers import (
+    IMPORT_STEP,
+    ImportCounts,
+    SubscriberStore,
+    _keys,
+    email_key,
+    new_token_id,
+)
 
 # Rows an export reads per query (keyset pages: ``id > last``).
 EXPORT_PAGE = 5_000
@@ -178,7 +184,7 @@ class _Person:
 @functools.lru_cache(maxsize=1024)
 def _json_keys(keys: frozenset[str] | None) -> str:
     """Chosen keys as the store writes them (SQLAlchemy's JSON: ``null`` for every one)."""
-    return json.dumps(None if keys is None else sorted(keys))
+    return json.dumps(_keys(keys))
 
 
 class ImportSession:
@@ -231,7 +237,7 @@ class ImportSession:
                 r.line,
                 r.email,
                 r.key,
-                secrets.randbits(62) or 1,
+                new_token_id(),
                 r.name,
                 _json_keys(r.sections),
                 _json_keys(r.digests),

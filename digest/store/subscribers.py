@@ -40,6 +40,11 @@ class ImportCounts:
     kept_unsubscribed: int
 
 
+def new_token_id() -> int:
+    """A new subscriber's ``token_id``: what their links carry, random and never 0."""
+    return secrets.randbits(62) or 1
+
+
 def _keys(keys: frozenset[str] | None) -> list[str] | None:
     """Chosen keys as stored: a sorted JSON list, or NULL for "all"."""
     return None if keys is None else sorted(keys)
@@ -95,7 +100,7 @@ class SubscriberStore(StoreBase):
         row = {
             "email": p.email.strip(),
             "email_key": email_key(p.email),
-            "token_id": secrets.randbits(62) or 1,
+            "token_id": new_token_id(),
             "name": p.name,
             "status": status.value,
             "sections": _keys(p.sections),
