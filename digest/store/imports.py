@@ -165,20 +165,10 @@ class _Person:
     line: int
     email: str
     key: str
-    person: NewSubscriber
+    name: str
+    sections: frozenset[str] | None
+    digests: frozenset[str] | None
     importable: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.person.name
-
-    @property
-    def sections(self) -> frozenset[str] | None:
-        return self.person.sections
-
-    @property
-    def digests(self) -> frozenset[str] | None:
-        return self.person.digests
 
 
 @functools.lru_cache(maxsize=1024)
@@ -280,7 +270,14 @@ class ImportStore(SubscriberStore):
             for start in range(0, len(people), IMPORT_STEP):
                 step = people[start : start + IMPORT_STEP]
                 rows = [
-                    _Person(start + n, p.email.strip(), email_key(p.email), p)
+                    _Person(
+                        start + n,
+                        p.email.strip(),
+                        email_key(p.email),
+                        p.name,
+                        p.sections,
+                        p.digests,
+                    )
                     for n, p in enumerate(step)
                 ]
                 counts = session.add(rows).counts
