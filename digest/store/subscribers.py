@@ -164,12 +164,13 @@ class SubscriberStore(StoreBase):
             return [self._subscriber(r) for r in c.execute(q)]
 
     def subscriber_times(
-        self, ids: Iterable[int] | None = None
+        self, ids: Iterable[int]
     ) -> dict[int, tuple[datetime | None, datetime | None]]:
-        """When each subscriber (or those of ``ids``) was added and last changed."""
-        q = sa.select(t.subscribers.c.id, t.subscribers.c.created_at, t.subscribers.c.updated_at)
-        if ids is not None:
-            q = q.where(t.subscribers.c.id.in_(list(ids)))
+        """When each subscriber of ``ids`` was added and last changed (an export reads them
+        with its rows: ``export_subscribers``)."""
+        q = sa.select(
+            t.subscribers.c.id, t.subscribers.c.created_at, t.subscribers.c.updated_at
+        ).where(t.subscribers.c.id.in_(list(ids)))
         with self.engine.connect() as c:
             return {int(r[0]): (r[1], r[2]) for r in c.execute(q)}
 
