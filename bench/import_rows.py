@@ -33,9 +33,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -145,32 +146,30 @@ def baseline(url: str, rows: list[tuple[object, ...]]) -> float:
     store = Store.open(url)
     try:
         with store.engine.connect() as c:
-            raw = c.connection.driver_connection
+            raw: Any = c.connection.driver_connection
             started = time.perf_counter()
             if c.dialect.name == "postgresql":
                 with (
                     raw.cursor() as cur,
-                    cur.copy(  # type: ignore[union-attr]
-                        f"COPY subscribers ({COLUMNS}) FROM STDIN"
-                    ) as cp,
+                    cur.copy(f"COPY subscribers ({COLUMNS}) FROM STDIN") as cp,
                 ):
                     for row in rows:
                         cp.write_row(row)
             else:
                 marks = ", ".join("?" * 10)
-                raw.executemany(  # type: ignore[union-attr]
+                raw.executemany(
                     f"INSERT INTO subscribers ({COLUMNS}) VALUES ({marks})",
                     [(*r[:8], str(r[8]), str(r[9])) for r in rows],
                 )
-            raw.commit()  # type: ignore[union-attr]
+            raw.commit()
             return time.perf_counter() - started
     finally:
         store.close()
 
 
 @contextlib.contextmanager
-def store_url(kind: str, folder: Path) -> Iterator[tuple[str, object]]:
-    """Yields a function making a fresh database URL of ``kind``."""
+def store_url(kind: str, folder: Path) -> Iterator[tuple[str, Callable[[str], str]]]:
+    """Yields the store's name and a function making a fresh database URL of that kind."""
     if kind == "sqlite":
         yield "sqlite", lambda name: f"sqlite:///{folder / name}.db"
         return
@@ -193,9 +192,13 @@ def main() -> None:
         size_mb = list_path.stat().st_size / 1e6
         print(f"list: {lines} data lines, {size_mb:.0f} MB", file=sys.stderr)
         rows = staged_rows(list_path)
+        small_path = None
+        if args.rows > SMALL:
+            small_path = folder / "small.csv"
+            write_list(small_path, SMALL)
         for kind in args.stores.split(","):
             with store_url(kind, folder) as (name, make_url):
-                url = make_url(f"ours_{uuid.uuid4().hex[:8]}")  # type: ignore[operator]
+                url = make_url(f"ours_{uuid.uuid4().hex[:8]}")
                 env = {
                     **os.environ,
                     "PYTHONPATH": str(ROOT),
@@ -203,17 +206,15 @@ def main() -> None:
                     "DIGEST__STORE__URL": url,
                 }
                 small = None
-                if args.rows > SMALL:
-                    small_path = folder / "small.csv"
-                    write_list(small_path, SMALL)
+                if small_path is not None:
                     small_env = {
                         **env,
                         "DIGEST__STORE__URL": make_url(f"small_{uuid.uuid4().hex[:8]}"),
-                    }  # type: ignore[operator]
+                    }
                     small = run_import(small_path, small_env)["peak_rss_mb"]
                 first = run_import(list_path, env)
                 again = run_import(list_path, env)
-                base_seconds = baseline(make_url(f"base_{uuid.uuid4().hex[:8]}"), rows)  # type: ignore[operator]
+                base_seconds = baseline(make_url(f"base_{uuid.uuid4().hex[:8]}"), rows)
                 ours = lines / first["seconds"]
                 base = len(rows) / base_seconds
                 results[name] = {

@@ -236,7 +236,7 @@ class CsvReader:
             return self._choices[kind, text]
         except KeyError:
             pass
-        keys = _keys(text.split(KEY_SEPARATOR))
+        keys = split_keys(text)
         known = self.known_sections if kind == "section" else self.known_digests
         if known is not None:
             _check(email, kind, keys, known)

@@ -6,7 +6,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -25,9 +25,6 @@ from digest.cli.common import (
 )
 from digest.models import SubscriberStatus
 
-if TYPE_CHECKING:
-    from digest.store import Store
-
 StatusOpt = Annotated[
     list[SubscriberStatus] | None,
     typer.Option("--status", "-s", help="Only subscribers in this status (repeatable)."),
@@ -36,13 +33,6 @@ StatusOpt = Annotated[
 
 def _keys_text(keys: frozenset[str] | None) -> str:
     return "all" if keys is None else ", ".join(sorted(keys)) or "none"
-
-
-def _subscriber_times(
-    store: Store, ids: list[int] | None = None
-) -> dict[int, tuple[datetime | None, datetime | None]]:
-    """When each subscriber (or those of ``ids``) was added and last changed."""
-    return store.subscriber_times(ids)
 
 
 def _lookup_address(email: str) -> str:
@@ -310,7 +300,7 @@ def subscribers_show(
         if person is None:
             raise fail(f"no subscriber with the address {address!r}", 1)
         events = store.subscriber_events(person.id)
-        created, updated = _subscriber_times(store, [person.id]).get(person.id, (None, None))
+        created, updated = store.subscriber_times([person.id]).get(person.id, (None, None))
     for label, value in (
         ("Subscriber", f"{person.id}  {person.email}"),
         ("Name", person.name or "-"),

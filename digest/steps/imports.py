@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import itertools
 import queue
 import threading
 from collections.abc import Iterable
@@ -154,15 +155,12 @@ def import_subscribers_file(
     report = ImportReport()
     task = f"import {path.name}"
     report_progress(hook, Progress(task, 0, total))
-    # The chunk being written and the one being read.
-    written: list[CsvRow | RowProblem] = []
-    pending: list[CsvRow | RowProblem] = []
 
-    def settle(outcome: ChunkOutcome | None) -> None:
-        """Count the chunk written (its problems in line order) and tell the hook."""
+    def settle(items: list[CsvRow | RowProblem], outcome: ChunkOutcome | None) -> None:
+        """Count the chunk ``items`` written (its problems in line order), tell the hook."""
         if outcome is None:
             return
-        for item in written:
+        for item in items:
             if isinstance(item, RowProblem):
                 report.reject(item)
             elif item.line in outcome.duplicates:
@@ -178,22 +176,20 @@ def import_subscribers_file(
         report.updated += counts.updated
         report.kept += counts.kept_unsubscribed
         report.unchanged -= counts.added + counts.updated + counts.kept_unsubscribed
-        done = written[-1].line if written else total
+        done = items[-1].line
         report_progress(hook, Progress(task, done, total, note=f"{report.added} added"))
 
     writer = _Writer(store, now=now, source=source)
+    # The chunk being written while the next one is read.
+    written: list[CsvRow | RowProblem] = []
     try:
         with path.open(encoding="utf-8") as f:
-            for item in reader.rows(f):
-                pending.append(item)
-                if len(pending) >= chunk:
-                    settle(writer.outcome())
-                    writer.write([r for r in pending if isinstance(r, CsvRow)])
-                    written, pending = pending, []
-        settle(writer.outcome())
-        writer.write([r for r in pending if isinstance(r, CsvRow)])
-        written = pending
-        settle(writer.outcome())
+            rows = reader.rows(f)
+            while items := list(itertools.islice(rows, chunk)):
+                settle(written, writer.outcome())
+                writer.write([r for r in items if isinstance(r, CsvRow)])
+                written = items
+        settle(written, writer.outcome())
     finally:
         writer.close()
     report.lines = reader.lines

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +25,14 @@ import sqlalchemy as sa
 
 from digest.models import NewSubscriber, Subscriber, SubscriberStatus
 from digest.store import schema as t
-from digest.store.base import StoreBase
-from digest.store.subscribers import IMPORT_STEP, ImportCounts, SubscriberStore, email_key
+from digest.store.subscribers import (
+    IMPORT_STEP,
+    ImportCounts,
+    SubscriberStore,
+    _keys,
+    email_key,
+    new_token_id,
+)
 
 # Rows an export reads per query (keyset pages: ``id > last``).
 EXPORT_PAGE = 5_000
@@ -160,26 +165,16 @@ class _Person:
     line: int
     email: str
     key: str
-    person: NewSubscriber
+    name: str
+    sections: frozenset[str] | None
+    digests: frozenset[str] | None
     importable: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.person.name
-
-    @property
-    def sections(self) -> frozenset[str] | None:
-        return self.person.sections
-
-    @property
-    def digests(self) -> frozenset[str] | None:
-        return self.person.digests
 
 
 @functools.lru_cache(maxsize=1024)
 def _json_keys(keys: frozenset[str] | None) -> str:
     """Chosen keys as the store writes them (SQLAlchemy's JSON: ``null`` for every one)."""
-    return json.dumps(None if keys is None else sorted(keys))
+    return json.dumps(_keys(keys))
 
 
 class ImportSession:
@@ -232,7 +227,7 @@ class ImportSession:
                 r.line,
                 r.email,
                 r.key,
-                secrets.randbits(62) or 1,
+                new_token_id(),
                 r.name,
                 _json_keys(r.sections),
                 _json_keys(r.digests),
@@ -253,8 +248,9 @@ class ImportSession:
             )
 
 
-class ImportStore(StoreBase):
-    """Bulk import and export of subscribers (see the module's docstring)."""
+class ImportStore(SubscriberStore):
+    """Bulk import and export of subscribers (see the module's docstring), on the subscriber
+    store's rows and pages."""
 
     def import_subscribers(
         self,
@@ -274,7 +270,14 @@ class ImportStore(StoreBase):
             for start in range(0, len(people), IMPORT_STEP):
                 step = people[start : start + IMPORT_STEP]
                 rows = [
-                    _Person(start + n, p.email.strip(), email_key(p.email), p)
+                    _Person(
+                        start + n,
+                        p.email.strip(),
+                        email_key(p.email),
+                        p.name,
+                        p.sections,
+                        p.digests,
+                    )
                     for n, p in enumerate(step)
                 ]
                 counts = session.add(rows).counts
@@ -306,16 +309,9 @@ class ImportStore(StoreBase):
         """Every subscriber (or those in ``statuses``), oldest first, with when each was added
         and last changed; read ``EXPORT_PAGE`` at a time, so memory does not grow with the
         list."""
-        s = t.subscribers.c
-        q = sa.select(t.subscribers).order_by(s.id).limit(EXPORT_PAGE)
+        q = sa.select(t.subscribers)
         if statuses is not None:
-            q = q.where(s.status.in_([x.value for x in statuses]))
-        last = 0
-        while True:
-            with self.engine.connect() as c:
-                rows = c.execute(q.where(s.id > last)).all()
+            q = q.where(t.subscribers.c.status.in_([x.value for x in statuses]))
+        for rows in self._pages(q, EXPORT_PAGE):
             for r in rows:
-                yield SubscriberStore._subscriber(r), r.created_at, r.updated_at
-            if len(rows) < EXPORT_PAGE:
-                return
-            last = rows[-1].id
+                yield self._subscriber(r), r.created_at, r.updated_at

@@ -40,6 +40,11 @@ class ImportCounts:
     kept_unsubscribed: int
 
 
+def new_token_id() -> int:
+    """A new subscriber's ``token_id``: what their links carry, random and never 0."""
+    return secrets.randbits(62) or 1
+
+
 def _keys(keys: frozenset[str] | None) -> list[str] | None:
     """Chosen keys as stored: a sorted JSON list, or NULL for "all"."""
     return None if keys is None else sorted(keys)
@@ -95,7 +100,7 @@ class SubscriberStore(StoreBase):
         row = {
             "email": p.email.strip(),
             "email_key": email_key(p.email),
-            "token_id": secrets.randbits(62) or 1,
+            "token_id": new_token_id(),
             "name": p.name,
             "status": status.value,
             "sections": _keys(p.sections),
@@ -159,12 +164,13 @@ class SubscriberStore(StoreBase):
             return [self._subscriber(r) for r in c.execute(q)]
 
     def subscriber_times(
-        self, ids: Iterable[int] | None = None
+        self, ids: Iterable[int]
     ) -> dict[int, tuple[datetime | None, datetime | None]]:
-        """When each subscriber (or those of ``ids``) was added and last changed."""
-        q = sa.select(t.subscribers.c.id, t.subscribers.c.created_at, t.subscribers.c.updated_at)
-        if ids is not None:
-            q = q.where(t.subscribers.c.id.in_(list(ids)))
+        """When each subscriber of ``ids`` was added and last changed (an export reads them
+        with its rows: ``export_subscribers``)."""
+        q = sa.select(
+            t.subscribers.c.id, t.subscribers.c.created_at, t.subscribers.c.updated_at
+        ).where(t.subscribers.c.id.in_(list(ids)))
         with self.engine.connect() as c:
             return {int(r[0]): (r[1], r[2]) for r in c.execute(q)}
 

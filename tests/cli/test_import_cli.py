@@ -47,8 +47,8 @@ def test_memory_does_not_grow_with_the_list(
     from digest.store import imports as store_imports
 
     # Chunks and pages smaller than either list: what is held at once is one of them.
-    monkeypatch.setattr(imports, "CHUNK", 1_000, raising=False)
-    monkeypatch.setattr(store_imports, "EXPORT_PAGE", 1_000, raising=False)
+    monkeypatch.setattr(imports, "CHUNK", 1_000)
+    monkeypatch.setattr(store_imports, "EXPORT_PAGE", 1_000)
     # Once first, so that the modules the commands import are not counted.
     peak_bytes(
         make_config(tmp_path / "warm"), write_list(tmp_path / "warm.csv", 10), tmp_path / "w"
