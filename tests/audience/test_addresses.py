@@ -91,3 +91,56 @@ def test_a_sign_up_with_a_lookalike_is_the_same_subscriber(
     assert first.added and not second.added
     assert second.subscriber.id == first.subscriber.id
     assert [p.email for p in store.subscribers()] == [normal]
+
+
+_TRICKY = [
+    "Ann@Example.ORG",
+    "ann@example.org",
+    "ANN@example.org",
+    "postmaster@example.org",
+    "Postmaster@Example.org",
+    "a.b-c+tag@example.org",
+    "a..b@example.org",
+    ".a@example.org",
+    "a.@example.org",
+    "a@@example.org",
+    "a@example.org.",
+    "a@example",
+    "ann@ｅｘａｍｐｌｅ.org",
+    "ａｎｎ@example.org",
+    "ann@bücher.example",
+    "ann@BÜCHER.example",
+    "ann@xn--bcher-kva.example",
+    "ünï@example.org",
+    " ann@example.org ",
+    "ann @example.org",
+    '"quoted"@example.org',
+    "x" * 64 + "@example.org",
+    "x" * 65 + "@example.org",
+    # A long domain seen valid first, then local parts that make the address too long.
+    "a@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 63 + ".org",
+    "b" * 50 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 63 + ".org",
+    "c" * 64 + "@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 63 + ".org",
+    "a@" + "d" * 63 + "." + "e" * 63 + "." + "f" * 63 + "." + "g" * 57 + ".org",
+    "",
+    "@example.org",
+    "ann@",
+]
+
+
+def _answer(normalise: Callable[[str], str], raw: str) -> str:
+    try:
+        return normalise(raw)
+    except InvalidAddress as e:
+        return f"refused: {e.reason}"
+
+
+def test_the_list_normaliser_answers_as_normalise_email() -> None:
+    """The import's normaliser remembers domains; each address still gets the answer
+    ``normalise_email`` gives it, whether its domain was seen before or not."""
+    from digest.audience.addresses import AddressNormaliser
+
+    for order in (_TRICKY, list(reversed(_TRICKY)), _TRICKY + _TRICKY):
+        normalise = AddressNormaliser()
+        for raw in order:
+            assert _answer(normalise, raw) == _answer(normalise_email, raw), raw
