@@ -245,12 +245,17 @@ def _prefect_client() -> Iterator[SyncPrefectClient]:
         yield client
 
 
+def api_url() -> str | None:
+    """The Prefect server's API (PREFECT_API_URL, from the environment or the profile), if any."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
 @contextmanager
 def server_errors() -> Iterator[None]:
     """The Prefect client's failures as :class:`PrefectServerError`, naming the server."""
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
+    url = api_url()
     try:
         yield
     except PrefectHTTPStatusError as e:
