@@ -268,10 +268,11 @@ def edition_clicks(settings: Settings, store: Store, edition_id: str) -> Edition
         n = sum(c.clicks for c in counts.values() if c.section == key)
         sections.append(SectionClicks(key, title, n, n / recipients if recipients else 0.0))
     digest = settings.digests.get(edition.digest)
+    _, sent_at = store.click_edition(edition_id) or ("", None)
     return EditionClicks(
         edition_id=edition.id,
         subject=edition.subject,
-        sent_at=store.sent_at(edition_id),
+        sent_at=sent_at,
         recipients=recipients,
         articles=tuple(articles),
         sections=tuple(sections),

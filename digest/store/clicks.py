@@ -146,12 +146,6 @@ class ClickStore(StoreBase):
         with self.engine.connect() as c:
             return [ClickCount(*row) for row in c.execute(q)]
 
-    def sent_at(self, edition_id: str) -> datetime | None:
-        """When the edition finished sending (None: not sent, or no such edition)."""
-        e = t.editions.c
-        with self.engine.connect() as c:
-            return c.execute(sa.select(e.sent_at).where(e.id == edition_id)).scalar_one_or_none()
-
     def click_edition(self, edition_id: str) -> tuple[str, datetime | None] | None:
         """The edition's digest and when it finished sending (None: not sent), or None when
         there is no such edition."""
