@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from prefect.client.schemas.objects import VersionInfo
 from prefect.deployments.runner import DeploymentApplyError, RunnerDeployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
 from digest.config import Settings
 from digest.errors import PermanentError, TransientError
@@ -27,10 +27,18 @@ from flows.alerts import ensure_alert_automation
 from flows.pipeline import edition_flow, gather_section_flow
 from flows.shards import deliver_shard_flow
 
+# A deployment's entrypoint: a file path from the current directory (what `digest serve` runs),
+# or a module path (``flows.pipeline.edition_flow``, what `digest deploy` registers).
+BY_FILE, BY_MODULE = EntrypointType.FILE_PATH, EntrypointType.MODULE_PATH
 
-def build_deployments(settings: Settings, config_path: str) -> list[Any]:
+
+def build_deployments(
+    settings: Settings, config_path: str, *, entrypoint_type: EntrypointType = BY_FILE
+) -> list[Any]:
     """One gather deployment per section (its own cron) and one edition deployment per digest
-    (its cron in its timezone). The config path is a parameter, read again at each run."""
+    (its cron in its timezone). The config path is a parameter, read again at each run.
+    ``entrypoint_type``: :data:`BY_MODULE` for workers that import the flows from the installed
+    package (no source to pull, no working directory to share)."""
     config = str(Path(config_path).resolve())
     deployments = [
         gather_section_flow.to_deployment(
@@ -38,6 +46,7 @@ def build_deployments(settings: Settings, config_path: str) -> list[Any]:
             schedule=Cron(section.gather_cron, timezone="UTC"),
             parameters={"config": config, "section": key},
             tags=["gather", key],
+            entrypoint_type=entrypoint_type,
         )
         for key, section in settings.sections.items()
     ]
@@ -47,13 +56,17 @@ def build_deployments(settings: Settings, config_path: str) -> list[Any]:
             schedule=Cron(digest.schedule.cron, timezone=digest.schedule.timezone),
             parameters={"config": config, "digest": key},
             tags=["edition", key],
+            entrypoint_type=entrypoint_type,
         )
         for key, digest in settings.digests.items()
     ]
     # Started by an edition run with delivery.shards > 1 (never scheduled): one shard each.
     deployments.append(
         deliver_shard_flow.to_deployment(
-            name="deliver-shard", parameters={"config": config}, tags=["deliver"]
+            name="deliver-shard",
+            parameters={"config": config},
+            tags=["deliver"],
+            entrypoint_type=entrypoint_type,
         )
     )
     return deployments
@@ -85,7 +98,7 @@ POOL_TYPE = "process"
 
 class DeployRefused(PermanentError):
     """`digest deploy` will not do what it was asked: a deployment of the same name that it did
-    not make, an entrypoint it cannot turn into a module path."""
+    not make, one the server refuses."""
 
 
 class PrefectServerError(TransientError):
@@ -117,37 +130,14 @@ class DeployPlan:
         return sum(1 for c in self.changes if c.action == action)
 
 
-def module_entrypoint(entrypoint: str) -> str:
-    """A flow's entrypoint as a module path (``flows.pipeline.edition_flow``), which a worker
-    imports from the installed package: no source to pull, no working directory to share.
-    ``to_deployment`` records a file path relative to the current directory
-    (``flows/pipeline.py:edition_flow``); the module is the imported one from that file."""
-    if ":" not in entrypoint:
-        return entrypoint
-    path, name = entrypoint.rsplit(":", 1)
-    wanted = (Path.cwd() / path).resolve()
-    for module_name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if module_name == "__main__" or not file or Path(file).resolve() != wanted:
-            continue
-        if isinstance(getattr(module, name.split(".")[0], None), prefect.Flow):
-            return f"{module_name}.{name}"
-    raise DeployRefused(
-        f"entrypoint {entrypoint!r}: no imported module is {wanted}; a worker could not "
-        "import the flow from the installed package"
-    )
-
-
 def for_work_pool(
     deployments: list[RunnerDeployment], pool: str, config_on_workers: str | None = None
 ) -> list[RunnerDeployment]:
-    """The deployments as `digest deploy` registers them: on ``pool``, entrypoints by module
-    path, tagged :data:`MANAGED_TAG`, the version of the installed package, and the ``config``
-    parameter (where present) set to ``config_on_workers`` when given."""
+    """The deployments (built with :data:`BY_MODULE` entrypoints) as `digest deploy` registers
+    them: on ``pool``, tagged :data:`MANAGED_TAG`, the version of the installed package, and the
+    ``config`` parameter (where present) set to ``config_on_workers`` when given."""
     version = _package_version()
     for d in deployments:
-        d.entrypoint = module_entrypoint(d.entrypoint or "")
-        d._path = None  # nothing to pull: the package is installed where the workers run
         d.work_pool_name = pool
         d.tags = [*d.tags, MANAGED_TAG] if MANAGED_TAG not in d.tags else d.tags
         d.version = version
@@ -160,7 +150,8 @@ def plan_deploy(
     settings: Settings, config_path: str, pool: str, *, config_on_workers: str | None = None
 ) -> DeployPlan:
     """Compare what the config wants on ``pool`` with what the server holds; change nothing."""
-    wanted = for_work_pool(build_deployments(settings, config_path), pool, config_on_workers)
+    built = build_deployments(settings, config_path, entrypoint_type=BY_MODULE)
+    wanted = for_work_pool(built, pool, config_on_workers)
     with _prefect_client() as client:
         try:
             pool_type: str | None = client.read_work_pool(pool).type
@@ -245,12 +236,17 @@ def _prefect_client() -> Iterator[SyncPrefectClient]:
         yield client
 
 
+def api_url() -> str | None:
+    """The Prefect server's API (PREFECT_API_URL, from the environment or the profile), if any."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
 @contextmanager
 def server_errors() -> Iterator[None]:
     """The Prefect client's failures as :class:`PrefectServerError`, naming the server."""
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
+    url = api_url()
     try:
         yield
     except PrefectHTTPStatusError as e:

@@ -57,15 +57,14 @@ def deploy(
     creates or updates the alert automation, as `digest serve` does."""
     settings = settings_from(config)
     quiet_prefect()
-    from prefect.settings import get_current_settings
+    from flows.deployments import api_url, apply_deploy, deploy_alerts, plan_deploy
 
-    if not get_current_settings().api.url:
+    if not api_url():
         raise fail(
             "digest deploy needs a Prefect server: set PREFECT_API_URL (e.g. "
             "http://prefect.example.org:4200/api)",
             2,
         )
-    from flows.deployments import apply_deploy, deploy_alerts, plan_deploy
 
     where = config_path_on_workers or str(Path(config).resolve())
     try:

@@ -155,6 +155,15 @@ class Settings(_Section):
         url = f"{self.links_base}/editions"
         return f"{url}/{quote(edition_id, safe='')}" if edition_id else url
 
+    def per_subscriber_clicks(self, digest: str) -> bool:
+        """Whether the click links of ``digest`` name each subscriber: click tracking on, and
+        its ``per_subscriber_clicks`` (or, unset, ``analytics.per_subscriber``) on."""
+        found = self.digests.get(digest)
+        if not (found and found.click_tracking):
+            return False
+        chosen = found.per_subscriber_clicks
+        return self.analytics.per_subscriber if chosen is None else chosen
+
     @property
     def verifying_keys(self) -> list[str]:
         """Keys a link may be signed with, oldest first; the last one signs new links."""
@@ -196,12 +205,10 @@ def _per_subscriber_problems(settings: Settings) -> list[str]:
     and builds every copy itself, so no copy can carry a subscriber's own click links."""
     out = []
     for key, dg in settings.digests.items():
-        chosen = dg.per_subscriber_clicks
-        on = settings.analytics.per_subscriber if chosen is None else chosen
-        if dg.click_tracking and on:
+        if settings.per_subscriber_clicks(key):
             where = (
                 "analytics.per_subscriber"
-                if chosen is None
+                if dg.per_subscriber_clicks is None
                 else f"digests.{key}.per_subscriber_clicks"
             )
             out.append(

@@ -92,11 +92,7 @@ def tracking(settings: Settings, digest: str) -> bool:
 def per_subscriber(settings: Settings, digest: str) -> bool:
     """Whether the click links of ``digest`` carry each subscriber's reader part: click
     tracking on, and ``per_subscriber_clicks`` (or, unset, ``analytics.per_subscriber``) on."""
-    found = settings.digests.get(digest)
-    if not (found and found.click_tracking):
-        return False
-    chosen = found.per_subscriber_clicks
-    return settings.analytics.per_subscriber if chosen is None else chosen
+    return settings.per_subscriber_clicks(digest)
 
 
 @lru_cache(maxsize=8)

@@ -235,6 +235,11 @@ class EditionClicks:
     # Per-subscriber analytics on for the digest: ``clickers`` are counted.
     per_subscriber: bool = False
 
+    @property
+    def shows_clickers(self) -> bool:
+        """Whether editors see unique clickers: counted now, or counted while they were."""
+        return self.per_subscriber or any(a.clickers for a in self.articles)
+
 
 def edition_clicks(settings: Settings, store: Store, edition_id: str) -> EditionClicks | None:
     """The edition's clicks, or None when there is no such edition."""
@@ -263,10 +268,11 @@ def edition_clicks(settings: Settings, store: Store, edition_id: str) -> Edition
         n = sum(c.clicks for c in counts.values() if c.section == key)
         sections.append(SectionClicks(key, title, n, n / recipients if recipients else 0.0))
     digest = settings.digests.get(edition.digest)
+    _, sent_at = store.click_edition(edition_id) or ("", None)
     return EditionClicks(
         edition_id=edition.id,
         subject=edition.subject,
-        sent_at=store.sent_at(edition_id),
+        sent_at=sent_at,
         recipients=recipients,
         articles=tuple(articles),
         sections=tuple(sections),
@@ -292,7 +298,7 @@ def clicks_lines(stats: EditionClicks) -> list[str]:
     ]
     if not stats.tracking:
         lines.append("           click tracking is off for this digest (click_tracking = false)")
-    clickers = stats.per_subscriber or any(a.clickers for a in stats.articles)
+    clickers = stats.shows_clickers
     if clickers:
         lines.append("           unique clickers: subscribers who clicked each article")
     lines.append(

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from digest.models import LEAVABLE, Subscriber
+from digest.models import LEAVABLE
 from digest.store import schema as t
 from digest.store.base import StoreBase, _insert_ignore, _insert_ignore_keys
 
@@ -122,14 +122,13 @@ class ClickStore(StoreBase):
         )
         return Counter(new)
 
-    def subscriber_clicks(self, subscriber: Subscriber | int) -> list[tuple[str, str, datetime]]:
+    def subscriber_clicks(self, subscriber_id: int) -> list[tuple[str, str, datetime]]:
         """``(edition id, article id, first click)`` of each link the subscriber clicked, kept
         only with per-subscriber analytics on, oldest first."""
-        sid = subscriber if isinstance(subscriber, int) else subscriber.id
         sc = t.subscriber_clicks.c
         q = (
             sa.select(sc.edition_id, sc.article_id, sc.first_at)
-            .where(sc.subscriber_id == sid)
+            .where(sc.subscriber_id == subscriber_id)
             .order_by(sc.first_at, sc.edition_id, sc.article_id)
         )
         with self.engine.connect() as c:
@@ -145,12 +144,6 @@ class ClickStore(StoreBase):
         )
         with self.engine.connect() as c:
             return [ClickCount(*row) for row in c.execute(q)]
-
-    def sent_at(self, edition_id: str) -> datetime | None:
-        """When the edition finished sending (None: not sent, or no such edition)."""
-        e = t.editions.c
-        with self.engine.connect() as c:
-            return c.execute(sa.select(e.sent_at).where(e.id == edition_id)).scalar_one_or_none()
 
     def click_edition(self, edition_id: str) -> tuple[str, datetime | None] | None:
         """The edition's digest and when it finished sending (None: not sent), or None when

@@ -125,10 +125,10 @@ def test_every_deployment_the_config_builds_imports_from_its_module(example_conf
     from prefect import Flow
     from prefect.utilities.importtools import import_object
 
-    from flows.deployments import build_deployments, for_work_pool
+    from flows.deployments import BY_MODULE, build_deployments, for_work_pool
 
     settings = load_settings(example_config)
-    built = build_deployments(settings, str(example_config))
+    built = build_deployments(settings, str(example_config), entrypoint_type=BY_MODULE)
     flows = {d.name: d.flow_name for d in built}
     for d in for_work_pool(built, "pool"):
         assert ":" not in (d.entrypoint or "") and d.entrypoint.startswith("flows."), d.entrypoint

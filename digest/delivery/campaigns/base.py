@@ -39,6 +39,8 @@ from digest.models import BodyTemplate
 FULL = "all"  # the variant name of the full edition
 # What a personal token may stand for; MergeTags has the provider's tag for each.
 ROLES = ("unsubscribe", "preferences", "greeting", "reader")
+# Scheduled times are whole multiples of a step counted from here (a step divides the hour).
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def variant_name(sections: frozenset[str] | None) -> str:
@@ -204,11 +206,8 @@ class CampaignProviderBase:
         ``schedule_minutes``, else that much later, rounded up to ``schedule_step`` minutes."""
         if not self.schedule_minutes:
             return None
-        at = (now.astimezone(UTC) + timedelta(minutes=self.schedule_minutes)).replace(
-            second=0, microsecond=0
-        ) + (timedelta(minutes=1) if now.second or now.microsecond else timedelta())
-        step = self.schedule_step
-        return at + timedelta(minutes=-at.minute % step)
+        at = now.astimezone(UTC) + timedelta(minutes=self.schedule_minutes)
+        return at + -(at - _EPOCH) % timedelta(minutes=self.schedule_step)
 
     def remote(self, campaign: Mapping[str, Any]) -> RemoteCampaign:
         status = str(campaign.get("status", ""))

@@ -122,11 +122,7 @@ class ListmonkCampaigns(CampaignProviderBase):
         pub = self.publication
         lists = self.settings.lists.get(content.variant) or self.settings.list_ids
         sender = f"{pub.from_name or pub.name} <{pub.from_email}>"
-        scheduled = {}
-        if content.send_at is not None:
-            scheduled["send_at"] = content.send_at.astimezone(UTC).isoformat()
-        return {
-            **scheduled,
+        payload: dict[str, Any] = {
             "name": content.title,
             "subject": content.subject,
             "lists": list(lists),
@@ -137,6 +133,9 @@ class ListmonkCampaigns(CampaignProviderBase):
             "body": content.html,
             "altbody": content.text,
         }
+        if content.send_at is not None:
+            payload["send_at"] = content.send_at.astimezone(UTC).isoformat()
+        return payload
 
     def create(self, content: CampaignContent) -> str:
         what = f"create campaign {content.title!r}"
