@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,7 @@ from digest.cli.common import (
     subscribers_app,
     when_text,
 )
-from digest.models import SubscriberStatus
+from digest.models import Subscriber, SubscriberStatus
 
 StatusOpt = Annotated[
     list[SubscriberStatus] | None,
@@ -145,15 +146,13 @@ def subscribers_export(
     out.print(f"Wrote {written - 1} subscriber(s) to {out_file}")
 
 
-@subscribers_app.command("list")
-def subscribers_list(config: ConfigOpt = DEFAULT_CONFIG, status: StatusOpt = None) -> None:
-    """Subscribers with their status, choices and source; a count per status at the end."""
-    from collections import Counter
+# Rows `list` reads and prints at a time: its memory is one page, however long the list.
+LIST_PAGE = 500
 
-    settings = settings_from(config)
-    with store_for(settings) as store:
-        people = store.subscribers(status or None)
-    table = Table(title="Subscribers", title_justify="left")
+
+def _subscriber_table(people: Sequence[Subscriber], *, title: str | None) -> Table:
+    """One page of ``list`` as a table (the first with the title)."""
+    table = Table(title=title, title_justify="left")
     # Addresses are what an operator scans for: kept whole where the width allows.
     widest = min(max((len(p.email) for p in people), default=5), 40)
     for col in ("id", "email", "name", "status", "sections", "digests", "source"):
@@ -173,11 +172,49 @@ def subscribers_list(config: ConfigOpt = DEFAULT_CONFIG, status: StatusOpt = Non
             _keys_text(p.digests),
             p.source or "-",
         )
-    if people:
-        out.print(table)
-    counts = Counter(p.status for p in people)
-    per_status = ", ".join(f"{counts[s]} {s.value}" for s in SubscriberStatus if counts[s])
-    out.print(f"{len(people)} subscriber(s)" + (f": {per_status}" if per_status else ""))
+    return table
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    status: StatusOpt = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, help="Show at most this many subscribers."),
+    ] = None,
+    after: Annotated[
+        int | None,
+        typer.Option(
+            "--after",
+            min=0,
+            help="Start after this id (the last one a previous page showed).",
+        ),
+    ] = None,
+) -> None:
+    """Subscribers with their status, choices and source, oldest first; a count per status at
+    the end (of every subscriber in the statuses asked for, whatever --limit and --after).
+
+    Read and printed 500 rows at a time: a long list starts at once, in little memory.
+    Page through it with --limit and --after."""
+    statuses = status or None
+    shown, last, more = 0, 0, False
+    settings = settings_from(config)
+    with store_for(settings) as store:
+        size = LIST_PAGE if limit is None else min(LIST_PAGE, limit)
+        for people in store.subscriber_pages(statuses, size=size, after=after):
+            people = people if limit is None else people[: limit - shown]
+            out.print(_subscriber_table(people, title=None if shown else "Subscribers"))
+            shown, last = shown + len(people), people[-1].id
+            if limit is not None and shown >= limit:
+                more = any(store.subscriber_pages(statuses, size=1, after=last))
+                break
+        counts = store.subscriber_counts(statuses)
+    if more:
+        out.print(f"Shown: {shown}, up to id {last}; the next ones: --after {last}")
+    total = sum(counts.values())
+    per_status = ", ".join(f"{counts[s]} {s.value}" for s in SubscriberStatus if counts.get(s))
+    out.print(f"{total} subscriber(s)" + (f": {per_status}" if per_status else ""))
 
 
 @subscribers_app.command("add")

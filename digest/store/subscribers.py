@@ -163,6 +163,19 @@ class SubscriberStore(StoreBase):
         with self.engine.connect() as c:
             return [self._subscriber(r) for r in c.execute(q)]
 
+    def subscriber_counts(
+        self, statuses: Iterable[SubscriberStatus] | None = None
+    ) -> dict[SubscriberStatus, int]:
+        """How many subscribers are in each status (only ``statuses`` when given), counted by
+        the database: one row per status, however long the list. Statuses nobody is in are
+        left out."""
+        status = t.subscribers.c.status
+        q = sa.select(status, sa.func.count()).group_by(status)
+        if statuses is not None:
+            q = q.where(status.in_([s.value for s in statuses]))
+        with self.engine.connect() as c:
+            return {SubscriberStatus(s): int(n) for s, n in c.execute(q)}
+
     def subscriber_times(
         self, ids: Iterable[int]
     ) -> dict[int, tuple[datetime | None, datetime | None]]:
@@ -325,13 +338,15 @@ class SubscriberStore(StoreBase):
         small lists only; what goes through everyone reads :meth:`subscriber_pages`."""
         return [p for page in self.subscriber_pages(digest=digest) for p in page]
 
-    def _pages(self, q: sa.Select[Any], size: int | None) -> Iterator[list[Any]]:
+    def _pages(
+        self, q: sa.Select[Any], size: int | None, after: int | None = None
+    ) -> Iterator[list[Any]]:
         """``q``'s rows (it selects ``subscribers.id``) in keyset pages of ``size`` (default
-        :data:`PAGE`) by id, each read in its own short transaction: nothing is held open
-        between pages, and a page's rows are all this holds."""
+        :data:`PAGE`) by id, from the first id above ``after``, each read in its own short
+        transaction: nothing is held open between pages, and a page's rows are all this
+        holds."""
         size = size or PAGE
         sid = t.subscribers.c.id
-        after: int | None = None
         while True:
             page = q.order_by(sid).limit(size)
             if after is not None:
@@ -352,11 +367,12 @@ class SubscriberStore(StoreBase):
         digest: str | None = None,
         unsent_in: str | None = None,
         size: int | None = None,
+        after: int | None = None,
     ) -> Iterator[list[Subscriber]]:
         """Subscribers in ``statuses`` (default: active; None: all), oldest first, a page of at
-        most ``size`` (default :data:`PAGE`) at a time; only those receiving ``digest`` when
-        one is named, and only those the ledger of edition ``unsent_in`` has not recorded as
-        submitted when given."""
+        most ``size`` (default :data:`PAGE`) at a time, from the first id above ``after`` when
+        given; only those receiving ``digest`` when one is named, and only those the ledger of
+        edition ``unsent_in`` has not recorded as submitted when given."""
         q = sa.select(t.subscribers)
         if statuses is not None:
             q = q.where(t.subscribers.c.status.in_([s.value for s in statuses]))
@@ -368,7 +384,7 @@ class SubscriberStore(StoreBase):
                     t.deliveries.c.status == DeliveryStatus.SUBMITTED.value,
                 )
             )
-        for rows in self._pages(q, size):
+        for rows in self._pages(q, size, after):
             people = [self._subscriber(r) for r in rows]
             yield people if digest is None else [p for p in people if p.receives(digest)]
 
