@@ -260,3 +260,36 @@ def test_no_module_is_past_the_split_size(module: str) -> None:
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines"
+
+
+# Store methods that return everyone at once (or write a ledger from a list of everyone): kept
+# as helpers for small stores, which tests set up with them. Nothing that runs for a
+# publication calls them: it reads keyset pages (`subscriber_pages`, `choice_pages`,
+# `write_ledger`) and counts with GROUP BY (`subscriber_counts`, `delivery_counts`).
+WHOLE_TABLE = ("subscribers", "active_subscribers", "create_deliveries")
+
+
+def _calls(source: str, names: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Each call of a method named in ``names`` (``x.name(...)``), with its line."""
+    return [
+        (node.lineno, node.func.attr)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in names
+    ]
+
+
+def test_the_reader_finds_method_calls() -> None:
+    source = "store.subscribers()\nx = s.active_subscribers('weekly')\nsubscribers = 1\n"
+    assert _calls(source, WHOLE_TABLE) == [(1, "subscribers"), (2, "active_subscribers")]
+
+
+def test_nothing_reads_every_subscriber_at_once() -> None:
+    found = [
+        f"{p.relative_to(ROOT)}:{line}: {name}()"
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        for line, name in _calls(p.read_text(encoding="utf-8"), WHOLE_TABLE)
+    ]
+    assert found == [], "read keyset pages or count in the database instead:\n" + "\n".join(found)

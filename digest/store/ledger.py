@@ -59,7 +59,9 @@ class LedgerStore(SubscriberStore):
     def create_deliveries(
         self, edition_id: str, subscriber_ids: Iterable[int], *, now: datetime
     ) -> int:
-        """One pending row per (edition, subscriber) not yet in the ledger; returns how many."""
+        """One pending row per (edition, subscriber) of ``subscriber_ids`` not yet in the
+        ledger; returns how many. A helper for small stores (tests, a hand-made ledger): an
+        edition's ledger is written by :meth:`write_ledger`, a page at a time."""
         rows = self._pending(edition_id, subscriber_ids, now)
         with self.engine.begin() as c:
             return _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
@@ -230,18 +232,6 @@ class LedgerStore(SubscriberStore):
                     .values(owner=owner)
                 )
         return ids
-
-    def release_stale(self, edition_id: str, *, now: datetime) -> int:
-        """Every row of the edition in ``sending`` goes back to pending, whoever claimed it. Only
-        for an operator's repair: owners settle each other's rows by :meth:`take_over`."""
-        with self.engine.begin() as c:
-            res = c.execute(
-                sa.update(t.deliveries)
-                .where(t.deliveries.c.edition_id == edition_id)
-                .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
-                .values(status=DeliveryStatus.PENDING.value, updated_at=now)
-            )
-        return res.rowcount or 0
 
     def release(
         self, delivery_ids: Iterable[int], *, now: datetime, owner: str | None = None
@@ -520,11 +510,3 @@ class LedgerStore(SubscriberStore):
                 if status == DeliveryStatus.FAILED.value and failure in counts:
                     counts[failure] += int(n)
         return counts
-
-    def submitted_subscriber_ids(self, edition_id: str) -> set[int]:
-        q = sa.select(t.deliveries.c.subscriber_id).where(
-            t.deliveries.c.edition_id == edition_id,
-            t.deliveries.c.status == DeliveryStatus.SUBMITTED.value,
-        )
-        with self.engine.connect() as c:
-            return {r[0] for r in c.execute(q)}

@@ -156,7 +156,10 @@ class SubscriberStore(StoreBase):
         return self._one_subscriber(t.subscribers.c.email_key == email_key(email))
 
     def subscribers(self, statuses: Iterable[SubscriberStatus] | None = None) -> list[Subscriber]:
-        """Every subscriber (or those in ``statuses``), oldest first."""
+        """Every subscriber (or those in ``statuses``), oldest first, as one list: a helper for
+        small stores (tests) only. Nothing under ``digest/`` or ``flows/`` calls it (a test
+        checks): what goes through everyone reads :meth:`subscriber_pages`, and counts come
+        from :meth:`subscriber_counts`."""
         q = sa.select(t.subscribers).order_by(t.subscribers.c.id)
         if statuses is not None:
             q = q.where(t.subscribers.c.status.in_([s.value for s in statuses]))
@@ -334,8 +337,9 @@ class SubscriberStore(StoreBase):
             raise TransientError(f"store: cannot record a {provider} event: {e.orig}") from e
 
     def active_subscribers(self, digest: str | None = None) -> list[Subscriber]:
-        """Those mailed (active, and receiving ``digest`` when one is named), as one list: for
-        small lists only; what goes through everyone reads :meth:`subscriber_pages`."""
+        """Those mailed (active, and receiving ``digest`` when one is named), as one list: a
+        helper for small stores (tests) only, never called under ``digest/`` or ``flows/`` (a
+        test checks); what goes through everyone reads :meth:`subscriber_pages`."""
         return [p for page in self.subscriber_pages(digest=digest) for p in page]
 
     def _pages(
