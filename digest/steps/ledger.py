@@ -302,12 +302,17 @@ def finish_delivery(store: Store, edition: Edition, *, now: datetime) -> dict[st
 
     With transient failures left the edition stays ``sending``: the next run retries them.
     Rows out of attempts do not hold the edition open; they stay in the ledger, reported.
+    Once done, the edition's rows left in the store's crash record are deleted.
     """
     store.skip_inactive(edition.id, now=now)  # who left during the run holds nothing open
     counts = store.delivery_counts(edition.id)
     done = unanswered(counts) == 0
     if done and store.edition_status(edition.id) is EditionStatus.SENDING:
         store.change_edition_status(edition.id, EditionAction.FINISH, now=now)
+    if done:
+        # Every answer is in the ledger: journal rows an owner left behind (it died between
+        # recording and forgetting them) would otherwise stay in the store for ever.
+        store.forget_journal(edition.id)
     return counts
 
 

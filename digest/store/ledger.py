@@ -495,6 +495,25 @@ class LedgerStore(SubscriberStore):
                 .values(status=DeliveryStatus.SKIPPED.value, error=reason, updated_at=now)
             )
 
+    def forget_journal(self, edition_id: str) -> int:
+        """Delete what is left of the edition's crash record in ``send_journal`` (answers an
+        owner journaled but did not forget, say because it died after recording them); returns
+        how many rows went. Only once nothing of the edition is ``sending``: a row in hand may
+        still need its journal, so this does nothing (0) while any is."""
+        d, j = t.deliveries.c, t.send_journal.c
+        sending = sa.exists().where(
+            d.edition_id == edition_id, d.status == DeliveryStatus.SENDING.value
+        )
+        with self.engine.begin() as c:
+            if c.execute(sa.select(sending)).scalar():
+                return 0
+            res = c.execute(
+                sa.delete(t.send_journal).where(
+                    j.delivery_id.in_(sa.select(d.id).where(d.edition_id == edition_id))
+                )
+            )
+        return res.rowcount or 0
+
     def delivery_counts(self, edition_id: str) -> dict[str, int]:
         """Rows per status, plus ``transient``, ``permanent`` and ``exhausted`` splitting the
         failed ones."""

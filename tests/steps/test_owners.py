@@ -210,3 +210,28 @@ def test_rows_claimed_by_a_dead_process_of_this_host_are_taken_at_once(world) ->
     assert w.store.sending_owners(w.edition.id) == {}
     assert sorted(m.recipient for m in provider.sent) == sorted(w.emails)
     assert w.with_status(DeliveryStatus.SUBMITTED) == set(w.emails)
+
+
+def test_finishing_forgets_the_journal_rows_a_dead_owner_left(world) -> None:  # type: ignore[no-untyped-def]
+    w = world(recipients=4)
+    _prepare(w)
+    ids = _claimed(w, "gone:1", 4)
+    # The owner journaled every answer and recorded all but the last in the ledger, then died
+    # before forgetting them (its rows no longer `sending`: nobody would take them over).
+    with w.store.engine.begin() as c:
+        c.execute(
+            sa.insert(t.send_journal),
+            [
+                {"owner": "gone:1", "delivery_id": i, "key": f"k{i}", "status": "submitted"}
+                for i in ids
+            ],
+        )
+    answers = {i: SendResult(f"k{i}", SendStatus.SUBMITTED, "id") for i in ids}
+    w.store.mark_results({i: answers[i] for i in ids[:-1]}, now=NOW, owner="gone:1")
+    # One row still in hand: its journal row may yet be needed, so all are kept.
+    assert finish_delivery(w.store, w.edition, now=NOW)["sending"] == 1
+    assert _journal_rows(w.store) == 4
+    w.store.mark_results({ids[-1]: answers[ids[-1]]}, now=NOW, owner="gone:1")
+    counts = finish_delivery(w.store, w.edition, now=NOW)
+    assert counts["submitted"] == 4 and counts["sending"] == 0
+    assert _journal_rows(w.store) == 0

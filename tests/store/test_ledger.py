@@ -185,3 +185,50 @@ def test_an_owner_records_nothing_for_rows_taken_over(make_settings, store: Stor
     )
     counts = store.delivery_counts(eid)
     assert (counts["submitted"], counts["sending"]) == (1, 1)
+
+
+def _journal(store: Store, owner: str, delivery_ids: list[int]) -> None:
+    import sqlalchemy as sa
+
+    from digest.store import schema as t
+
+    rows = [
+        {"owner": owner, "delivery_id": i, "key": f"k{i}", "status": "submitted"}
+        for i in delivery_ids
+    ]
+    with store.engine.begin() as c:
+        c.execute(sa.insert(t.send_journal), rows)
+
+
+def _journal_left(store: Store) -> list[tuple[str, int]]:
+    import sqlalchemy as sa
+
+    from digest.store import schema as t
+
+    j = t.send_journal.c
+    with store.engine.connect() as c:
+        return sorted((r[0], r[1]) for r in c.execute(sa.select(j.owner, j.delivery_id)))
+
+
+def test_forget_journal_waits_for_the_rows_in_hand_then_takes_only_its_edition(
+    make_settings, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    eid = _edition_with_subscribers(make_settings, store, 3)
+    ids = [s.id for s in store.active_subscribers()]
+    store.create_deliveries(eid, ids, now=NOW)
+    claimed = store.claim_batch(eid, 3, now=NOW, owner="dead:1")
+    mine = [c.delivery_id for c in claimed]
+    _journal(store, "dead:1", mine)
+    _journal(store, "other:2", [10_000 + mine[-1]])  # a row of no delivery of this edition
+    # Rows still `sending`: their answers may yet be needed.
+    assert store.forget_journal(eid) == 0
+    assert len(_journal_left(store)) == 4
+    store.mark_results(
+        {
+            c.delivery_id: SendResult(f"k{c.delivery_id}", SendStatus.SUBMITTED, "id")
+            for c in claimed
+        },
+        now=NOW,
+    )
+    assert store.forget_journal(eid) == 3
+    assert _journal_left(store) == [("other:2", 10_000 + mine[-1])]
