@@ -362,7 +362,7 @@ class EditionRun:
             except DigestError as e:
                 # Still count and report what the ledger holds, then fail the run.
                 failure = e
-                total.failures.append(f"delivery stopped: {e}")
+                total.note_failure(f"delivery stopped: {e}")
             counts = finish_delivery(store, edition, now=now)
         summary.edition_status = (store.edition(edition.id) or edition).status.value
         summary.recipients = recipients(counts)

@@ -47,12 +47,18 @@ Clock = Callable[[], datetime]
 
 # Reports -------------------------------------------------------------------------------------
 
+# Failures a report keeps in full; the rest are only counted (``failures_not_kept``), so an
+# outage on a long list holds a few hundred lines, not one per subscriber.
+FAILURES_KEPT = 200
+
 
 @dataclass
 class DeliveryReport:
     """What one run did for one edition. ``submitted`` counts what this run handed over;
     ``recovered`` what a run that stopped before recording it (a crash) had handed over, which
-    this run recorded from its journals."""
+    this run recorded from its journals. ``failures`` keeps the first :data:`FAILURES_KEPT`
+    failures in full and ``failures_not_kept`` counts the others; the counts per kind
+    (``transient``, ``permanent``, ...) are exact."""
 
     edition_id: str
     recipients: int = 0
@@ -66,6 +72,14 @@ class DeliveryReport:
     elapsed: float = 0.0  # seconds spent sending, waits for retries not included
     waited: float = 0.0  # seconds spent waiting for retries to come due
     failures: list[str] = field(default_factory=list)
+    failures_not_kept: int = 0
+
+    def note_failure(self, text: str) -> None:
+        """Keep one failure's line, or count it once :data:`FAILURES_KEPT` are kept."""
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(text)
+        else:
+            self.failures_not_kept += 1
 
     @property
     def failed(self) -> int:
@@ -82,7 +96,9 @@ class DeliveryReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.elapsed += other.elapsed
         self.waited += other.waited
-        self.failures.extend(other.failures)
+        for text in other.failures:
+            self.note_failure(text)
+        self.failures_not_kept += other.failures_not_kept
 
     def summary(self) -> str:
         return (
@@ -366,7 +382,7 @@ class Recorder:
         missing = [i for i in attempts if i not in answers and i not in skipped]
         if missing and release_missing:
             self.store.release(missing, now=now, owner=self.owner)
-            self.report.failures.append(f"{len(missing)} row(s) got no answer; given back")
+            self.report.note_failure(f"{len(missing)} row(s) got no answer; given back")
         retry_at: dict[int, datetime] = {}
         for delivery_id, r in answers.items():
             if r.status is SendStatus.TRANSIENT and attempts[delivery_id] < self.retry.attempts:
@@ -399,8 +415,7 @@ class Recorder:
             else:
                 report.exhausted += 1
                 kind = f"transient, out of attempts after {attempts[delivery_id]}"
-            if len(report.failures) < 200:
-                report.failures.append(f"{r.key}: {kind}: {r.reason}")
+            report.note_failure(f"{r.key}: {kind}: {r.reason}")
         failed = report.permanent + report.transient + report.exhausted
         done = report.submitted + report.skipped + failed
         self.total = max(self.total, done)

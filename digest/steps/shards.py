@@ -110,7 +110,7 @@ def fan_out(
             start(n)
             started += 1
         except Exception as e:  # a missing deployment, an unreachable API: sent without it
-            report.failures.append(f"shard {n} not started: {type(e).__name__}: {e}")
+            report.note_failure(f"shard {n} not started: {type(e).__name__}: {e}")
             say(f"edition {edition.id}: shard {n} could not be started ({e}); sent without it")
     say(f"edition {edition.id}: {started} shard run(s) started")
     mine = DeliveryReport(edition.id)

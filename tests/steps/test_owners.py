@@ -235,3 +235,21 @@ def test_finishing_forgets_the_journal_rows_a_dead_owner_left(world) -> None:  #
     counts = finish_delivery(w.store, w.edition, now=NOW)
     assert counts["submitted"] == 4 and counts["sending"] == 0
     assert _journal_rows(w.store) == 0
+
+
+def test_an_outage_keeps_a_few_hundred_failures_and_counts_every_one(world) -> None:  # type: ignore[no-untyped-def]
+    from digest.steps.ledger import FAILURES_KEPT
+
+    w = world(recipients=450, delivery={"batch_size": 50})
+    _prepare(w)
+    provider = MemoryProvider(fail=dict.fromkeys(w.emails, SendStatus.PERMANENT), keep=False)
+    report = _shard(w, "run:1", provider)
+    assert report.permanent == 450 and report.submitted == 0
+    assert len(report.failures) == FAILURES_KEPT == 200
+    assert report.failures_not_kept == 250
+    assert len(set(report.failures)) == 200  # the first ones, each in full
+    # Adding reports (a run's passes, the shards') keeps the cap; the counts stay exact.
+    total = DeliveryReport(w.edition.id)
+    total.add(report)
+    total.add(report)
+    assert (total.permanent, len(total.failures), total.failures_not_kept) == (900, 200, 700)
