@@ -380,14 +380,25 @@ class LedgerStore(SubscriberStore):
             if not claimed:
                 return None
             rows = c.execute(
-                sa.select(t.deliveries.c.id, t.deliveries.c.attempts, t.subscribers)
+                sa.select(
+                    t.deliveries.c.id.label("delivery_id"),
+                    t.deliveries.c.attempts,
+                    *people.SUBSCRIBER_COLUMNS,
+                )
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
                 .where(t.deliveries.c.id.in_(claimed))
                 .order_by(t.deliveries.c.id)
             ).all()
-        return [
-            Claimed(delivery_id=r[0], subscriber=self._subscriber(r), attempts=r[1]) for r in rows
-        ]
+        return [self._claimed(r) for r in rows]
+
+    def _claimed(self, row: Any) -> Claimed:
+        """A claimed row from ``delivery_id``, ``attempts`` and ``SUBSCRIBER_COLUMNS`` (the
+        subscriber's ``id`` is the only ``id``)."""
+        return Claimed(
+            delivery_id=int(row.delivery_id),
+            subscriber=self._subscriber(row),
+            attempts=int(row.attempts),
+        )
 
     def mark_results(
         self,

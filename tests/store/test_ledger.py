@@ -183,3 +183,30 @@ def test_an_owner_records_nothing_for_rows_taken_over(make_settings, store: Stor
     )
     counts = store.delivery_counts(eid)
     assert (counts["submitted"], counts["sending"]) == (1, 1)
+
+
+def test_each_claim_carries_its_subscriber_as_stored(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """A claim's subscriber is the one its row is for, every field as stored, whatever the
+    ledger's ids: here the rows are written in the reverse order of the subscribers, some
+    left out, so no delivery id matches its subscriber's id."""
+    eid = _edition_with_subscribers(make_settings, store, 0)
+    store.import_subscribers(
+        [
+            NewSubscriber(
+                email=f"r{i}@example.org",
+                name=f"Reader {i}",
+                sections=None if i % 3 else frozenset({f"s{i}", "x"}),
+                digests=None if i % 5 else frozenset({"weekly"}),
+            )
+            for i in range(8)
+        ],
+        now=NOW,
+    )
+    people = list(store.active_subscribers())
+    chosen = people[::-2]  # the last first, one in two
+    store.create_deliveries(eid, [p.id for p in chosen], now=NOW)
+    got = store.claim_batch(eid, 2, now=NOW) + store.claim_batch(eid, 10, now=NOW)
+    assert [c.delivery_id for c in got] == sorted(c.delivery_id for c in got)
+    assert all(c.delivery_id != p.id for c, p in zip(got, chosen, strict=True))
+    assert [c.subscriber for c in got] == chosen
+    assert len({p.token_id for p in chosen}) == len(chosen)
