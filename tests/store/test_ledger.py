@@ -3,6 +3,7 @@ re-runs and retries by the rules, rows of people who left skipped."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from digest.models import NewSubscriber, SendResult, SendStatus, SubscriberStatus
@@ -210,3 +211,41 @@ def test_each_claim_carries_its_subscriber_as_stored(make_settings, store: Store
     assert all(c.delivery_id != p.id for c, p in zip(got, chosen, strict=True))
     assert [c.subscriber for c in got] == chosen
     assert len({p.token_id for p in chosen}) == len(chosen)
+
+
+def test_a_postgres_claim_skips_rows_another_claimer_holds(make_settings, pg_base: str) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a claim does not wait for rows another claimer has locked and not yet
+    committed: it takes the next ones, and neither gets a row of the other."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from digest.store import schema as t
+    from digest.store.ledger import Claimed, _claim_statement
+    from tests.postgres import create_database
+
+    url = create_database(pg_base, f"t_{uuid.uuid4().hex[:12]}")
+    store = Store.open(url)
+    eid = _edition_with_subscribers(make_settings, store, 6)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    other = Store.open(url, migrate=False)
+    with other.engine.connect() as c:
+        with c.begin():  # the other claimer, mid-transaction: its rows locked, uncommitted
+            held = [r.delivery_id for r in c.execute(_claim_statement(eid, 2, NOW, "other"))]
+            mine: list[Claimed] = []
+            claimer = threading.Thread(
+                target=lambda: mine.extend(store.claim_batch(eid, 10, now=NOW, owner="mine"))
+            )
+            claimer.start()
+            claimer.join(20)
+            assert not claimer.is_alive(), "the claim waited for the other claimer's rows"
+            assert len(held) == 2 and len(mine) == 4
+            assert not {r.delivery_id for r in mine} & set(held)
+        # Once committed, the other claimer's rows are its own: nothing is left to claim.
+        assert store.claim_batch(eid, 10, now=NOW, owner="mine") == []
+    q = sa.select(t.deliveries.c.id, t.deliveries.c.claimed_by, t.deliveries.c.attempts)
+    with store.engine.connect() as c:
+        got = {i: (o, n) for i, o, n in c.execute(q)}
+    assert got == {i: ("other", 1) for i in held} | {r.delivery_id: ("mine", 1) for r in mine}
+    other.close()
+    store.close()
