@@ -109,20 +109,35 @@ class Journal:
                 self.path.unlink()
 
 
+# The journal's one statement, prepared once per connection and run straight through libpq:
+# it is on the send path's clock (a round trip per message, each process), where the driver's
+# own query handling cost as much again as the statement (measured: about 50 µs of CPU a row
+# against 20).
+_JOURNAL_INSERT = (
+    b"INSERT INTO send_journal (owner, delivery_id, key, status, provider_id, reason, bounce, "
+    b"retry_after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
+_JOURNAL_STATEMENT = b"digest_send_journal_insert"
+
+
 class StoreJournal(Journal):
     """A sending process's journal in the store's ``send_journal`` table (PostgreSQL): one row
     per answer on a connection of its own, each committed at once (``synchronous_commit``
-    off: the server has it, though not yet on its disk)."""
+    off: the server has it, though not yet on its disk). Each write waits for the server's
+    answer, and raises if the row was not written."""
 
     def __init__(self, url: str, owner: str) -> None:
         self.owner = owner
         self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         raw = self._engine.raw_connection()
-        raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        conn: Any = raw.driver_connection
+        conn.autocommit = True
         with contextlib.closing(raw.cursor()) as cur:
             cur.execute("SET synchronous_commit = off")
         self._raw: Any = raw
-        self._cursor: Any = raw.cursor()
+        self._encoding: str = conn.info.encoding
+        self._pg: Any = conn.pgconn
+        self._check(self._pg.prepare(_JOURNAL_STATEMENT, _JOURNAL_INSERT))
 
     @property
     def closed(self) -> bool:
@@ -133,26 +148,36 @@ class StoreJournal(Journal):
         return f"send_journal of {self.owner}"
 
     def _append(self, delivery_id: int, result: SendResult) -> None:
-        self._cursor.execute(
-            "INSERT INTO send_journal (owner, delivery_id, key, status, provider_id, reason, "
-            "bounce, retry_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                self.owner,
-                delivery_id,
-                result.key,
-                result.status.value,
-                result.provider_id,
-                result.reason,
-                result.bounce,
-                result.retry_after,
-            ),
+        """One row, committed (autocommit) by the time the server answers; the values go as
+        text, which the server reads by the columns' types."""
+        texts = (
+            self.owner,
+            str(delivery_id),
+            result.key,
+            result.status.value,
+            result.provider_id,
+            result.reason,
+            "t" if result.bounce else "f",
+            None if result.retry_after is None else repr(float(result.retry_after)),
         )
+        params = [None if v is None else self._text(v) for v in texts]
+        self._check(self._pg.exec_prepared(_JOURNAL_STATEMENT, params))
+
+    def _text(self, value: str) -> bytes:
+        if "\x00" in value:  # libpq would cut the value there; the server refuses it anyway
+            raise ValueError("PostgreSQL text cannot hold NUL characters")
+        return value.encode(self._encoding)
+
+    def _check(self, res: Any) -> None:
+        """Raise the server's error unless the statement went through."""
+        from psycopg import errors, pq  # the PostgreSQL extra: imported only when used
+
+        if res.status != pq.ExecStatus.COMMAND_OK:
+            raise errors.error_from_result(res, encoding=self._encoding)
 
     def close(self, *, remove: bool = False) -> None:
         """Close the connection (the rows stay: the record forgets them once recorded)."""
         if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._cursor.close()
             self._raw.close()
             self._raw = None
             self._engine.dispose()

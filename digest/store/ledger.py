@@ -52,6 +52,46 @@ def _claimed_by(owner: str | None, *, none_is_any: bool = True) -> sa.ColumnElem
     return sa.true() if none_is_any else t.deliveries.c.claimed_by.is_(None)
 
 
+def _claim_statement(
+    edition_id: str, limit: int, now: datetime, owner: str | None
+) -> sa.Select[Any]:
+    """PostgreSQL's claim in one statement (one round trip a batch): up to ``limit`` pending
+    rows of active subscribers, by id, locked as they are picked (rows another claimer holds
+    are skipped, not waited for), moved to ``sending`` for ``owner`` with one more attempt,
+    and returned with their subscribers by delivery id. Under the row locks a picked row is
+    still pending when the UPDATE reaches it; the UPDATE checks it anyway."""
+    d, s = t.deliveries, t.subscribers
+    pending = DeliveryStatus.PENDING.value
+    picked = (
+        sa.select(d.c.id)
+        .join(s, s.c.id == d.c.subscriber_id)
+        .where(d.c.edition_id == edition_id)
+        .where(d.c.status == pending)
+        .where(s.c.status == SubscriberStatus.ACTIVE.value)
+        .order_by(d.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=d)
+        .cte("picked")
+    )
+    claimed = (
+        sa.update(d)
+        .where(d.c.id == picked.c.id, d.c.status == pending)
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            attempts=d.c.attempts + 1,
+            claimed_by=owner,
+            updated_at=now,
+        )
+        .returning(d.c.id, d.c.attempts, d.c.subscriber_id)
+        .cte("claimed")
+    )
+    return (
+        sa.select(claimed.c.id.label("delivery_id"), claimed.c.attempts, *people.SUBSCRIBER_COLUMNS)
+        .join(s, s.c.id == claimed.c.subscriber_id)
+        .order_by(claimed.c.id)
+    )
+
+
 class LedgerStore(SubscriberStore):
     """The ``deliveries`` table. It builds on the subscribers' part: a claim returns each row's
     subscriber, and a hard bounce suppresses one."""
@@ -321,11 +361,13 @@ class LedgerStore(SubscriberStore):
         """Move up to ``limit`` pending rows of active subscribers to ``sending``, claimed by
         ``owner``.
 
-        The UPDATE re-checks ``pending`` and returns the ids it changed, so a row is claimed by
-        one caller only, even if two select the same candidates (on PostgreSQL, concurrent
-        claimers skip each other's locked candidates instead of waiting). A caller whose every
-        candidate was taken meanwhile (SQLite: another claim committed between its SELECT and
-        its UPDATE) selects again: an empty answer always means nothing is pending.
+        On PostgreSQL a claim is one statement (:func:`_claim_statement`): candidates are
+        locked as they are picked, so concurrent claimers skip each other's rows instead of
+        waiting, and never share one. On SQLite the UPDATE re-checks ``pending`` and returns
+        the ids it changed, so a row is claimed by one caller only, even if two select the same
+        candidates; a caller whose every candidate was taken meanwhile (another claim committed
+        between its SELECT and its UPDATE) selects again. Either way an empty answer means
+        nothing is pending but rows another claimer is taking at that moment.
         """
         while True:
             claimed = self._claim_once(edition_id, limit, now=now, owner=owner)
@@ -336,8 +378,13 @@ class LedgerStore(SubscriberStore):
         self, edition_id: str, limit: int, *, now: datetime, owner: str | None
     ) -> list[Claimed] | None:
         """One try of :meth:`claim_batch`; None when candidates were found but another caller
-        claimed them all first."""
+        claimed them all first (SQLite only: PostgreSQL's claim locks what it picks)."""
         with self.engine.begin() as c:
+            if c.dialect.name == "postgresql":
+                return [
+                    self._claimed(r)
+                    for r in c.execute(_claim_statement(edition_id, limit, now, owner))
+                ]
             q = (
                 sa.select(t.deliveries.c.id)
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
@@ -347,8 +394,6 @@ class LedgerStore(SubscriberStore):
                 .order_by(t.deliveries.c.id)
                 .limit(limit)
             )
-            if c.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True, of=t.deliveries)
             candidates = [r[0] for r in c.execute(q)]
             if not candidates:
                 return []
@@ -370,14 +415,25 @@ class LedgerStore(SubscriberStore):
             if not claimed:
                 return None
             rows = c.execute(
-                sa.select(t.deliveries.c.id, t.deliveries.c.attempts, t.subscribers)
+                sa.select(
+                    t.deliveries.c.id.label("delivery_id"),
+                    t.deliveries.c.attempts,
+                    *people.SUBSCRIBER_COLUMNS,
+                )
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
                 .where(t.deliveries.c.id.in_(claimed))
                 .order_by(t.deliveries.c.id)
             ).all()
-        return [
-            Claimed(delivery_id=r[0], subscriber=self._subscriber(r), attempts=r[1]) for r in rows
-        ]
+        return [self._claimed(r) for r in rows]
+
+    def _claimed(self, row: Any) -> Claimed:
+        """A claimed row from ``delivery_id``, ``attempts`` and ``SUBSCRIBER_COLUMNS`` (the
+        subscriber's ``id`` is the only ``id``)."""
+        return Claimed(
+            delivery_id=int(row.delivery_id),
+            subscriber=self._subscriber(row),
+            attempts=int(row.attempts),
+        )
 
     def mark_results(
         self,

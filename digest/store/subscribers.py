@@ -65,12 +65,22 @@ def email_key(email: str) -> str:
     return unicodedata.normalize("NFKC", email.strip()).casefold()
 
 
+# The columns a Subscriber is built from (``SubscriberStore._subscriber``): what a query joining
+# another table selects, so that no other column of the same name (``id``, ``status``) stands
+# in for the subscriber's.
+SUBSCRIBER_COLUMNS = tuple(
+    t.subscribers.c[name]
+    for name in ("id", "email", "name", "sections", "digests", "status", "source", "token_id")
+)
+
+
 class SubscriberStore(StoreBase):
     """The ``subscribers`` table, their status changes (``subscriber_events``) and the
     providers' events already seen (``webhook_events``)."""
 
     @staticmethod
     def _subscriber(row: Any) -> Subscriber:
+        """A subscriber from a row holding ``SUBSCRIBER_COLUMNS`` under their own names."""
         return Subscriber(
             id=row.id,
             email=row.email,

@@ -3,6 +3,7 @@ re-runs and retries by the rules, rows of people who left skipped."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from digest.models import NewSubscriber, SendResult, SendStatus, SubscriberStatus
@@ -232,3 +233,68 @@ def test_forget_journal_waits_for_the_rows_in_hand_then_takes_only_its_edition(
     )
     assert store.forget_journal(eid) == 3
     assert _journal_left(store) == [("other:2", 10_000 + mine[-1])]
+
+
+def test_each_claim_carries_its_subscriber_as_stored(make_settings, store: Store) -> None:  # type: ignore[no-untyped-def]
+    """A claim's subscriber is the one its row is for, every field as stored, whatever the
+    ledger's ids: here the rows are written in the reverse order of the subscribers, some
+    left out, so no delivery id matches its subscriber's id."""
+    eid = _edition_with_subscribers(make_settings, store, 0)
+    store.import_subscribers(
+        [
+            NewSubscriber(
+                email=f"r{i}@example.org",
+                name=f"Reader {i}",
+                sections=None if i % 3 else frozenset({f"s{i}", "x"}),
+                digests=None if i % 5 else frozenset({"weekly"}),
+            )
+            for i in range(8)
+        ],
+        now=NOW,
+    )
+    people = list(store.active_subscribers())
+    chosen = people[::-2]  # the last first, one in two
+    store.create_deliveries(eid, [p.id for p in chosen], now=NOW)
+    got = store.claim_batch(eid, 2, now=NOW) + store.claim_batch(eid, 10, now=NOW)
+    assert [c.delivery_id for c in got] == sorted(c.delivery_id for c in got)
+    assert all(c.delivery_id != p.id for c, p in zip(got, chosen, strict=True))
+    assert [c.subscriber for c in got] == chosen
+    assert len({p.token_id for p in chosen}) == len(chosen)
+
+
+def test_a_postgres_claim_skips_rows_another_claimer_holds(make_settings, pg_base: str) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL a claim does not wait for rows another claimer has locked and not yet
+    committed: it takes the next ones, and neither gets a row of the other."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from digest.store import schema as t
+    from digest.store.ledger import Claimed, _claim_statement
+    from tests.postgres import create_database
+
+    url = create_database(pg_base, f"t_{uuid.uuid4().hex[:12]}")
+    store = Store.open(url)
+    eid = _edition_with_subscribers(make_settings, store, 6)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    other = Store.open(url, migrate=False)
+    with other.engine.connect() as c:
+        with c.begin():  # the other claimer, mid-transaction: its rows locked, uncommitted
+            held = [r.delivery_id for r in c.execute(_claim_statement(eid, 2, NOW, "other"))]
+            mine: list[Claimed] = []
+            claimer = threading.Thread(
+                target=lambda: mine.extend(store.claim_batch(eid, 10, now=NOW, owner="mine"))
+            )
+            claimer.start()
+            claimer.join(20)
+            assert not claimer.is_alive(), "the claim waited for the other claimer's rows"
+            assert len(held) == 2 and len(mine) == 4
+            assert not {r.delivery_id for r in mine} & set(held)
+        # Once committed, the other claimer's rows are its own: nothing is left to claim.
+        assert store.claim_batch(eid, 10, now=NOW, owner="mine") == []
+    q = sa.select(t.deliveries.c.id, t.deliveries.c.claimed_by, t.deliveries.c.attempts)
+    with store.engine.connect() as c:
+        got = {i: (o, n) for i, o, n in c.execute(q)}
+    assert got == {i: ("other", 1) for i in held} | {r.delivery_id: ("mine", 1) for r in mine}
+    other.close()
+    store.close()
