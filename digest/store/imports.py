@@ -42,15 +42,17 @@ _STAGE = sa.MetaData()
 _chunk = sa.Table(
     "import_chunk",
     _STAGE,
-    sa.Column("line", sa.Integer, primary_key=True),
+    sa.Column("line", sa.Integer, nullable=False),
     sa.Column("email", sa.Text, nullable=False),
-    sa.Column("email_key", sa.Text, nullable=False, index=True),
+    sa.Column("email_key", sa.Text, nullable=False),
     sa.Column("token_id", sa.BigInteger, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("sections", sa.Text, nullable=False),
     sa.Column("digests", sa.Text, nullable=False),
     sa.Column("ok", sa.Boolean, nullable=False),
     prefixes=["TEMPORARY"],
+    # PostgreSQL empties it at each commit (a truncation: no dead rows pile up chunk after chunk).
+    postgresql_on_commit="DELETE ROWS",
 )
 # Every address the file listed so far, with the line that listed it first.
 _seen = sa.Table(
@@ -122,6 +124,61 @@ _ADD = {
     """,
     "sqlite": _INSERT.format(cast=""),
 }
+
+# PostgreSQL: the whole chunk in one statement. Every lookup is an index probe per staged row
+# (``LATERAL … LIMIT 1`` on a unique key, and the upsert's own arbiter index): the work of a
+# chunk does not grow with the subscribers already in. ``chunk``: each row with the first line of
+# its address in this chunk and the line an earlier chunk listed it on; ``todo``: the rows to
+# write (importable, and the first listing of their address in the file); ``kept``: those whose
+# subscriber is not active (as the statement's snapshot sees them: before the upsert). The upsert
+# updates only active subscribers whose name or choices changed (JSON compared as values: NULL
+# and JSON null are both "every section" or digest) and returns the rows it wrote, ``xmax = 0``
+# for an insert. One result row holds the counts (no line); the others the duplicates.
+_APPLY_POSTGRESQL = """
+    WITH chunk AS (
+        SELECT c.*, MIN(c.line) OVER (PARTITION BY c.email_key) AS first, seen.line AS seen
+        FROM import_chunk c
+        LEFT JOIN LATERAL (
+            SELECT s.line FROM import_seen s WHERE s.email_key = c.email_key LIMIT 1
+        ) seen ON true
+    ),
+    remembered AS (
+        INSERT INTO import_seen (email_key, line)
+        SELECT email_key, line FROM chunk WHERE seen IS NULL AND line = first
+    ),
+    todo AS (SELECT * FROM chunk WHERE ok AND seen IS NULL AND line = first),
+    kept AS (
+        SELECT COUNT(*) AS n FROM todo t
+        JOIN LATERAL (
+            SELECT s.status FROM subscribers s WHERE s.email_key = t.email_key LIMIT 1
+        ) s ON s.status <> :active
+    ),
+    written AS (
+        INSERT INTO subscribers AS s
+            (email, email_key, token_id, name, status, sections, digests, source, created_at,
+             updated_at)
+        SELECT email, email_key, token_id, name, :active, sections::json, digests::json,
+            :source, :now, :now
+        FROM todo ORDER BY line
+        ON CONFLICT (email_key) DO UPDATE
+        SET name = excluded.name, sections = excluded.sections, digests = excluded.digests,
+            updated_at = excluded.updated_at
+        WHERE s.status = :active AND (
+            s.name IS DISTINCT FROM excluded.name
+            OR COALESCE(s.sections::jsonb, 'null'::jsonb) <> excluded.sections::jsonb
+            OR COALESCE(s.digests::jsonb, 'null'::jsonb) <> excluded.digests::jsonb)
+        RETURNING s.id, s.xmax = 0 AS added
+    ),
+    events AS (
+        INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, cause)
+        SELECT id, :now, NULL, :active, :cause FROM written WHERE added
+    )
+    SELECT NULL, NULL, (SELECT COUNT(*) FROM written WHERE added),
+        (SELECT COUNT(*) FROM written WHERE NOT added), (SELECT n FROM kept)
+    UNION ALL
+    SELECT line, COALESCE(seen, first), NULL, NULL, NULL FROM chunk
+    WHERE seen IS NOT NULL OR line > first
+"""
 
 # SQLite: the audit rows of the ids the insert returned (a JSON list).
 _SQLITE_EVENTS = """
@@ -195,6 +252,9 @@ class ImportSession:
         self._add = sa.text(_ADD[self._dialect]).bindparams(
             sa.bindparam("now", type_=t.UTCDateTime)
         )
+        self._apply = sa.text(_APPLY_POSTGRESQL).bindparams(
+            sa.bindparam("now", type_=t.UTCDateTime)
+        )
         self._events = sa.text(_SQLITE_EVENTS).bindparams(sa.bindparam("now", type_=t.UTCDateTime))
 
     def add(self, rows: Sequence[StagedRow]) -> ChunkOutcome:
@@ -203,6 +263,9 @@ class ImportSession:
         if not rows:
             return ChunkOutcome({}, ImportCounts(0, 0, 0))
         with c.begin():
+            if self._dialect == "postgresql":
+                self._stage(rows)
+                return self._apply_postgresql()
             c.execute(sa.delete(_chunk))
             self._stage(rows)
             duplicates: dict[int, int] = {int(a): int(b) for a, b in c.execute(_DUPLICATES)}
@@ -220,6 +283,16 @@ class ImportSession:
                 if ids:
                     c.execute(self._events, {**p, "ids": json.dumps(ids)})
         return ChunkOutcome(duplicates, ImportCounts(added, updated, kept))
+
+    def _apply_postgresql(self) -> ChunkOutcome:
+        duplicates: dict[int, int] = {}
+        counts = ImportCounts(0, 0, 0)
+        for line, first, added, updated, kept in self._c.execute(self._apply, self._params):
+            if line is None:
+                counts = ImportCounts(int(added), int(updated), int(kept))
+            else:
+                duplicates[int(line)] = int(first)
+        return ChunkOutcome(duplicates, counts)
 
     def _stage(self, rows: Iterable[StagedRow]) -> None:
         staged = (
