@@ -1,14 +1,18 @@
 """Subscribers in bulk: an import written chunk by chunk, an export read page by page.
 
-An import stages each chunk of rows in a temporary table (PostgreSQL: ``COPY``; SQLite: one
-``executemany``) and applies it with a few set-wise statements, in one transaction per chunk:
-an address an earlier row of the file listed is found in a second temporary table that keeps
-each address's first line (so the file's addresses are held by the database, not in memory);
-then existing active subscribers are updated where their name or choices changed, those not
-active counted and kept as they are (an import never re-subscribes anyone), and new ones
-inserted with their audit row (``ON CONFLICT DO NOTHING``: a sign-up of the same address at the
-same moment wins). A crash loses at most the chunk in flight, and running the import again
-completes it: rows already in are unchanged.
+An import stages each chunk of rows in a temporary table (PostgreSQL: ``COPY`` into a table
+emptied at each commit, with no index; SQLite: one ``executemany``) and applies it in one
+transaction per chunk: an address an earlier row of the file listed is found in a second
+temporary table that keeps each address's first line (so the file's addresses are held by the
+database, not in memory); then existing active subscribers are updated where their name or
+choices changed, those not active counted and kept as they are (an import never re-subscribes
+anyone), and new ones inserted with their audit row. On PostgreSQL that is one statement per
+chunk (``_APPLY_POSTGRESQL``: one ``INSERT … ON CONFLICT … DO UPDATE … RETURNING`` and index
+probes only, so a chunk costs the same however many subscribers are in); on SQLite a few
+set-wise statements (``ON CONFLICT DO NOTHING`` for the new ones). Either way a sign-up of the
+same address at the same moment wins: it is not active, so the import leaves it as it is. A
+crash loses at most the chunk in flight, and running the import again completes it: rows
+already in are unchanged.
 """
 
 from __future__ import annotations
