@@ -68,6 +68,7 @@ _seen = sa.Table(
 )
 _COLUMNS = [c.name for c in _chunk.columns]
 
+# SQLite: the rows an earlier one listed, in this chunk or an earlier one.
 _DUPLICATES = sa.text(
     """
     SELECT c.line, COALESCE(s.line, f.first) FROM import_chunk c
@@ -88,46 +89,26 @@ _KEPT = sa.text(
     "SELECT COUNT(*) FROM import_chunk c JOIN subscribers s ON s.email_key = c.email_key "
     "WHERE s.status <> :active"
 )
-# JSON compared as values: NULL and JSON null are both "every section" (or digest).
-_UPDATE = {
-    "postgresql": """
-        UPDATE subscribers AS s
-        SET name = c.name, sections = c.sections::json, digests = c.digests::json,
-            updated_at = :now
-        FROM import_chunk c
-        WHERE s.email_key = c.email_key AND s.status = :active AND (
-            s.name IS DISTINCT FROM c.name
-            OR COALESCE(s.sections::jsonb, 'null'::jsonb) <> c.sections::jsonb
-            OR COALESCE(s.digests::jsonb, 'null'::jsonb) <> c.digests::jsonb)
-    """,
-    "sqlite": """
-        UPDATE subscribers
-        SET name = c.name, sections = c.sections, digests = c.digests, updated_at = :now
-        FROM import_chunk AS c
-        WHERE subscribers.email_key = c.email_key AND subscribers.status = :active AND (
-            subscribers.name IS NOT c.name
-            OR COALESCE(json(subscribers.sections), 'null') IS NOT json(c.sections)
-            OR COALESCE(json(subscribers.digests), 'null') IS NOT json(c.digests))
-    """,
-}
-_INSERT = """
+# SQLite: the active subscribers whose name or choices changed (JSON compared as values: NULL
+# and JSON null are both "every section" or digest), then the new ones.
+_UPDATE_SQLITE = """
+    UPDATE subscribers
+    SET name = c.name, sections = c.sections, digests = c.digests, updated_at = :now
+    FROM import_chunk AS c
+    WHERE subscribers.email_key = c.email_key AND subscribers.status = :active AND (
+        subscribers.name IS NOT c.name
+        OR COALESCE(json(subscribers.sections), 'null') IS NOT json(c.sections)
+        OR COALESCE(json(subscribers.digests), 'null') IS NOT json(c.digests))
+"""
+_ADD_SQLITE = """
     INSERT INTO subscribers
         (email, email_key, token_id, name, status, sections, digests, source, created_at,
          updated_at)
-    SELECT c.email, c.email_key, c.token_id, c.name, :active, c.sections{cast},
-        c.digests{cast}, :source, :now, :now
+    SELECT c.email, c.email_key, c.token_id, c.name, :active, c.sections, c.digests, :source,
+        :now, :now
     FROM import_chunk c WHERE true ORDER BY c.line
     ON CONFLICT (email_key) DO NOTHING RETURNING id
 """
-_ADD = {
-    # The audit rows in the same statement.
-    "postgresql": f"""
-        WITH added AS ({_INSERT.format(cast="::json")})
-        INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, cause)
-        SELECT id, :now, NULL, :active, :cause FROM added
-    """,
-    "sqlite": _INSERT.format(cast=""),
-}
 
 # PostgreSQL: the whole chunk in one statement. Every lookup is an index probe per staged row
 # (``LATERAL … LIMIT 1`` on a unique key, and the upsert's own arbiter index): the work of a
@@ -250,16 +231,11 @@ class ImportSession:
             "cause": f"added by {source}",
             "active": SubscriberStatus.ACTIVE.value,
         }
-        self._update = sa.text(_UPDATE[self._dialect]).bindparams(
-            sa.bindparam("now", type_=t.UTCDateTime)
-        )
-        self._add = sa.text(_ADD[self._dialect]).bindparams(
-            sa.bindparam("now", type_=t.UTCDateTime)
-        )
-        self._apply = sa.text(_APPLY_POSTGRESQL).bindparams(
-            sa.bindparam("now", type_=t.UTCDateTime)
-        )
-        self._events = sa.text(_SQLITE_EVENTS).bindparams(sa.bindparam("now", type_=t.UTCDateTime))
+        at = sa.bindparam("now", type_=t.UTCDateTime)
+        self._apply = sa.text(_APPLY_POSTGRESQL).bindparams(at)
+        self._update = sa.text(_UPDATE_SQLITE).bindparams(at)
+        self._add = sa.text(_ADD_SQLITE).bindparams(at)
+        self._events = sa.text(_SQLITE_EVENTS).bindparams(at)
 
     def add(self, rows: Sequence[StagedRow]) -> ChunkOutcome:
         """Stage ``rows`` (in the file's order) and apply them (see the module's docstring)."""
@@ -279,13 +255,10 @@ class ImportSession:
             c.execute(sa.delete(_chunk).where(_chunk.c.ok.is_(False)))
             kept = int(c.execute(_KEPT, p).scalar() or 0)
             updated = c.execute(self._update, p).rowcount
-            if self._dialect == "postgresql":
-                added = c.execute(self._add, p).rowcount
-            else:
-                ids = [r[0] for r in c.execute(self._add, p)]
-                added = len(ids)
-                if ids:
-                    c.execute(self._events, {**p, "ids": json.dumps(ids)})
+            ids = [r[0] for r in c.execute(self._add, p)]
+            added = len(ids)
+            if ids:
+                c.execute(self._events, {**p, "ids": json.dumps(ids)})
         return ChunkOutcome(duplicates, ImportCounts(added, updated, kept))
 
     def _apply_postgresql(self) -> ChunkOutcome:
