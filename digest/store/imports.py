@@ -1,14 +1,18 @@
 """Subscribers in bulk: an import written chunk by chunk, an export read page by page.
 
-An import stages each chunk of rows in a temporary table (PostgreSQL: ``COPY``; SQLite: one
-``executemany``) and applies it with a few set-wise statements, in one transaction per chunk:
-an address an earlier row of the file listed is found in a second temporary table that keeps
-each address's first line (so the file's addresses are held by the database, not in memory);
-then existing active subscribers are updated where their name or choices changed, those not
-active counted and kept as they are (an import never re-subscribes anyone), and new ones
-inserted with their audit row (``ON CONFLICT DO NOTHING``: a sign-up of the same address at the
-same moment wins). A crash loses at most the chunk in flight, and running the import again
-completes it: rows already in are unchanged.
+An import stages each chunk of rows in a temporary table (PostgreSQL: ``COPY`` into a table
+emptied at each commit, with no index; SQLite: one ``executemany``) and applies it in one
+transaction per chunk: an address an earlier row of the file listed is found in a second
+temporary table that keeps each address's first line (so the file's addresses are held by the
+database, not in memory); then existing active subscribers are updated where their name or
+choices changed, those not active counted and kept as they are (an import never re-subscribes
+anyone), and new ones inserted with their audit row. On PostgreSQL that is one statement per
+chunk (``_APPLY_POSTGRESQL``: one ``INSERT … ON CONFLICT … DO UPDATE … RETURNING`` and index
+probes only, so a chunk costs the same however many subscribers are in); on SQLite a few
+set-wise statements (``ON CONFLICT DO NOTHING`` for the new ones). Either way a sign-up of the
+same address at the same moment wins: it is not active, so the import leaves it as it is. A
+crash loses at most the chunk in flight, and running the import again completes it: rows
+already in are unchanged.
 """
 
 from __future__ import annotations
@@ -42,15 +46,17 @@ _STAGE = sa.MetaData()
 _chunk = sa.Table(
     "import_chunk",
     _STAGE,
-    sa.Column("line", sa.Integer, primary_key=True),
+    sa.Column("line", sa.Integer, nullable=False),
     sa.Column("email", sa.Text, nullable=False),
-    sa.Column("email_key", sa.Text, nullable=False, index=True),
+    sa.Column("email_key", sa.Text, nullable=False),
     sa.Column("token_id", sa.BigInteger, nullable=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("sections", sa.Text, nullable=False),
     sa.Column("digests", sa.Text, nullable=False),
     sa.Column("ok", sa.Boolean, nullable=False),
     prefixes=["TEMPORARY"],
+    # PostgreSQL empties it at each commit (a truncation: no dead rows pile up chunk after chunk).
+    postgresql_on_commit="DELETE ROWS",
 )
 # Every address the file listed so far, with the line that listed it first.
 _seen = sa.Table(
@@ -62,6 +68,7 @@ _seen = sa.Table(
 )
 _COLUMNS = [c.name for c in _chunk.columns]
 
+# SQLite: the rows an earlier one listed, in this chunk or an earlier one.
 _DUPLICATES = sa.text(
     """
     SELECT c.line, COALESCE(s.line, f.first) FROM import_chunk c
@@ -82,46 +89,81 @@ _KEPT = sa.text(
     "SELECT COUNT(*) FROM import_chunk c JOIN subscribers s ON s.email_key = c.email_key "
     "WHERE s.status <> :active"
 )
-# JSON compared as values: NULL and JSON null are both "every section" (or digest).
-_UPDATE = {
-    "postgresql": """
-        UPDATE subscribers AS s
-        SET name = c.name, sections = c.sections::json, digests = c.digests::json,
-            updated_at = :now
-        FROM import_chunk c
-        WHERE s.email_key = c.email_key AND s.status = :active AND (
-            s.name IS DISTINCT FROM c.name
-            OR COALESCE(s.sections::jsonb, 'null'::jsonb) <> c.sections::jsonb
-            OR COALESCE(s.digests::jsonb, 'null'::jsonb) <> c.digests::jsonb)
-    """,
-    "sqlite": """
-        UPDATE subscribers
-        SET name = c.name, sections = c.sections, digests = c.digests, updated_at = :now
-        FROM import_chunk AS c
-        WHERE subscribers.email_key = c.email_key AND subscribers.status = :active AND (
-            subscribers.name IS NOT c.name
-            OR COALESCE(json(subscribers.sections), 'null') IS NOT json(c.sections)
-            OR COALESCE(json(subscribers.digests), 'null') IS NOT json(c.digests))
-    """,
-}
-_INSERT = """
+# SQLite: the active subscribers whose name or choices changed (JSON compared as values: NULL
+# and JSON null are both "every section" or digest), then the new ones.
+_UPDATE_SQLITE = """
+    UPDATE subscribers
+    SET name = c.name, sections = c.sections, digests = c.digests, updated_at = :now
+    FROM import_chunk AS c
+    WHERE subscribers.email_key = c.email_key AND subscribers.status = :active AND (
+        subscribers.name IS NOT c.name
+        OR COALESCE(json(subscribers.sections), 'null') IS NOT json(c.sections)
+        OR COALESCE(json(subscribers.digests), 'null') IS NOT json(c.digests))
+"""
+_ADD_SQLITE = """
     INSERT INTO subscribers
         (email, email_key, token_id, name, status, sections, digests, source, created_at,
          updated_at)
-    SELECT c.email, c.email_key, c.token_id, c.name, :active, c.sections{cast},
-        c.digests{cast}, :source, :now, :now
+    SELECT c.email, c.email_key, c.token_id, c.name, :active, c.sections, c.digests, :source,
+        :now, :now
     FROM import_chunk c WHERE true ORDER BY c.line
     ON CONFLICT (email_key) DO NOTHING RETURNING id
 """
-_ADD = {
-    # The audit rows in the same statement.
-    "postgresql": f"""
-        WITH added AS ({_INSERT.format(cast="::json")})
+
+# PostgreSQL: the whole chunk in one statement. Every lookup is an index probe per staged row
+# (``LATERAL … LIMIT 1`` on a unique key, and the upsert's own arbiter index): the work of a
+# chunk does not grow with the subscribers already in. ``chunk``: each row with the first line of
+# its address in this chunk and the line an earlier chunk listed it on; ``todo``: the rows to
+# write (importable, and the first listing of their address in the file); ``kept``: those whose
+# subscriber is not active (as the statement's snapshot sees them: before the upsert). The upsert
+# updates only active subscribers whose name or choices changed (JSON compared as values: NULL
+# and JSON null are both "every section" or digest) and returns the rows it wrote, ``xmax = 0``
+# for an insert. One result row holds the counts (no line); the others the duplicates.
+_APPLY_POSTGRESQL = """
+    WITH chunk AS (
+        SELECT c.*, MIN(c.line) OVER (PARTITION BY c.email_key) AS first, seen.line AS seen
+        FROM import_chunk c
+        LEFT JOIN LATERAL (
+            SELECT s.line FROM import_seen s WHERE s.email_key = c.email_key LIMIT 1
+        ) seen ON true
+    ),
+    remembered AS (
+        INSERT INTO import_seen (email_key, line)
+        SELECT email_key, line FROM chunk WHERE seen IS NULL AND line = first
+    ),
+    todo AS (SELECT * FROM chunk WHERE ok AND seen IS NULL AND line = first),
+    kept AS (
+        SELECT COUNT(*) AS n FROM todo t
+        JOIN LATERAL (
+            SELECT s.status FROM subscribers s WHERE s.email_key = t.email_key LIMIT 1
+        ) s ON s.status <> :active
+    ),
+    written AS (
+        INSERT INTO subscribers AS s
+            (email, email_key, token_id, name, status, sections, digests, source, created_at,
+             updated_at)
+        SELECT email, email_key, token_id, name, :active, sections::json, digests::json,
+            :source, :now, :now
+        FROM todo ORDER BY line
+        ON CONFLICT (email_key) DO UPDATE
+        SET name = excluded.name, sections = excluded.sections, digests = excluded.digests,
+            updated_at = excluded.updated_at
+        WHERE s.status = :active AND (
+            s.name IS DISTINCT FROM excluded.name
+            OR COALESCE(s.sections::jsonb, 'null'::jsonb) <> excluded.sections::jsonb
+            OR COALESCE(s.digests::jsonb, 'null'::jsonb) <> excluded.digests::jsonb)
+        RETURNING s.id, s.xmax = 0 AS added
+    ),
+    events AS (
         INSERT INTO subscriber_events (subscriber_id, at, old_status, new_status, cause)
-        SELECT id, :now, NULL, :active, :cause FROM added
-    """,
-    "sqlite": _INSERT.format(cast=""),
-}
+        SELECT id, :now, NULL, :active, :cause FROM written WHERE added
+    )
+    SELECT NULL, NULL, (SELECT COUNT(*) FROM written WHERE added),
+        (SELECT COUNT(*) FROM written WHERE NOT added), (SELECT n FROM kept)
+    UNION ALL
+    SELECT line, COALESCE(seen, first), NULL, NULL, NULL FROM chunk
+    WHERE seen IS NOT NULL OR line > first
+"""
 
 # SQLite: the audit rows of the ids the insert returned (a JSON list).
 _SQLITE_EVENTS = """
@@ -189,13 +231,11 @@ class ImportSession:
             "cause": f"added by {source}",
             "active": SubscriberStatus.ACTIVE.value,
         }
-        self._update = sa.text(_UPDATE[self._dialect]).bindparams(
-            sa.bindparam("now", type_=t.UTCDateTime)
-        )
-        self._add = sa.text(_ADD[self._dialect]).bindparams(
-            sa.bindparam("now", type_=t.UTCDateTime)
-        )
-        self._events = sa.text(_SQLITE_EVENTS).bindparams(sa.bindparam("now", type_=t.UTCDateTime))
+        at = sa.bindparam("now", type_=t.UTCDateTime)
+        self._apply = sa.text(_APPLY_POSTGRESQL).bindparams(at)
+        self._update = sa.text(_UPDATE_SQLITE).bindparams(at)
+        self._add = sa.text(_ADD_SQLITE).bindparams(at)
+        self._events = sa.text(_SQLITE_EVENTS).bindparams(at)
 
     def add(self, rows: Sequence[StagedRow]) -> ChunkOutcome:
         """Stage ``rows`` (in the file's order) and apply them (see the module's docstring)."""
@@ -203,6 +243,9 @@ class ImportSession:
         if not rows:
             return ChunkOutcome({}, ImportCounts(0, 0, 0))
         with c.begin():
+            if self._dialect == "postgresql":
+                self._stage(rows)
+                return self._apply_postgresql()
             c.execute(sa.delete(_chunk))
             self._stage(rows)
             duplicates: dict[int, int] = {int(a): int(b) for a, b in c.execute(_DUPLICATES)}
@@ -212,14 +255,21 @@ class ImportSession:
             c.execute(sa.delete(_chunk).where(_chunk.c.ok.is_(False)))
             kept = int(c.execute(_KEPT, p).scalar() or 0)
             updated = c.execute(self._update, p).rowcount
-            if self._dialect == "postgresql":
-                added = c.execute(self._add, p).rowcount
-            else:
-                ids = [r[0] for r in c.execute(self._add, p)]
-                added = len(ids)
-                if ids:
-                    c.execute(self._events, {**p, "ids": json.dumps(ids)})
+            ids = [r[0] for r in c.execute(self._add, p)]
+            added = len(ids)
+            if ids:
+                c.execute(self._events, {**p, "ids": json.dumps(ids)})
         return ChunkOutcome(duplicates, ImportCounts(added, updated, kept))
+
+    def _apply_postgresql(self) -> ChunkOutcome:
+        duplicates: dict[int, int] = {}
+        counts = ImportCounts(0, 0, 0)
+        for line, first, added, updated, kept in self._c.execute(self._apply, self._params):
+            if line is None:
+                counts = ImportCounts(int(added), int(updated), int(kept))
+            else:
+                duplicates[int(line)] = int(first)
+        return ChunkOutcome(duplicates, counts)
 
     def _stage(self, rows: Iterable[StagedRow]) -> None:
         staged = (

@@ -238,3 +238,120 @@ def test_export_reads_every_subscriber_page_by_page(
     ]
     active = [p.email for p, _, _ in store.export_subscribers([SubscriberStatus.ACTIVE])]
     assert active == [f"x{i}@example.org" for i in range(1, 10)]
+
+
+def test_a_chunk_of_new_addresses_next_to_chunks_listing_earlier_ones(
+    store: Store, tmp_path: Path
+) -> None:
+    """Chunks of 3: new addresses, then a chunk relisting the first chunk's (one changed, one
+    twice within the chunk itself), then new ones again; imported twice."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "email,name\n"
+        "a@example.org,A\nb@example.org,B\nc@example.org,C\n"  # lines 2-4: new
+        "A@example.org,A changed\nd@example.org,D\nd@example.org,D twice\n"  # 5-7
+        "e@example.org,E\nf@example.org,F\nB@example.org,B\n",  # 8-10
+        encoding="utf-8",
+    )
+    report = run(store, path, chunk=3)
+    assert [(p.line, p.message) for p in report.problems] == [
+        (5, "A@example.org: listed twice (first on line 2); only that row is read"),
+        (7, "d@example.org: listed twice (first on line 6); only that row is read"),
+        (10, "B@example.org: listed twice (first on line 3); only that row is read"),
+    ]
+    assert (report.added, report.updated, report.unchanged, report.rejected) == (6, 0, 0, 3)
+    people = {p.email: p.name for p in store.subscribers()}
+    assert people == {
+        "a@example.org": "A",
+        "b@example.org": "B",
+        "c@example.org": "C",
+        "d@example.org": "D",
+        "e@example.org": "E",
+        "f@example.org": "F",
+    }
+    again = run(store, path, chunk=3)
+    assert [p.line for p in again.problems] == [5, 7, 10]
+    assert (again.added, again.updated, again.unchanged, again.kept) == (0, 0, 6, 0)
+
+
+def test_an_import_updates_and_keeps_across_chunks_as_one_pass_would(
+    store: Store, tmp_path: Path
+) -> None:
+    """Existing subscribers met in several chunks: the changed active ones updated once (by the
+    first row listing them), the ones not active kept, whichever chunk lists them."""
+    store.import_subscribers(
+        [NewSubscriber(email=f"old{i}@example.org", name=f"Old {i}") for i in range(6)], now=NOW
+    )
+    gone = store.subscriber_by_email("old4@example.org")
+    assert gone is not None
+    store.set_subscriber_status(gone.id, SubscriberStatus.UNSUBSCRIBED, now=NOW, cause="test")
+    later = NOW + timedelta(hours=1)
+    path = tmp_path / "later.csv"
+    path.write_text(
+        "email,name\n"
+        "old0@example.org,Old 0\nnew1@example.org,New 1\n"  # 2-3: unchanged, new
+        "old1@example.org,Renamed\nold4@example.org,Old 4\n"  # 4-5: updated, kept
+        "OLD1@example.org,Renamed again\nnew2@example.org,New 2\n"  # 6-7: twice (4), new
+        "old4@example.org,Back\nold5@example.org,Old 5\n",  # 8-9: twice (5), unchanged
+        encoding="utf-8",
+    )
+    report = import_subscribers_file(
+        store,
+        path,
+        known_sections=SECTIONS,
+        known_digests=None,
+        now=later,
+        source="import:later.csv",
+        chunk=2,
+    )
+    assert [p.line for p in report.problems] == [6, 8]
+    assert (report.added, report.updated, report.unchanged, report.kept) == (2, 1, 2, 1)
+    people = {p.email: p for p in store.subscribers()}
+    assert people["old1@example.org"].name == "Renamed"
+    assert people["old4@example.org"].status is SubscriberStatus.UNSUBSCRIBED
+    assert people["old4@example.org"].name == "Old 4"
+    times = {p.email: (c, u) for p, c, u in store.export_subscribers()}
+    assert times["old1@example.org"] == (NOW, later)
+    assert times["old0@example.org"] == (NOW, NOW)
+    assert times["new2@example.org"] == (later, later)
+    added = store.subscriber_by_email("new2@example.org")
+    assert added is not None and len(store.subscriber_events(added.id)) == 1
+
+
+def _seq_scans(store: Store) -> int:
+    """Sequential scans of ``subscribers`` so far (the statistics flushed first)."""
+    with store.engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    with store.engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        return int(
+            c.exec_driver_sql(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'subscribers'"
+            ).scalar_one()
+        )
+
+
+def test_postgresql_import_never_scans_the_whole_subscribers_table(
+    store: Store, tmp_path: Path
+) -> None:
+    """Each chunk finds its addresses by index: its work does not grow with the list."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's statistics")
+    path = tmp_path / "many.csv"
+    path.write_text(
+        "email,name\n" + "".join(f"m{i}@example.org,M {i}\n" for i in range(5_000)), "utf-8"
+    )
+    run(store, path, chunk=1_000)
+    with store.engine.begin() as c:
+        c.exec_driver_sql("ANALYZE subscribers")
+    before = _seq_scans(store)
+    relist = tmp_path / "relist.csv"
+    relist.write_text(
+        "email,name\n"
+        + "".join(f"m{i}@example.org,M {i}{'!' * (i // 10 % 2)}\n" for i in range(0, 5_000, 10))
+        + "".join(f"n{i}@example.org,N {i}\n" for i in range(500)),
+        "utf-8",
+    )
+    report = run(store, relist, chunk=100)
+    assert (report.added, report.updated, report.unchanged) == (500, 250, 250)
+    assert _seq_scans(store) == before
