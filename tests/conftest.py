@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,13 +134,15 @@ def spamassassin() -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database on each backend the store supports."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'digest.db'}"
-    from tests.postgres import create_database
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    from tests.postgres import database
 
-    return create_database(request.getfixturevalue("pg_base"), f"t_{uuid.uuid4().hex[:12]}")
+    with database(request.getfixturevalue("pg_base")) as url:
+        yield url
 
 
 @pytest.fixture
