@@ -133,9 +133,35 @@ def spamassassin() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def pg_template(pg_base: str) -> str:
+    """A PostgreSQL database migrated to the newest schema once for the session, copied for
+    each test: migrating every test's database took most of its setup."""
+    from digest.store import Store
+    from tests.postgres import create_database
+
+    name = "digest_template"
+    Store.open(create_database(pg_base, name)).close()
+    return name
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database on each backend the store supports."""
+    """A fresh database on each backend the store supports: an empty SQLite file (the store
+    migrates it when opened), a PostgreSQL database already at the newest schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    from tests.postgres import database
+
+    base = request.getfixturevalue("pg_base")
+    with database(base, template=request.getfixturevalue("pg_template")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend, for the tests of the migrations themselves."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'digest.db'}"
         return

@@ -95,14 +95,14 @@ def server() -> Iterator[str]:
 def create_database(base_url: str, name: str, *, template: str = "") -> str:
     """A new database on the server, empty or a copy of ``template``; returns its URL.
 
-    FILE_COPY copies the template's files instead of writing them all to the WAL: about twice
-    as fast for small databases like these."""
+    The default strategy (WAL_LOG), not FILE_COPY: FILE_COPY forces a checkpoint per copy, which
+    measured slower on a busy machine for databases this small."""
     import sqlalchemy as sa
 
     source = f' TEMPLATE "{template}"' if template else ""
     engine = sa.create_engine(f"{base_url}/postgres", isolation_level="AUTOCOMMIT")
     with engine.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"{source} STRATEGY FILE_COPY'))
+        c.execute(sa.text(f'CREATE DATABASE "{name}"{source}'))
     engine.dispose()
     return f"{base_url}/{name}"
 

@@ -34,11 +34,11 @@ def test_shards_need_postgresql(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def db_url(pg_base: str) -> Iterator[str]:
+def db_url(pg_base: str, pg_template: str) -> Iterator[str]:
     """Shards run on PostgreSQL only: this module's stores are all PostgreSQL."""
     from tests.postgres import database
 
-    with database(pg_base) as url:
+    with database(pg_base, template=pg_template) as url:
         yield url
 
 
