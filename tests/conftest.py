@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,14 +133,42 @@ def spamassassin() -> str:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend the store supports."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'digest.db'}"
+@pytest.fixture(scope="session")
+def pg_template(pg_base: str) -> str:
+    """A PostgreSQL database migrated to the newest schema once for the session, copied for
+    each test: migrating every test's database took most of its setup."""
+    from digest.store import Store
     from tests.postgres import create_database
 
-    return create_database(request.getfixturevalue("pg_base"), f"t_{uuid.uuid4().hex[:12]}")
+    name = "digest_template"
+    Store.open(create_database(pg_base, name)).close()
+    return name
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database on each backend the store supports: an empty SQLite file (the store
+    migrates it when opened), a PostgreSQL database already at the newest schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    from tests.postgres import database
+
+    base = request.getfixturevalue("pg_base")
+    with database(base, template=request.getfixturevalue("pg_template")) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each backend, for the tests of the migrations themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'digest.db'}"
+        return
+    from tests.postgres import database
+
+    with database(request.getfixturevalue("pg_base")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ waits for the ledger, takes the dead one's rows over, and the edition is sent on
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,12 @@ def test_shards_need_postgresql(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def db_url(pg_base: str) -> str:
+def db_url(pg_base: str, pg_template: str) -> Iterator[str]:
     """Shards run on PostgreSQL only: this module's stores are all PostgreSQL."""
-    from tests.postgres import create_database
+    from tests.postgres import database
 
-    return create_database(pg_base, f"t_{uuid.uuid4().hex[:12]}")
+    with database(pg_base, template=pg_template) as url:
+        yield url
 
 
 @pytest.fixture

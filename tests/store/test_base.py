@@ -12,15 +12,17 @@ from digest.store import Store
 from digest.store.schema import metadata
 
 
-def test_migrations_build_exactly_the_models(store: Store) -> None:
+def test_migrations_build_exactly_the_models(empty_db_url: str) -> None:
+    store = Store.open(empty_db_url)
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    store.close()
     assert diff == []
 
 
-def test_migrate_twice_is_harmless(db_url: str) -> None:
-    Store.open(db_url).close()
-    s = Store.open(db_url)
+def test_migrate_twice_is_harmless(empty_db_url: str) -> None:
+    Store.open(empty_db_url).close()
+    s = Store.open(empty_db_url)
     s.migrate()  # open() checks once per process; run the check again on purpose
     assert s.count_articles() == 0
     s.close()
