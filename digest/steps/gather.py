@@ -31,6 +31,7 @@ from digest.gather.http import Fetcher, FetchResult, origin, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
+from digest.steps import heap
 from digest.steps.parse_pool import ParsePool, ParseWorkerError
 from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store
@@ -257,6 +258,7 @@ def gather_sources(
     processes); a failing source is recorded and reported, never raised. ``progress`` hears
     of each source as it finishes. With a store, each source's articles are stored as it
     finishes and the reports carry none (without one, they carry them all)."""
+    heap.tune()  # before the threads start: each would otherwise have an arena of its own
     counter = SourceCounter("gather", len(keys), progress)
 
     def one(key: str) -> SourceReport:
@@ -279,7 +281,12 @@ def fetch_source(
     and a fetcher's session is not thread-safe. At most ``http.concurrency`` sources are
     gathered at once in this process; the others wait their turn."""
     with sources_in_flight(settings), make_fetcher(settings) as fetcher:
-        return gather_source(settings, store, fetcher, key, now=now)
+        try:
+            return gather_source(settings, store, fetcher, key, now=now)
+        finally:
+            # The body and the parsed feed are freed: give their pages back, so the process
+            # does not keep the peak of its biggest sources.
+            heap.trim()
 
 
 def fetch_source_for_section(
