@@ -133,7 +133,7 @@ def gather(
     failed = False
     heap.tune()  # before Prefect's threads and the gathering threads start
     with flows_api():
-        from flows.pipeline import gather_section_flow, gathered_result
+        from flows.gather import gather_section_flow, gathered_result
 
         for key in keys:
             state = gather_section_flow(str(config), key, when, return_state=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from digest.compose.teasers import lede
 from digest.config import Settings
@@ -27,7 +27,7 @@ from digest.errors import DigestError, LocatedError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
 from digest.gather.feeds.normalise import cap_article
-from digest.gather.http import Fetcher, FetchResult, origin, read_file
+from digest.gather.http import Fetcher, FetchResult, origin, page_url, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
@@ -280,13 +280,9 @@ def fetch_source(
     """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
     and a fetcher's session is not thread-safe. At most ``http.concurrency`` sources are
     gathered at once in this process; the others wait their turn."""
-    with sources_in_flight(settings), make_fetcher(settings) as fetcher:
-        try:
-            return gather_source(settings, store, fetcher, key, now=now)
-        finally:
-            # The body and the parsed feed are freed: give their pages back, so the process
-            # does not keep the peak of its biggest sources.
-            heap.trim()
+    # Trimmed once done: the body and the parsed feed are freed, their pages go back.
+    with sources_in_flight(settings), make_fetcher(settings) as fetcher, heap.trimmed():
+        return gather_source(settings, store, fetcher, key, now=now)
 
 
 def fetch_source_for_section(
@@ -401,14 +397,6 @@ def source_note(r: SourceReport) -> str | None:
     if len(details) > NOTE_PAGES:
         lines.append(f"… and {len(details) - NOTE_PAGES} more")
     return "\n".join(lines)
-
-
-def page_url(url: str, param: str, page: int) -> str:
-    """``url`` with its page parameter set to ``page`` (other parameters kept)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
-    query.append((param, str(page)))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def backfill(

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 # mallopt parameters (malloc.h)
@@ -72,3 +74,12 @@ def trim() -> bool:
     """Give the heap's free memory back to the system; whether any was (False off glibc)."""
     libc = _libc()
     return libc is not None and libc.malloc_trim(0) == 1
+
+
+@contextmanager
+def trimmed() -> Iterator[None]:
+    """:func:`trim` once the block is done (what it allocated is freed by then)."""
+    try:
+        yield
+    finally:
+        trim()
