@@ -280,8 +280,7 @@ def fetch_source(
     """:func:`gather_source` with a fetcher of its own: sources are fetched in parallel threads
     and a fetcher's session is not thread-safe. At most ``http.concurrency`` sources are
     gathered at once in this process; the others wait their turn."""
-    # Trimmed once done: the body and the parsed feed are freed, their pages go back.
-    with sources_in_flight(settings), make_fetcher(settings) as fetcher, heap.trimmed():
+    with sources_in_flight(settings), make_fetcher(settings) as fetcher:
         return gather_source(settings, store, fetcher, key, now=now)
 
 
