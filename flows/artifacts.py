@@ -5,14 +5,18 @@ it was sent."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from digest.config import Settings
-from digest.models import Edition, edition_state
-from digest.steps.edition import RunSummary
-from digest.steps.gather import SectionGathered
-from digest.steps.stats import EditionClicks, percent
+from digest.models import edition_state
+
+if TYPE_CHECKING:  # types only: the gather flow imports this module, not the edition's steps
+    from digest.config import Settings
+    from digest.models import Edition
+    from digest.steps.edition import RunSummary
+    from digest.steps.gather import SectionGathered
+    from digest.steps.stats import EditionClicks
 
 
 def artifact_key(*parts: str) -> str:
@@ -157,6 +161,8 @@ def note_artifact(summary: RunSummary) -> None:
 def clicks_artifact(settings: Settings, stats: EditionClicks) -> None:
     """An edition's clicks a day after sending: articles ranked by clicks, clicks per recipient
     of each section (``digest stats`` prints the same)."""
+    from digest.steps.stats import percent
+
     link = settings.editions_url(stats.edition_id)
     lines = [
         f"# Clicks: {stats.subject}",

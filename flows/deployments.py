@@ -24,7 +24,8 @@ from prefect.types.entrypoint import EntrypointType
 from digest.config import Settings
 from digest.errors import PermanentError, TransientError
 from flows.alerts import ensure_alert_automation
-from flows.pipeline import edition_flow, gather_section_flow
+from flows.gather import gather_section_flow
+from flows.pipeline import edition_flow
 from flows.shards import deliver_shard_flow
 
 # A deployment's entrypoint: a file path from the current directory (what `digest serve` runs),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-# Flows of this project, as named in flows/pipeline.py.
+# Flows of this project, as named in flows/gather.py and flows/pipeline.py.
 PROJECT_FLOWS = ("digest-run", "gather-section", "edition")
 
 

@@ -1,4 +1,4 @@
-"""The gather and edition flows, and the run flow that chains them.
+"""The edition flow, and the run flow that chains the gather flow (``flows/gather.py``) and it.
 
 Tasks are thin: each calls one step of ``digest.steps`` and adds what Prefect is good at
 (retries of transient errors only, logs, a UI). The edition's sequence (dry run, approval,
@@ -12,22 +12,19 @@ for the ledger (``flows/shards.py``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from prefect import State, flow, get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
 
 from digest.compose.periods import edition_id, period_key
 from digest.config import Settings, load_settings
-from digest.errors import DeliveryLocked, DigestError
 from digest.factory import open_store
 from digest.models import Article, Edition
 from digest.render.variants import Variants
 from digest.steps import edition as editions
-from digest.steps import gather, ledger, stats
+from digest.steps import ledger, stats
 from digest.steps.compose import ComposeOutcome, Decision
 from digest.steps.deliver import deliver
 from digest.steps.edition import EditionStages
@@ -38,39 +35,13 @@ from flows.artifacts import (
     clicks_artifact,
     delivery_artifact,
     edition_artifact,
-    gather_artifact,
     note_artifact,
 )
-from flows.runs import run_now, run_parameters
+from flows.gather import gather_section_flow, gathered_result
+from flows.runs import retry_transient, run_now, run_parameters, run_time
 from flows.shards import fan_out_stage
 
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what can pass: errors that say a retry helps (a lost delivery lease is
-    transient for the run as a whole, but retrying the task would only find it lost again)."""
-    try:
-        state.result()
-    except DeliveryLocked:
-        return False
-    except DigestError as e:
-        return e.retryable
-    except Exception:
-        return False
-    return False
-
-
 # Run names an operator reads in the UI ------------------------------------------------------
-
-
-def _run_time(value: Any) -> datetime:
-    """The run's clock from its ``now`` parameter: a datetime, an ISO string (from a
-    deployment), or nothing (the current time)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            value = None
-    return run_now(value if isinstance(value, datetime) else None)
 
 
 def run_edition_id(config: str, digest: str, now: datetime) -> str:
@@ -83,14 +54,9 @@ def run_edition_id(config: str, digest: str, now: datetime) -> str:
         return f"{digest}-{now:%Y-%m-%d}"
 
 
-def _gather_run_name() -> str:
-    p = run_parameters()
-    return f"gather-{p.get('section', '')}-{_run_time(p.get('now')):%Y%m%dT%H%M%SZ}"
-
-
 def _edition_label() -> str:
     p = run_parameters()
-    when = _run_time(p.get("now"))
+    when = run_time(p.get("now"))
     return run_edition_id(str(p.get("config", "")), str(p.get("digest", "")), when)
 
 
@@ -103,20 +69,6 @@ def _digest_run_name() -> str:
 
 
 # Tasks --------------------------------------------------------------------------------------
-
-
-@task(
-    name="fetch-source",
-    cache_policy=NO_CACHE,
-    retry_delay_seconds=[1, 10, 60],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_transient,
-)
-def fetch_source(
-    settings: Settings, store: Store | None, key: str, now: datetime
-) -> gather.SourceReport:
-    # The section's gather logs one line per source (digest.steps.gather.gather_section).
-    return gather.fetch_source_for_section(settings, store, key, now=now)
 
 
 @task(name="compose-edition", cache_policy=NO_CACHE)
@@ -164,7 +116,7 @@ def prepare_task(
     retries=3,
     retry_delay_seconds=[5, 30, 120],
     retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def deliver_task(
     settings: Settings,
@@ -179,55 +131,6 @@ def deliver_task(
 
 
 # Flows --------------------------------------------------------------------------------------
-
-
-def _gather(
-    settings: Settings, store: Store | None, section: str, now: datetime
-) -> tuple[gather.SectionGathered, list[Article]]:
-    fetch = fetch_source.with_options(retries=settings.http.retries)
-    return gather.gather_section(
-        settings,
-        store,
-        section,
-        now=now,
-        submit=lambda key: fetch.submit(settings, store, key, now),
-        logger=get_run_logger(),
-    )
-
-
-@flow(name="gather-section", log_prints=True, flow_run_name=_gather_run_name)
-def gather_section_flow(
-    config: str, section: str, now: datetime | None = None, dry_run: bool = False
-) -> dict[str, Any]:
-    """Fetch every source of one section, store new articles, report each source.
-
-    A dry run records nothing and returns the parsed articles under ``found`` instead.
-    """
-    settings = load_settings(config)
-    store = None if dry_run else open_store(settings)
-    try:
-        gathered, found = _gather(settings, store, section, run_now(now))
-    finally:
-        if store:
-            store.close()
-    gather_artifact(gathered, dry_run=dry_run)
-    result = asdict(gathered)
-    if dry_run:
-        result["found"] = [a.model_dump(mode="json") for a in found]
-    if gathered.no_working_source:
-        # Failed, so that the alert automation (failed runs) fires; the report goes with it.
-        return Failed(message=gathered.problem(), data=result)  # type: ignore[return-value]
-    return result
-
-
-def gathered_result(state: State[Any]) -> dict[str, Any]:
-    """What a gather flow run reported, from its final state: also when it failed because the
-    section had no working source. Raises what stopped a run that reported nothing."""
-    data = state.result(raise_on_failure=False)
-    if isinstance(data, dict):
-        return data
-    state.result()  # raises the run's error
-    raise RuntimeError(f"gather run ended {state.name} without a report")
 
 
 def _approval_gate(settings: Settings) -> editions.AwaitDecision:

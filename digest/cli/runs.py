@@ -27,6 +27,7 @@ from digest.cli.common import (
 )
 from digest.errors import DigestError
 from digest.models import edition_state
+from digest.steps import heap
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -130,8 +131,9 @@ def gather(
     check_store(settings)
     when = parse_now(now)
     failed = False
+    heap.tune()  # before Prefect's threads and the gathering threads start
     with flows_api():
-        from flows.pipeline import gather_section_flow, gathered_result
+        from flows.gather import gather_section_flow, gathered_result
 
         for key in keys:
             state = gather_section_flow(str(config), key, when, return_state=True)

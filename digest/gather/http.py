@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -431,6 +431,14 @@ class _Target:
 
 
 Origin = tuple[str, str, int]
+
+
+def page_url(url: str, param: str, page: int) -> str:
+    """``url`` with its page parameter set to ``page`` (other parameters kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
+    query.append((param, str(page)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def origin(url: str) -> Origin | None:

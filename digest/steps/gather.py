@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from digest.compose.teasers import lede
 from digest.config import Settings
@@ -27,10 +27,11 @@ from digest.errors import DigestError, LocatedError
 from digest.factory import make_fetcher
 from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
 from digest.gather.feeds.normalise import cap_article
-from digest.gather.http import Fetcher, FetchResult, origin, read_file
+from digest.gather.http import Fetcher, FetchResult, origin, page_url, read_file
 from digest.gather.pages import extract_page
 from digest.gather.sections import articles_for_section
 from digest.models import Article
+from digest.steps import heap
 from digest.steps.parse_pool import ParsePool, ParseWorkerError
 from digest.steps.progress import Progress, ProgressHook, report_progress
 from digest.store import Store
@@ -257,6 +258,7 @@ def gather_sources(
     processes); a failing source is recorded and reported, never raised. ``progress`` hears
     of each source as it finishes. With a store, each source's articles are stored as it
     finishes and the reports carry none (without one, they carry them all)."""
+    heap.tune()  # before the threads start: each would otherwise have an arena of its own
     counter = SourceCounter("gather", len(keys), progress)
 
     def one(key: str) -> SourceReport:
@@ -394,14 +396,6 @@ def source_note(r: SourceReport) -> str | None:
     if len(details) > NOTE_PAGES:
         lines.append(f"… and {len(details) - NOTE_PAGES} more")
     return "\n".join(lines)
-
-
-def page_url(url: str, param: str, page: int) -> str:
-    """``url`` with its page parameter set to ``page`` (other parameters kept)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != param]
-    query.append((param, str(page)))
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def backfill(

@@ -221,6 +221,9 @@ def main() -> None:
     """Answer jobs from stdin until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from digest.gather.feeds import parse_feed
+    from digest.steps import heap
+
+    heap.tune()
 
     jobs, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stdout carries answers only
@@ -246,6 +249,7 @@ def main() -> None:
         answers.write(answer)
         answers.flush()
         del answer
+        heap.trim()  # the job's tree and answer are freed: back to the worker's floor
 
 
 if __name__ == "__main__":

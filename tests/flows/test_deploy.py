@@ -96,7 +96,7 @@ def test_deploy_makes_the_configs_deployments_on_a_new_process_pool(tmp_path: Pa
     }
     for key, section in settings.sections.items():
         d = deployed[f"gather-section/gather-{key}"]
-        assert d.entrypoint == "flows.pipeline.gather_section_flow"  # a module: no source pull
+        assert d.entrypoint == "flows.gather.gather_section_flow"  # a module: no source pull
         assert d.pull_steps == [] and d.path is None
         assert d.parameters == {"config": str(cfg.resolve()), "section": key}
         assert _cron(d) == [(section.gather_cron, "UTC", True)]
@@ -138,7 +138,7 @@ def test_every_deployment_the_config_builds_imports_from_its_module(example_conf
 
 
 def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: Path) -> None:
-    from flows.pipeline import gather_section_flow
+    from flows.gather import gather_section_flow
 
     cfg = _config(tmp_path)
     assert _deploy("--pool", "digest-b", "--config", str(cfg)).exit_code == 0
@@ -188,7 +188,7 @@ def test_a_changed_config_updates_and_removes_and_leaves_others_alone(tmp_path: 
 
 
 def test_a_deployment_of_the_same_name_not_made_by_deploy_is_refused(tmp_path: Path) -> None:
-    from flows.pipeline import gather_section_flow
+    from flows.gather import gather_section_flow
 
     gather_section_flow.to_deployment(
         name="gather-qiosk", parameters={"config": "/mine.toml", "section": "qiosk"}

@@ -57,7 +57,7 @@ def run_logs(flow_run_id: UUID | None, level: int) -> list[str]:
 
 def gather_qiosk(tmp_path: Path, server: FeedServer, sources: list[str]) -> Any:
     """The final state of a gather run of the qiosk section fed by ``sources``."""
-    from flows.pipeline import gather_section_flow
+    from flows.gather import gather_section_flow
 
     cfg = write_config(tmp_path, server, sources)
     return gather_section_flow(str(cfg), "qiosk", NOW, return_state=True)

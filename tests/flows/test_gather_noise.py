@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 # Prefect sets up its logging when first imported, dropping the handlers it finds: import it
 # before a test's log capture starts.
-import flows.pipeline  # noqa: F401
+import flows.gather  # noqa: F401
 from digest.cli import app
 from tests.conftest import base_config, write_toml
 from tests.servers import FeedServer, noisy_feed, stub_resolver
