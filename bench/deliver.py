@@ -13,7 +13,7 @@ In the same run, against the same ``smtp-sink`` on 127.0.0.1:
 Runs alternate (source, ours, source, ours, …) so both see the same machine; medians of 3.
 Memory: the peak resident set of the run's own process and of each process under it (the fork
 server and the workers it forks, the resource tracker), and the peak of their proportional set
-sizes added up (shared pages counted once), sampled every 20 ms from /proc.
+sizes added up (shared pages counted once), sampled from /proc (every 50 ms, the sum every 500 ms).
 
 Needs ``smtp-sink`` and ``smtp-source`` (Debian: ``apt-get install postfix``; the Postfix
 daemon itself is not needed and should not be left running). Run:

@@ -6,7 +6,7 @@ In the same run, against the same sink: ``smtp-source -s 4 -d -l 81920`` (4 sess
 connections reused, 80 KB messages), just before and just after each ``digest run``; the baseline
 is their mean. Each checkpoint (``--checkpoints``, default 100,000 and N) is a fresh store,
 filled from a fresh CSV. Memory: each process's own high-water mark (VmHWM from /proc, sampled
-every 20 ms for every process under the command: the command, the fork server and the sending
+every 50 ms for every process under the command: the command, the fork server and the sending
 workers, the temporary Prefect API server), shown per role; the target is about the largest and
 about how it grows with the list, not about Prefect's server (a fixed cost of ``digest run``
 without PREFECT_API_URL).

@@ -164,12 +164,19 @@ def _role(pid: int, root: int) -> str:
     return cmd.split(" ", 1)[0].rsplit("/", 1)[-1] or "process"
 
 
+# Every 50 ms: the high-water marks are the kernel's own (a spike between samples is not
+# missed), so sampling only has to see each process before it ends.
+_EVERY = 0.05
+_PSS_EVERY = 10
+
+
 class TreeRss:
     """Samples the memory of a process (``root``, default this one) and every process under it
-    every 20 ms: ``main`` and ``worker`` are the peak resident sets of the root and of the
-    largest other process, ``total`` the peak of their proportional set sizes added up (shared
-    pages counted once); ``peaks`` each process's own high-water mark (VmHWM: the kernel's
-    peak, so a spike between samples is not missed) with its role, by pid."""
+    every 50 ms: ``main`` and ``worker`` are the peak resident sets (high-water marks) of the
+    root and of the largest other process, ``total`` the peak of their proportional set sizes
+    added up (shared pages counted once; every 500 ms); ``peaks`` each process's own high-water
+    mark (VmHWM: the kernel's peak, so a spike between samples is not missed) with its role, by
+    pid."""
 
     def __init__(self, root: int | None = None) -> None:
         self.root = root
@@ -180,24 +187,32 @@ class TreeRss:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self, me: int) -> None:
+    def _sample(self, me: int, *, pss: bool) -> None:
         others = descendants(me)
-        self.main = max(self.main, _kb(f"/proc/{me}/status", "VmRSS:"))
-        self.worker = max([self.worker, *(_kb(f"/proc/{c}/status", "VmRSS:") for c in others)])
-        self.total = max(
-            self.total, sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [me, *others])
-        )
         for pid in [me, *others]:
             hwm = _kb(f"/proc/{pid}/status", "VmHWM:")
             if not hwm:
                 continue
+            if pid == me:
+                self.main = max(self.main, hwm)
+            else:
+                self.worker = max(self.worker, hwm)
             role, seen = self.peaks.get(pid, ("", 0))
             self.peaks[pid] = (role or _role(pid, me), max(seen, hwm))
+        if pss:
+            self.total = max(
+                self.total, sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [me, *others])
+            )
 
     def _run(self) -> None:
         me = self.root or os.getpid()
-        while not self._stop.wait(0.02):
-            self._sample(me)
+        n = 0
+        while not self._stop.wait(_EVERY):
+            # Proportional sizes walk every page table (the costliest read by far): a tenth
+            # as often, so the sampling takes little of the machine it measures.
+            self._sample(me, pss=n % _PSS_EVERY == 0)
+            n += 1
+        self._sample(me, pss=False)  # the last high-water marks
 
     def by_role(self) -> dict[str, float]:
         """The largest high-water mark per role, in MB."""

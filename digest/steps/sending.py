@@ -123,13 +123,19 @@ class Runner:
         self.settings, self.store, self.edition = settings, store, edition
         self.owner, self.clock, self.edition_lease = owner, clock, edition_lease
         self.crash = crash_record(settings, store, edition.id)
+        self.after = 0  # the last id claimed: the next claim reads on from there
 
     def claim(self) -> list[Claimed]:
         renew_claim(self.settings, self.store, self.owner)
         if self.edition_lease:
             renew_lease(self.store, self.edition, self.owner)
         size = self.settings.delivery.batch_size
-        return self.store.claim_batch(self.edition.id, size, now=self.clock(), owner=self.owner)
+        claimed = self.store.claim_batch(
+            self.edition.id, size, now=self.clock(), owner=self.owner, after=self.after
+        )
+        if claimed:
+            self.after = claimed[-1].delivery_id
+        return claimed
 
     def settle(
         self,

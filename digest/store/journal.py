@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from digest.models import SendResult, SendStatus
 from digest.store import schema as t
@@ -322,10 +323,14 @@ class StoreRecord(Record):
         ids = list(delivery_ids)
         if not ids:
             return
+        # One array parameter, not one per id: a batch's worth of ids is bound and planned
+        # as one value.
+        ids_param = sa.bindparam("ids", ids, type_=ARRAY(sa.Integer))
         with self.engine.begin() as c:
             c.execute(
                 sa.delete(t.send_journal).where(
-                    t.send_journal.c.owner == owner, t.send_journal.c.delivery_id.in_(ids)
+                    t.send_journal.c.owner == owner,
+                    t.send_journal.c.delivery_id == sa.any_(ids_param),
                 )
             )
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from digest.models import DeliveryStatus, SendResult, SendStatus, Subscriber, SubscriberStatus
 from digest.store import schema as t
@@ -53,13 +54,14 @@ def _claimed_by(owner: str | None, *, none_is_any: bool = True) -> sa.ColumnElem
 
 
 def _claim_statement(
-    edition_id: str, limit: int, now: datetime, owner: str | None
+    edition_id: str, limit: int, now: datetime, owner: str | None, after: int = 0
 ) -> sa.Select[Any]:
     """PostgreSQL's claim in one statement (one round trip a batch): up to ``limit`` pending
     rows of active subscribers, by id, locked as they are picked (rows another claimer holds
     are skipped, not waited for), moved to ``sending`` for ``owner`` with one more attempt,
     and returned with their subscribers by delivery id. Under the row locks a picked row is
-    still pending when the UPDATE reaches it; the UPDATE checks it anyway."""
+    still pending when the UPDATE reaches it; the UPDATE checks it anyway. Only rows after id
+    ``after`` are looked at (see :meth:`LedgerStore.claim_batch`)."""
     d, s = t.deliveries, t.subscribers
     pending = DeliveryStatus.PENDING.value
     picked = (
@@ -67,15 +69,21 @@ def _claim_statement(
         .join(s, s.c.id == d.c.subscriber_id)
         .where(d.c.edition_id == edition_id)
         .where(d.c.status == pending)
+        .where(d.c.id > after)
         .where(s.c.status == SubscriberStatus.ACTIVE.value)
         .order_by(d.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=d)
         .cte("picked")
     )
+    picked_ids = sa.select(sa.func.array_agg(picked.c.id)).scalar_subquery()
     claimed = (
         sa.update(d)
-        .where(d.c.id == picked.c.id, d.c.status == pending)
+        # The picked ids as one array, each row then found by primary key: a join here would
+        # leave the plan to statistics, which early in a send (every row pending) can make a
+        # scan of the whole table look cheaper.
+        .where(d.c.id == sa.any_(sa.cast(picked_ids, ARRAY(sa.Integer))))
+        .where(d.c.status == pending)
         .values(
             status=DeliveryStatus.SENDING.value,
             attempts=d.c.attempts + 1,
@@ -356,10 +364,20 @@ class LedgerStore(SubscriberStore):
         return res.rowcount or 0
 
     def claim_batch(
-        self, edition_id: str, limit: int, *, now: datetime, owner: str | None = None
+        self,
+        edition_id: str,
+        limit: int,
+        *,
+        now: datetime,
+        owner: str | None = None,
+        after: int = 0,
     ) -> list[Claimed]:
         """Move up to ``limit`` pending rows of active subscribers to ``sending``, claimed by
-        ``owner``.
+        ``owner``, the first by id after ``after`` (a claimer passes the last id it claimed:
+        the rows before it were sent or are being sent, and a claim that skipped them by index
+        would still walk their dead index entries on PostgreSQL, a cost growing with the list),
+        or, when there are none after it, the first from the start (rows given back or due
+        again).
 
         On PostgreSQL a claim is one statement (:func:`_claim_statement`): candidates are
         locked as they are picked, so concurrent claimers skip each other's rows instead of
@@ -370,12 +388,15 @@ class LedgerStore(SubscriberStore):
         nothing is pending but rows another claimer is taking at that moment.
         """
         while True:
-            claimed = self._claim_once(edition_id, limit, now=now, owner=owner)
-            if claimed is not None:
+            claimed = self._claim_once(edition_id, limit, now=now, owner=owner, after=after)
+            if claimed is None:
+                continue
+            if claimed or not after:
                 return claimed
+            after = 0
 
     def _claim_once(
-        self, edition_id: str, limit: int, *, now: datetime, owner: str | None
+        self, edition_id: str, limit: int, *, now: datetime, owner: str | None, after: int
     ) -> list[Claimed] | None:
         """One try of :meth:`claim_batch`; None when candidates were found but another caller
         claimed them all first (SQLite only: PostgreSQL's claim locks what it picks)."""
@@ -383,13 +404,14 @@ class LedgerStore(SubscriberStore):
             if c.dialect.name == "postgresql":
                 return [
                     self._claimed(r)
-                    for r in c.execute(_claim_statement(edition_id, limit, now, owner))
+                    for r in c.execute(_claim_statement(edition_id, limit, now, owner, after))
                 ]
             q = (
                 sa.select(t.deliveries.c.id)
                 .join(t.subscribers, t.subscribers.c.id == t.deliveries.c.subscriber_id)
                 .where(t.deliveries.c.edition_id == edition_id)
                 .where(t.deliveries.c.status == DeliveryStatus.PENDING.value)
+                .where(t.deliveries.c.id > after)
                 .where(t.subscribers.c.status == SubscriberStatus.ACTIVE.value)
                 .order_by(t.deliveries.c.id)
                 .limit(limit)
@@ -514,22 +536,34 @@ class LedgerStore(SubscriberStore):
         """Rows still ``sending`` (with ``owner``: still claimed by it) become submitted with
         their provider's ids. The run records every batch of an edition, so this is on the send
         path's clock: one plain statement the driver runs for every row on SQLite, one statement
-        for the batch (arrays unnested) on PostgreSQL, the values already as the driver takes
-        them."""
+        for the batch (ids and provider ids as arrays) on PostgreSQL, the values already as the
+        driver takes them."""
         stamp = t.deliveries.c.updated_at.type
         to_db = stamp.dialect_impl(c.dialect).bind_processor(c.dialect)
         at = to_db(now) if to_db else now
         submitted, sending = DeliveryStatus.SUBMITTED.value, DeliveryStatus.SENDING.value
         rest = "failure = NULL, error = NULL, next_attempt_at = NULL"
         if c.dialect.name == "postgresql":
-            mine = "" if owner is None else " AND deliveries.claimed_by = %s"
+            mine = "" if owner is None else " AND claimed_by = %(owner)s"
+            # The rows by primary key (``id = ANY``), each one's provider id looked up in the
+            # array: no join, so no join order for the planner to get wrong. It would, with a
+            # join: statistics taken while every row was pending (or before this owner
+            # existed) make ``sending`` rows of this owner look like one, and a plan
+            # reading them first then matches each against every id of the batch (measured:
+            # 0.4 s a batch of 500 instead of 5 ms). IS NOT DISTINCT FROM (the column is NOT
+            # NULL: the same as =) keeps the status index out of it for the same reason.
             c.exec_driver_sql(
-                f"UPDATE deliveries SET status = '{submitted}', provider_id = u.pid, "
-                f"submitted_at = %s, updated_at = %s, {rest} "
-                "FROM unnest(%s::integer[], %s::text[]) AS u(id, pid) "
-                f"WHERE deliveries.id = u.id AND deliveries.status = '{sending}'{mine}",
-                (at, at, [d["b_id"] for d in done], [d["b_provider_id"] for d in done])
-                + (() if owner is None else (owner,)),
+                f"UPDATE deliveries SET status = '{submitted}', "
+                "provider_id = (%(pids)s::text[])[array_position(%(ids)s::integer[], id)], "
+                f"submitted_at = %(at)s, updated_at = %(at)s, {rest} "
+                "WHERE id = ANY(%(ids)s::integer[]) "
+                f"AND status IS NOT DISTINCT FROM '{sending}'{mine}",
+                {
+                    "at": at,
+                    "ids": [d["b_id"] for d in done],
+                    "pids": [d["b_provider_id"] for d in done],
+                    "owner": owner,
+                },
             )
             return
         mine = "" if owner is None else " AND claimed_by = ?"

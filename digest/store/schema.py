@@ -164,7 +164,10 @@ deliveries = sa.Table(
     # only once the owner's claim lease (``claim:<owner>`` in ``locks``) has run out.
     sa.Column("claimed_by", sa.String(200)),
     sa.UniqueConstraint("edition_id", "subscriber_id"),
-    sa.Index("ix_deliveries_edition_status", "edition_id", "status"),
+    # Rows of one edition and status in id order: a claim reads the next pending ones after
+    # the last it took straight from here (PostgreSQL keeps equal keys in heap order, not in
+    # id order, and would otherwise walk the sent rows by primary key or sort every pending one).
+    sa.Index("ix_deliveries_edition_status_id", "edition_id", "status", "id"),
 )
 
 # Every change of a subscriber's status, with when and why: nothing about a person is lost.

@@ -298,3 +298,98 @@ def test_a_postgres_claim_skips_rows_another_claimer_holds(make_settings, pg_bas
     assert got == {i: ("other", 1) for i in held} | {r.delivery_id: ("mine", 1) for r in mine}
     other.close()
     store.close()
+
+
+def test_a_claim_reads_on_after_the_last_id_it_took_then_from_the_start(
+    make_settings, store: Store
+) -> None:  # type: ignore[no-untyped-def]
+    """A claimer passes the last id it claimed: the next claim takes the rows after it, and
+    once there are none, rows given back before it (nothing pending is ever passed over)."""
+    eid = _edition_with_subscribers(make_settings, store, 10)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    first = [c.delivery_id for c in store.claim_batch(eid, 4, now=NOW, owner="o")]
+    second = [c.delivery_id for c in store.claim_batch(eid, 4, now=NOW, owner="o", after=first[-1])]
+    assert second == sorted(second) and min(second) > max(first)
+    store.release(first[1:3], now=NOW, owner="o")  # given back: before the claimer's place
+    third = [c.delivery_id for c in store.claim_batch(eid, 4, now=NOW, owner="o", after=second[-1])]
+    assert len(third) == 2 and min(third) > max(second)  # the rest after it first
+    fourth = [c.delivery_id for c in store.claim_batch(eid, 4, now=NOW, owner="o", after=third[-1])]
+    assert fourth == first[1:3]  # then, nothing after it: from the start
+    assert store.claim_batch(eid, 4, now=NOW, owner="o", after=fourth[-1]) == []
+    assert store.delivery_counts(eid)["sending"] == 10
+
+
+def _rows_read(store: Store) -> int:
+    """Rows of ``deliveries`` read so far, by sequential and index scans (statistics flushed)."""
+    with store.engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    with store.engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        return int(
+            c.exec_driver_sql(
+                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+                "FROM pg_stat_user_tables WHERE relname = 'deliveries'"
+            ).scalar_one()
+        )
+
+
+def test_postgresql_claims_and_records_read_only_their_batch(make_settings, pg_base: str) -> None:  # type: ignore[no-untyped-def]
+    """A claim and the recording of its answers read about the batch's rows, however many were
+    sent before or are in flight: their cost does not grow with the list. Under statistics
+    taken while every row was pending (as they are early in a send), the planner would
+    otherwise walk every sent row by primary key to find the pending ones, and match each
+    answer against every row in flight."""
+    import sqlalchemy as sa
+
+    from tests.postgres import create_database
+
+    store = Store.open(create_database(pg_base, f"t_{uuid.uuid4().hex[:12]}"))
+    eid = _edition_with_subscribers(make_settings, store, 6_000)
+    store.create_deliveries(eid, [s.id for s in store.active_subscribers()], now=NOW)
+    with store.engine.begin() as c:
+        c.exec_driver_sql("ANALYZE")  # every row pending
+    batch, after = 250, 0
+    sent = []
+    for _ in range(12):  # 3,000 behind: sent
+        claimed = store.claim_batch(eid, batch, now=NOW, owner="o", after=after)
+        after = claimed[-1].delivery_id
+        store.mark_results(
+            {c.delivery_id: SendResult(f"k{c.delivery_id}", SendStatus.SUBMITTED) for c in claimed},
+            now=NOW,
+            owner="o",
+        )
+        sent += claimed
+    in_flight = []
+    for _ in range(8):  # 2,000 in flight
+        in_flight.append(store.claim_batch(eid, batch, now=NOW, owner="o", after=after))
+        after = in_flight[-1][-1].delivery_id
+    before = _rows_read(store)
+    claimed = store.claim_batch(eid, batch, now=NOW, owner="o", after=after)
+    claim_read = _rows_read(store) - before
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE deliveries"):
+            seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    before = _rows_read(store)
+    store.mark_results(
+        {c.delivery_id: SendResult(f"k{c.delivery_id}", SendStatus.SUBMITTED) for c in claimed},
+        now=NOW,
+        owner="o",
+    )
+    mark_read = _rows_read(store) - before
+    sa.event.remove(store.engine, "before_cursor_execute", record)
+    # The recording's plan takes each row by primary key and joins nothing, whatever the
+    # statistics say (a join's order is theirs to get wrong: matching every answer against
+    # every row in flight, or scanning the table).
+    [(statement, parameters)] = seen
+    with store.engine.begin() as c:
+        plan = "\n".join(r[0] for r in c.exec_driver_sql("EXPLAIN " + statement, parameters))
+        c.rollback()
+    assert "pk_deliveries" in plan and "Join" not in plan and "Seq Scan" not in plan, plan
+    assert len(claimed) == batch and store.delivery_counts(eid)["submitted"] == 3_000 + batch
+    assert claim_read <= 3 * batch, claim_read
+    assert mark_read <= 2 * batch, mark_read
+    store.close()
