@@ -17,7 +17,11 @@ Contract of :meth:`Provider.send`:
 - ``on_result``, when given, is called with each result as soon as it is known and before the
   next message (or request) is attempted. The deliver stage journals results through it, so a
   crash loses at most what was in flight: one message per SMTP session, one request per API
-  session.
+  session. A provider with ``waits_for_results`` set may begin the next message's exchange
+  while the last result is still being written (an ``on_result`` with a ``wait`` method, see
+  :func:`ready`), as long as it calls :func:`ready` before that message's point of no return
+  (SMTP: the body); for any other provider, ``on_result`` has written each result when it
+  returns.
 - A permanent failure caused by the recipient's address sets ``bounce`` (the subscriber is
   suppressed); a transient one may carry the provider's ``retry_after`` hint.
 - Submission is at least once: when a connection is lost after a message was handed over but
@@ -48,6 +52,9 @@ class Provider(Protocol):
     name: str
     # True: sends ``OutgoingMessage.raw`` only, so ``html``/``text`` need not be built.
     raw_only: bool
+    # True: calls :func:`ready` before each message's point of no return, so ``on_result`` may
+    # still be writing the last result when it returns.
+    waits_for_results: bool
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None
@@ -69,6 +76,7 @@ class ProviderBase:
 
     name: str = "provider"
     raw_only: bool = False
+    waits_for_results: bool = False
 
     def close(self) -> None:
         """Nothing to release by default."""
@@ -99,6 +107,15 @@ def permanent(key: str, reason: str, *, bounce: bool = False) -> SendResult:
     """The message was refused for good; sending it again fails the same way. ``bounce``: the
     recipient's address is the cause (suppress it)."""
     return SendResult(key=key, status=SendStatus.PERMANENT, reason=reason, bounce=bounce)
+
+
+def ready(on_result: OnResult | None) -> None:
+    """Before a message's point of no return: wait until every result given to ``on_result``
+    is written down (when it writes them in the background: has a ``wait`` method); raises
+    what the writing raised, and the message must then not go out."""
+    wait = getattr(on_result, "wait", None)
+    if wait is not None:
+        wait()
 
 
 def report(results: list[SendResult], result: SendResult, on_result: OnResult | None) -> None:

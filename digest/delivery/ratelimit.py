@@ -67,6 +67,7 @@ class RateLimited(ProviderBase):
         self.bucket = bucket
         self.name = provider.name
         self.raw_only = provider.raw_only
+        self.waits_for_results = getattr(provider, "waits_for_results", False)
 
     def send(
         self, messages: Sequence[OutgoingMessage], on_result: OnResult | None = None

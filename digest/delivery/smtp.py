@@ -29,7 +29,15 @@ import time
 from collections.abc import Sequence
 
 from digest.config import SmtpSettings
-from digest.delivery.base import OnResult, ProviderBase, permanent, report, submitted, transient
+from digest.delivery.base import (
+    OnResult,
+    ProviderBase,
+    permanent,
+    ready,
+    report,
+    submitted,
+    transient,
+)
 from digest.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import OutgoingMessage, SendResult, SendStatus
 
@@ -106,6 +114,7 @@ class SmtpProvider(ProviderBase):
 
     name = "smtp"
     raw_only = True
+    waits_for_results = True  # the last answer's journal row travels with the next envelope
 
     def __init__(
         self,
@@ -231,12 +240,12 @@ class SmtpProvider(ProviderBase):
         results: list[SendResult] = []
         for index, message in enumerate(messages):
             try:
-                result = self._transaction(smtp, message, reset=self._dirty)
+                result = self._transaction(smtp, message, on_result, reset=self._dirty)
             except _ConnectionLost as lost:
                 self._drop()
                 try:
                     smtp = self._session()
-                    result = self._transaction(smtp, message, reset=False)
+                    result = self._transaction(smtp, message, on_result, reset=False)
                 except (_ConnectionLost, DeliveryError) as again:
                     self._drop()
                     reason = f"SMTP {self.where}: connection lost ({lost}); retry failed: {again}"
@@ -252,12 +261,19 @@ class SmtpProvider(ProviderBase):
         return results
 
     def _transaction(
-        self, smtp: smtplib.SMTP, message: OutgoingMessage, *, reset: bool
+        self,
+        smtp: smtplib.SMTP,
+        message: OutgoingMessage,
+        on_result: OnResult | None,
+        *,
+        reset: bool,
     ) -> SendResult:
         """One MAIL/RCPT/DATA exchange; raises _ConnectionLost when the session breaks.
 
         When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and
-        their replies are read after: one round trip instead of three.
+        their replies are read after: one round trip instead of three. The body, the point of
+        no return, goes only once the answers before it are written down (:func:`ready`);
+        they may still be on their way while the envelope is.
         """
         try:
             if reset:
@@ -299,6 +315,7 @@ class SmtpProvider(ProviderBase):
                 (i for i, (code, _) in enumerate(replies) if code not in accepted[i]), None
             )
             if failed is None:
+                self._ready(on_result)
                 if payload is None:
                     # Already CRLF and dot-safe: only the end marker to add (one write, so the
                     # marker never waits behind the body for an acknowledgement).
@@ -321,6 +338,18 @@ class SmtpProvider(ProviderBase):
             raise _ConnectionLost(str(e) or type(e).__name__) from e
         match = _QUEUE_ID.search(_text(reply))
         return submitted(message.key, match.group(1) if match else message.message_id)
+
+    def _ready(self, on_result: OnResult | None) -> None:
+        """Wait for the answers before this message to be written down; if that fails, close
+        the session mid-DATA (the server then drops the message: RFC 5321 4.1.1.4) and raise
+        what failed, never as a lost connection (which would try the message again)."""
+        try:
+            ready(on_result)
+        except BaseException as e:
+            self._drop()
+            if isinstance(e, OSError):
+                raise RuntimeError(f"writing an answer down failed: {e}") from e
+            raise
 
     def _refused(
         self, message: OutgoingMessage, step: str, code: int, reply: bytes | str

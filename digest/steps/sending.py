@@ -65,26 +65,53 @@ def send_rows(
     error is kept in ``sent.error``. Anything else propagates; ``sent`` holds what was answered.
     """
     piece = _PIECE if provider.raw_only else max(1, len(rows))
-    for start in range(0, len(rows), piece):
-        built = builder.build(rows[start : start + piece])
-        sent.skipped += built.skipped
-        sent.answers |= built.unusable
-        if not built.messages:
-            continue
-        by_key = built.by_key
-
-        def noted(result: SendResult, by_key: dict[str, int] = by_key) -> None:
-            delivery_id = by_key[result.key]
-            sent.answers[delivery_id] = result  # first in memory: a failing journal loses nothing
-            journal.write(delivery_id, result)
-
-        try:
-            results = provider.send(built.messages, noted)
-        except DeliveryError as e:
-            sent.error = e
-            return sent
-        sent.answers |= {by_key[r.key]: r for r in results}
+    waits = getattr(provider, "waits_for_results", False)
+    try:
+        for start in range(0, len(rows), piece):
+            built = builder.build(rows[start : start + piece])
+            sent.skipped += built.skipped
+            sent.answers |= built.unusable
+            if not built.messages:
+                continue
+            noted = _Noted(sent, journal, built.by_key, waits=waits)
+            try:
+                results = provider.send(built.messages, noted)
+            except DeliveryError as e:
+                sent.error = e
+                return sent
+            sent.answers |= {built.by_key[r.key]: r for r in results}
+    finally:
+        if not journal.closed:
+            journal.wait()  # every answer down before the batch is recorded (and forgotten)
     return sent
+
+
+class _Noted:
+    """What a provider calls with each answer: noted in ``sent`` (first, in memory: a failing
+    journal loses nothing), then journaled. For a provider that waits for the journal before
+    each message's point of no return (``waits_for_results``), the row is only sent, and
+    :meth:`wait` is what it waits with; for any other, each row is written before the call
+    returns."""
+
+    def __init__(
+        self,
+        sent: Sent,
+        journal: journals.Journal,
+        by_key: Mapping[str, int],
+        *,
+        waits: bool,
+    ) -> None:
+        self.sent, self.journal, self.by_key, self.waits = sent, journal, by_key, waits
+
+    def __call__(self, result: SendResult) -> None:
+        delivery_id = self.by_key[result.key]
+        self.sent.answers[delivery_id] = result
+        self.journal.write(delivery_id, result)
+        if not self.waits:
+            self.journal.wait()
+
+    def wait(self) -> None:
+        self.journal.wait()
 
 
 def sender(

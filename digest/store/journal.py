@@ -18,7 +18,8 @@ forget and discard an edition's):
   when its delivery ends.
 - the store (PostgreSQL, :class:`StoreJournal` and :class:`StoreRecord`): one ``send_journal``
   row per answer, written by the sending process on a small connection of its own, committed
-  before the next message, with ``synchronous_commit`` off for that session: a killed process
+  before the next message can go out (it travels while the next message's envelope does; the
+  body waits for it), with ``synchronous_commit`` off for that session: a killed process
   or machine loses nothing (the server has the row), only a crash of the database server itself
   could lose the last answers before they reach its disk (those messages may then go out
   twice). No shared disk is needed: a shard on any machine settles a dead one's rows. Rows are
@@ -34,6 +35,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -76,6 +78,10 @@ class Journal:
         if self.closed:
             raise ValueError(f"journal {self.name} is closed")
         self._append(delivery_id, result)
+
+    def wait(self) -> None:
+        """Return once every answer written is down, raising if one could not be: a file's
+        lines are down when :meth:`write` returns; the store's may still be on their way."""
 
     @property
     def closed(self) -> bool:
@@ -124,8 +130,12 @@ _JOURNAL_STATEMENT = b"digest_send_journal_insert"
 class StoreJournal(Journal):
     """A sending process's journal in the store's ``send_journal`` table (PostgreSQL): one row
     per answer on a connection of its own, each committed at once (``synchronous_commit``
-    off: the server has it, though not yet on its disk). Each write waits for the server's
-    answer, and raises if the row was not written."""
+    off: the server has it, though not yet on its disk).
+
+    :meth:`write` sends the row and returns; :meth:`wait` reads the server's answer (and
+    raises if the row was not written), and every write waits for the one before. So a
+    provider can begin the next message's exchange while the row travels, and wait only at
+    its point of no return (see :func:`digest.delivery.base.ready`)."""
 
     def __init__(self, url: str, owner: str) -> None:
         self.owner = owner
@@ -139,6 +149,7 @@ class StoreJournal(Journal):
         self._encoding: str = conn.info.encoding
         self._pg: Any = conn.pgconn
         self._check(self._pg.prepare(_JOURNAL_STATEMENT, _JOURNAL_INSERT))
+        self._unanswered = False  # a row sent whose answer is not read yet
 
     @property
     def closed(self) -> bool:
@@ -149,8 +160,9 @@ class StoreJournal(Journal):
         return f"send_journal of {self.owner}"
 
     def _append(self, delivery_id: int, result: SendResult) -> None:
-        """One row, committed (autocommit) by the time the server answers; the values go as
-        text, which the server reads by the columns' types."""
+        """Send one row, committed (autocommit) by the time the server answers (read by
+        :meth:`wait`); the values go as text, which the server reads by the columns' types."""
+        self.wait()  # one row in flight at most
         texts = (
             self.owner,
             str(delivery_id),
@@ -162,7 +174,36 @@ class StoreJournal(Journal):
             None if result.retry_after is None else repr(float(result.retry_after)),
         )
         params = [None if v is None else self._text(v) for v in texts]
-        self._check(self._pg.exec_prepared(_JOURNAL_STATEMENT, params))
+        # A blocking connection: sent (flushed) by the time this returns; raises if it could
+        # not be sent.
+        self._pg.send_query_prepared(_JOURNAL_STATEMENT, params)
+        self._unanswered = True
+
+    def wait(self) -> None:
+        """Read the server's answer to the row sent last, if not read yet; raise unless it was
+        written."""
+        if not self._unanswered:
+            return
+        self._unanswered = False
+        pg = self._pg
+        pg.consume_input()
+        while pg.is_busy():
+            # Wait on the socket, not in libpq: this lets other threads run meanwhile (a
+            # lease's heartbeat, say), which a call blocked in libpq would not.
+            select.select([pg.socket], [], [])
+            pg.consume_input()
+        res = pg.get_result()
+        while self._pg.get_result() is not None:  # the end of that statement's answers
+            pass
+        if res is None:
+            raise self._failed()
+        self._check(res)
+
+    def _failed(self) -> Exception:
+        from psycopg import OperationalError
+
+        message = self._pg.error_message.decode(self._encoding, "replace").strip()
+        return OperationalError(f"send journal: {message or 'no answer from the server'}")
 
     def _text(self, value: str) -> bytes:
         if "\x00" in value:  # libpq would cut the value there; the server refuses it anyway
@@ -179,6 +220,8 @@ class StoreJournal(Journal):
     def close(self, *, remove: bool = False) -> None:
         """Close the connection (the rows stay: the record forgets them once recorded)."""
         if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self.wait()  # a row on its way is written all the same: read its answer
             self._raw.close()
             self._raw = None
             self._engine.dispose()

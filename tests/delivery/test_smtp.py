@@ -433,3 +433,58 @@ def test_a_550_and_a_451_among_fifty(pipelining: bool) -> None:
         assert b"\n.A line that starts with a dot." in first.replace(b"\r\n", b"\n")
         # MAIL, RCPT and DATA went in one write each time the server offered it, never else.
         assert provider.pipelined == (50 if pipelining else 0)
+
+
+class _Writer:
+    """An ``on_result`` that writes in the background: each result is only "sent" when given,
+    and written by ``wait``; its ``fail_at``-th wait fails (a journal gone)."""
+
+    def __init__(self, server: Running, fail_at: int = 0) -> None:
+        self.server, self.fail_at = server, fail_at
+        self.given: list[str] = []
+        self.written: list[str] = []
+        self.waits = 0
+        self.received_at_wait: list[int] = []  # messages the server had at each wait
+
+    def __call__(self, result: Any) -> None:
+        self.given.append(result.key)
+
+    def wait(self) -> None:
+        self.waits += 1
+        self.received_at_wait.append(len(self.server.handler.received))
+        if self.waits == self.fail_at:
+            raise RuntimeError("journal down")
+        self.written = list(self.given)
+
+
+def test_each_body_waits_for_the_answers_before_it_to_be_written(server: Running) -> None:
+    """The provider may start a message's exchange while the last answer is being written,
+    but sends its body only once that answer is written (``ready``): never two in flight."""
+    batch = [make_message(f"reader{i}@example.org", n=i) for i in range(5)]
+    writer = _Writer(server)
+    with SmtpProvider(server.settings()) as provider:
+        assert provider.waits_for_results
+        results = provider.send(batch, writer)
+    assert _statuses(results) == ["submitted"] * 5
+    assert writer.waits == 5  # once before each body
+    assert writer.received_at_wait == [0, 1, 2, 3, 4]  # each before its own message went in
+    assert writer.given == [m.key for m in batch]
+
+
+def test_a_failed_write_stops_the_next_body_and_drops_the_session(server: Running) -> None:
+    """The answer of message 2 cannot be written: message 3's body never goes (the session is
+    closed mid-DATA, so the server drops it), and the error is the writer's, not a lost
+    connection (which would try message 3 again)."""
+    batch = [make_message(f"reader{i}@example.org", n=i) for i in range(5)]
+    writer = _Writer(server, fail_at=3)
+    with SmtpProvider(server.settings()) as provider:
+        with pytest.raises(RuntimeError, match="journal down"):
+            provider.send(batch, writer)
+        assert len(server.handler.received) == 2
+        assert writer.given == [m.key for m in batch[:2]]
+        # The next batch starts on a new session, the failed one left behind.
+        again = provider.send(batch[2:3])
+        assert _statuses(again) == ["submitted"] and provider.connections == 2
+    assert [r.rcpt_tos for r in server.handler.received] == [
+        [m.recipient] for m in batch[:2] + batch[2:3]
+    ]

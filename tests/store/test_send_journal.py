@@ -52,7 +52,7 @@ def test_every_field_reads_back_exactly(store: Store, tmp_path: Path) -> None:
     assert record.replay("run-2") == {}
 
 
-def test_each_answer_is_in_the_store_when_write_returns(store: Store, tmp_path: Path) -> None:
+def test_each_answer_is_in_the_store_when_wait_returns(store: Store, tmp_path: Path) -> None:
     """Read back from another connection while the journal stays open: nothing waits for a
     later write or for close."""
     url = store.engine.url.render_as_string(hide_password=False)
@@ -60,16 +60,55 @@ def test_each_answer_is_in_the_store_when_write_returns(store: Store, tmp_path: 
     record = StoreRecord(tmp_path, "ed", store.engine)
     for n, (delivery_id, result) in enumerate(ANSWERS.items(), 1):
         journal.write(delivery_id, result)
+        journal.wait()
         back = record.replay("run-1")
         assert len(back) == n and back[delivery_id] == result
+    journal.close()
+
+
+def test_a_write_travels_while_the_sender_goes_on_and_the_next_waits_for_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """``write`` only sends the row: it returns while the server cannot take it yet (the table
+    locked by another session), and ``wait``, or the next write, is what waits for it."""
+    import threading
+    import time
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    journal = StoreJournal(url, "run-1")
+    record = StoreRecord(tmp_path, "ed", store.engine)
+    other = store.engine.connect()
+    other.begin()
+    other.exec_driver_sql("LOCK TABLE send_journal IN ACCESS EXCLUSIVE MODE")
+    started = time.monotonic()
+    journal.write(1, ANSWERS[1])
+    assert time.monotonic() - started < 1  # sent, not waited for
+    waited = threading.Event()
+
+    def wait() -> None:
+        journal.wait()
+        waited.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert not waited.wait(0.5)  # the row is not written while the table is locked
+    other.rollback()
+    other.close()
+    waiter.join(10)
+    assert waited.is_set()
+    assert record.replay("run-1") == {1: ANSWERS[1]}
     journal.close()
 
 
 def test_a_write_the_server_refuses_raises(store: Store) -> None:
     url = store.engine.url.render_as_string(hide_password=False)
     journal = StoreJournal(url, "x" * 201)  # longer than the owner column takes
+    journal.write(1, ANSWERS[1])  # sent: the server's refusal comes back with its answer
     with pytest.raises(Exception, match="too long"):
-        journal.write(1, ANSWERS[1])
+        journal.wait()
+    with pytest.raises(Exception, match="too long"):
+        journal.write(2, ANSWERS[2])  # and the next write waits for the last one's answer
+        journal.write(3, ANSWERS[3])
     journal.close()
     journal = StoreJournal(url, "run-1")
     with pytest.raises(ValueError, match="NUL"):
