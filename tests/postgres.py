@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def _bin_dir() -> Path | None:
@@ -127,3 +128,17 @@ def database(base_url: str, *, template: str = "") -> Iterator[str]:
         yield url
     finally:
         drop_database(base_url, name)
+
+
+def table_stat(engine: Any, table: str, figure: str) -> int:
+    """A figure of ``pg_stat_user_tables`` for ``table`` (e.g. ``seq_scan``, or an expression
+    over its columns) as it stands now: the statistics are flushed first."""
+    with engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    with engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+        return int(
+            c.exec_driver_sql(
+                f"SELECT {figure} FROM pg_stat_user_tables WHERE relname = %s", (table,)
+            ).scalar_one()
+        )

@@ -193,7 +193,7 @@ class StoreJournal(Journal):
             select.select([pg.socket], [], [])
             pg.consume_input()
         res = pg.get_result()
-        while self._pg.get_result() is not None:  # the end of that statement's answers
+        while pg.get_result() is not None:  # the end of that statement's answers
             pass
         if res is None:
             raise self._failed()

@@ -15,7 +15,7 @@ from digest.models import NewSubscriber, SubscriberStatus
 from digest.steps.imports import KEEP, ImportReport, import_subscribers_file
 from digest.steps.progress import Progress
 from digest.store import Store
-from tests.postgres import database
+from tests.postgres import database, table_stat
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SECTIONS = {"diplomacy-watch", "qiosk", "analysis"}
@@ -320,16 +320,8 @@ def test_an_import_updates_and_keeps_across_chunks_as_one_pass_would(
 
 
 def _seq_scans(store: Store) -> int:
-    """Sequential scans of ``subscribers`` so far (the statistics flushed first)."""
-    with store.engine.begin() as c:
-        c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-    with store.engine.begin() as c:
-        c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-        return int(
-            c.exec_driver_sql(
-                "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'subscribers'"
-            ).scalar_one()
-        )
+    """Sequential scans of ``subscribers`` so far."""
+    return table_stat(store.engine, "subscribers", "seq_scan")
 
 
 @pytest.fixture

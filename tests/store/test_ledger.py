@@ -320,17 +320,12 @@ def test_a_claim_reads_on_after_the_last_id_it_took_then_from_the_start(
 
 
 def _rows_read(store: Store) -> int:
-    """Rows of ``deliveries`` read so far, by sequential and index scans (statistics flushed)."""
-    with store.engine.begin() as c:
-        c.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-    with store.engine.begin() as c:
-        c.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-        return int(
-            c.exec_driver_sql(
-                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
-                "FROM pg_stat_user_tables WHERE relname = 'deliveries'"
-            ).scalar_one()
-        )
+    """Rows of ``deliveries`` read so far, by sequential and index scans."""
+    from tests.postgres import table_stat
+
+    return table_stat(
+        store.engine, "deliveries", "coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+    )
 
 
 def test_postgresql_claims_and_records_read_only_their_batch(make_settings, pg_base: str) -> None:  # type: ignore[no-untyped-def]
