@@ -45,6 +45,21 @@ def _unset(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return sa.or_(column.is_(None), sa.cast(column, sa.Text) == "null")
 
 
+# More distinct choices than this (among those not taking everything) and the ledger is written
+# deciding each such row as it is read, rather than each distinct choice once.
+MAX_CHOICES = 200
+
+
+def _choice() -> sa.Tuple:
+    """A subscriber's choice as the database compares it: its sections and digests as the JSON
+    text stored, SQL NULL written as JSON ``null`` (both mean every one)."""
+    s = t.subscribers.c
+    return sa.tuple_(
+        sa.func.coalesce(sa.cast(s.sections, sa.Text), "null"),
+        sa.func.coalesce(sa.cast(s.digests, sa.Text), "null"),
+    )
+
+
 def _claimed_by(owner: str | None, *, none_is_any: bool = True) -> sa.ColumnElement[bool]:
     """Rows claimed by ``owner``; for None, any row (``none_is_any``) or rows claimed by no
     owner."""
@@ -127,12 +142,24 @@ class LedgerStore(SubscriberStore):
         ``wanted`` accepts (None: every section), rows already there kept; returns how many
         it left out. It goes through the subscribers by id a page of ``size`` (default
         ``subscribers.PAGE``) at a time, one transaction each, so memory does not grow with
-        the list and a crash leaves whole pages: those who take every section of every digest
-        (most) are copied in the database (INSERT ... SELECT), only the others are read."""
+        the list and a crash leaves whole pages.
+
+        The rows are copied in the database (INSERT ... SELECT): a list has few distinct
+        choices (most take everything, the rest pick among a handful of sections), so each
+        distinct choice is decided once (:meth:`_decided_choices`) and the rows holding one
+        that is taken are copied, those holding one that is not are counted. Only a row whose
+        choice was not seen then (changed meanwhile, or a list of more than
+        :data:`MAX_CHOICES` choices) is read and decided here."""
         s = t.subscribers.c
         size = size or people.PAGE
         active = s.status == SubscriberStatus.ACTIVE.value
         everything = sa.and_(_unset(s.sections), _unset(s.digests))
+        choice = _choice()
+        taken, dropped, others = self._decided_choices(digest, wanted)
+        copy = sa.or_(everything, choice.in_(taken)) if taken else everything
+        undecided = [~everything]
+        if taken or dropped or others:
+            undecided.append(choice.not_in([*taken, *dropped, *others]))
         left_out, after = 0, 0  # ids start at 1
         while True:
             with self.engine.begin() as c:
@@ -151,16 +178,19 @@ class LedgerStore(SubscriberStore):
                     sa.literal(0, sa.Integer),
                     sa.literal(now, t.UTCDateTime()),
                     sa.literal(now, t.UTCDateTime()),
-                ).where(*page, everything)
+                ).where(*page, copy)
                 columns = ["edition_id", "subscriber_id", "status", "attempts"]
                 c.execute(
                     _dialect_insert(c)(t.deliveries)
                     .from_select([*columns, "created_at", "updated_at"], copied)
                     .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
                 )
+                if dropped:
+                    counted = sa.select(sa.func.count()).where(*page, choice.in_(dropped))
+                    left_out += c.execute(counted).scalar_one()
                 ids = []
                 for sid, sections, digests in c.execute(
-                    sa.select(s.id, s.sections, s.digests).where(*page, ~everything).order_by(s.id)
+                    sa.select(s.id, s.sections, s.digests).where(*page, *undecided).order_by(s.id)
                 ):
                     if digests is not None and digest not in digests:
                         continue
@@ -173,6 +203,41 @@ class LedgerStore(SubscriberStore):
             if last is None:
                 return left_out
             after = last
+
+    def _decided_choices(
+        self, digest: str, wanted: Callable[[frozenset[str] | None], bool]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+        """The distinct choices (:func:`_choice`) of active subscribers who do not take
+        everything, decided for ``digest``: those taken, those ``wanted`` leaves out, and those
+        of other digests only. All three empty when there are more than :data:`MAX_CHOICES`
+        (each row is then decided as it is read)."""
+        s = t.subscribers.c
+        choice = _choice()
+        query = (
+            sa.select(choice.clauses[0], choice.clauses[1])
+            .where(
+                s.status == SubscriberStatus.ACTIVE.value,
+                ~sa.and_(_unset(s.sections), _unset(s.digests)),
+            )
+            .distinct()
+            .limit(MAX_CHOICES + 1)
+        )
+        with self.engine.connect() as c:
+            pairs = [(a, b) for a, b in c.execute(query)]
+        taken: list[tuple[str, str]] = []
+        dropped: list[tuple[str, str]] = []
+        others: list[tuple[str, str]] = []
+        if len(pairs) > MAX_CHOICES:
+            return taken, dropped, others
+        for sections_text, digests_text in pairs:
+            sections, digests = people._json(sections_text), people._json(digests_text)
+            if digests is not None and digest not in digests:
+                others.append((sections_text, digests_text))
+            elif wanted(None if sections is None else frozenset(sections)):
+                taken.append((sections_text, digests_text))
+            else:
+                dropped.append((sections_text, digests_text))
+        return taken, dropped, others
 
     @staticmethod
     def _pending(edition_id: str, ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from digest.steps.compose import approve, compose
 from digest.steps.deliver import deliver_dry
 from digest.steps.ledger import delivery_lock, prepare_delivery
 from digest.store import Store
+from digest.store import ledger as ledger_store
 from digest.store import schema as t
 from digest.store import subscribers as subscriber_store
 from tests.conftest import article
@@ -72,10 +73,14 @@ def _ledger(store: Store, edition_id: str) -> dict[int, str]:
         return {int(sid): status for sid, status in c.execute(q)}
 
 
+@pytest.mark.parametrize("choices", [200, 1], ids=["each-choice-once", "each-row"])
 def test_the_ledger_written_page_by_page_is_the_whole_lists(
-    make_settings, db_url: str, monkeypatch: pytest.MonkeyPatch
+    make_settings, db_url: str, monkeypatch: pytest.MonkeyPatch, choices: int
 ) -> None:  # type: ignore[no-untyped-def]
+    """Both ways of deciding who gets a row: each distinct choice once, in the database, and
+    (past MAX_CHOICES distinct choices) each row as it is read."""
     monkeypatch.setattr(subscriber_store, "PAGE", 7)  # 60 people: 9 pages
+    monkeypatch.setattr(ledger_store, "MAX_CHOICES", choices)
     settings, store, edition = _publication(make_settings, db_url, 60)
     left = [s.id for s in store.active_subscribers()][5:9]
     for sid in left:  # who left before the run gets no row
@@ -104,23 +109,67 @@ def test_a_crash_between_pages_is_completed_by_the_next_run(
     monkeypatch.setattr(subscriber_store, "PAGE", 5)
     settings, store, edition = _publication(make_settings, db_url, 40)
     wanted, skipped = _whole_list(store, edition)
-    calls: list[int] = []
+    pages: list[int] = []
+    pending = ledger_store.LedgerStore._pending
 
-    def crash_on_the_tenth(edition: Edition, chosen: frozenset[str] | None) -> Any:
-        calls.append(1)
-        if len(calls) == 10:  # in the third page
+    def crash_in_the_third_page(*args: Any) -> Any:
+        pages.append(1)
+        if len(pages) == 3:
             raise OSError("the run was killed here")
-        return variant_key(edition, chosen)
+        return pending(*args)
 
-    monkeypatch.setattr(ledger_steps, "variant_key", crash_on_the_tenth)
+    monkeypatch.setattr(ledger_store.LedgerStore, "_pending", staticmethod(crash_in_the_third_page))
     with pytest.raises(OSError), delivery_lock(store, edition):
         prepare_delivery(settings, store, edition, now=NOW)
     written = _ledger(store, edition.id)
     assert written and set(written) < wanted, "the pages before the crash are written"
     assert max(written) < min(wanted - set(written)), "whole pages, in order"
-    monkeypatch.setattr(ledger_steps, "variant_key", variant_key)
+    monkeypatch.setattr(ledger_store.LedgerStore, "_pending", staticmethod(pending))
     with delivery_lock(store, edition):
         report = prepare_delivery(settings, store, edition, now=NOW + timedelta(minutes=1))
+    assert _ledger(store, edition.id) == dict.fromkeys(wanted, DeliveryStatus.PENDING.value)
+    assert (report.recipients, report.skipped) == (len(wanted), skipped)
+    store.close()
+
+
+def test_each_distinct_choice_is_decided_once_and_a_new_one_row_by_row(
+    make_settings, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """60 people hold 6 choices (5 of them not everything): the rows are copied and counted in
+    the database, the choices decided once each, not once a row. A choice first seen after
+    they were decided (someone changed theirs while the ledger was written) is decided as its
+    rows are read: the ledger is still right."""
+    monkeypatch.setattr(subscriber_store, "PAGE", 7)
+    settings, store, edition = _publication(make_settings, db_url, 60)
+    decided: list[frozenset[str] | None] = []
+
+    def counted(edition: Edition, chosen: frozenset[str] | None) -> Any:
+        decided.append(chosen)
+        return variant_key(edition, chosen)
+
+    monkeypatch.setattr(ledger_steps, "variant_key", counted)
+    decide = ledger_store.LedgerStore._decided_choices
+    changed = max(s.id for s in store.active_subscribers())
+
+    def then_someone_changes(self: Any, *args: Any) -> Any:
+        known = decide(self, *args)
+        with store.engine.begin() as c:
+            c.execute(
+                sa.update(t.subscribers)
+                .where(t.subscribers.c.id == changed)
+                .values(sections=["qiosk", "analysis"], digests=None)
+            )
+        return known
+
+    monkeypatch.setattr(ledger_store.LedgerStore, "_decided_choices", then_someone_changes)
+    with delivery_lock(store, edition):
+        report = prepare_delivery(settings, store, edition, now=NOW)
+    # The four choices naming this digest's sections once each (the one of another digest
+    # only is not asked), then the new one once.
+    assert len(decided) == 5, decided
+    assert decided[-1] == frozenset({"qiosk", "analysis"})
+    wanted, skipped = _whole_list(store, edition)
+    assert changed in wanted
     assert _ledger(store, edition.id) == dict.fromkeys(wanted, DeliveryStatus.PENDING.value)
     assert (report.recipients, report.skipped) == (len(wanted), skipped)
     store.close()
