@@ -166,20 +166,23 @@ def _role(pid: int, root: int) -> str:
 
 # Every 50 ms: the high-water marks are the kernel's own (a spike between samples is not
 # missed), so sampling only has to see each process before it ends.
-_EVERY = 0.05
 _PSS_EVERY = 10
 
 
 class TreeRss:
     """Samples the memory of a process (``root``, default this one) and every process under it
-    every 50 ms: ``main`` and ``worker`` are the peak resident sets (high-water marks) of the
-    root and of the largest other process, ``total`` the peak of their proportional set sizes
-    added up (shared pages counted once; every 500 ms); ``peaks`` each process's own high-water
-    mark (VmHWM: the kernel's peak, so a spike between samples is not missed) with its role, by
-    pid."""
+    every ``every`` seconds (50 ms): ``main`` and ``worker`` are the peak resident sets
+    (high-water marks) of the root and of the largest other process, ``total`` the peak of their
+    proportional set sizes added up (shared pages counted once; every tenth sample, and only
+    with ``pss``); ``peaks`` each process's own high-water mark (VmHWM: the kernel's peak, so a
+    spike between samples is not missed) with its role, by pid.
 
-    def __init__(self, root: int | None = None) -> None:
+    A benchmark that needs only the high-water marks over a long run samples less often and
+    without ``pss``: the sampler then takes next to nothing of the machine it measures."""
+
+    def __init__(self, root: int | None = None, *, every: float = 0.05, pss: bool = True) -> None:
         self.root = root
+        self.every, self.pss = every, pss
         self.main = 0
         self.worker = 0
         self.total = 0
@@ -207,10 +210,10 @@ class TreeRss:
     def _run(self) -> None:
         me = self.root or os.getpid()
         n = 0
-        while not self._stop.wait(_EVERY):
+        while not self._stop.wait(self.every):
             # Proportional sizes walk every page table (the costliest read by far): a tenth
             # as often, so the sampling takes little of the machine it measures.
-            self._sample(me, pss=n % _PSS_EVERY == 0)
+            self._sample(me, pss=self.pss and n % _PSS_EVERY == 0)
             n += 1
         self._sample(me, pss=False)  # the last high-water marks
 
