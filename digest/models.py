@@ -378,3 +378,11 @@ class SendResult:
     reason: str = ""
     bounce: bool = False
     retry_after: float | None = None
+
+    def __reduce__(self) -> tuple[type[SendResult], tuple[object, ...]]:
+        # Sending processes pass every answer back pickled: the fields in order, rather than
+        # the slotted dataclass's own state functions, which look its fields up each time.
+        return (
+            SendResult,
+            (self.key, self.status, self.provider_id, self.reason, self.bounce, self.retry_after),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import stat
 from pathlib import Path
 
@@ -329,3 +330,16 @@ def test_writing_after_close_raises(root: Path, remove: bool) -> None:
     with pytest.raises(ValueError, match="closed"):
         journal.write(2, TRANSIENT)
     assert replay(root, EDITION) == ({} if remove else {1: SUBMITTED})
+
+
+def test_an_answer_crosses_from_a_sending_process_whole() -> None:
+    """Answers come back from the sending processes pickled: every field survives, defaults
+    and the retry hint included."""
+    for answer in (
+        SUBMITTED,
+        TRANSIENT,
+        PERMANENT,
+        SendResult(key="k", status=SendStatus.SUBMITTED),
+    ):
+        back = pickle.loads(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        assert back == answer and type(back) is SendResult
