@@ -13,6 +13,7 @@ credit. ``parse_feed`` (here) decides which way a body goes:
   entity expansion, no recovery) and a walk that builds exactly the entries feedparser would;
   anything that walk does not reproduce exactly goes to feedparser instead;
 - ``feedparser_patch``: the one change made to feedparser (media:description kept apart);
+- ``encoding``: feedparser's conversion to UTF-8, done on the bytes when they are UTF-8;
 - ``entries``: feedparser-shaped entries, whatever their format, become articles, with
   ``images`` (the lead image) and ``normalise`` (URLs, ids, titles, HTML).
 

@@ -23,6 +23,7 @@ from typing import Any
 import feedparser
 from lxml import etree
 
+from digest.gather.feeds.encoding import _convert_to_utf8
 from digest.gather.feeds.guard import _ROOT_START
 from digest.gather.feeds.normalise import _is_http
 
@@ -138,7 +139,7 @@ class _FastFeed:
     # ---- the document
     def run(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        data = feedparser.encodings.convert_to_utf8(dict(self.headers), self.body, result)
+        data = _convert_to_utf8(dict(self.headers), self.body, result)
         if result.get("bozo") or not result.get("encoding"):
             raise _Decline  # an encoding problem: feedparser's warnings and recovery apply
         root_start = _ROOT_START.search(data)

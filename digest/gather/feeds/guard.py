@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-import feedparser
+from digest.gather.feeds.encoding import _convert_to_utf8
 
 _WINDOW = 64 * 1024
 _ROOT_START = re.compile(rb"<[A-Za-z_:]")
@@ -41,7 +41,7 @@ def _prolog_views(body: bytes, headers: Mapping[str, str]) -> Iterable[bytes]:
     if window[:4] == _EBCDIC_XML:
         yield window.decode("cp037", "replace").encode("utf-8")
     try:
-        converted = feedparser.encodings.convert_to_utf8(dict(headers), body, {})
+        converted = _convert_to_utf8(dict(headers), body, {})
     except Exception:  # an encoding feedparser cannot decode cannot hide a DTD
         return
     root = _ROOT_START.search(converted)
