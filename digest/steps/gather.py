@@ -25,7 +25,7 @@ from digest.compose.teasers import lede
 from digest.config import Settings
 from digest.errors import DigestError, LocatedError
 from digest.factory import make_fetcher
-from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed
+from digest.gather.feeds import ParsedFeed, canonical_url, parse_feed, parse_feed_draft
 from digest.gather.feeds.normalise import cap_article
 from digest.gather.http import Fetcher, FetchResult, origin, page_url, read_file
 from digest.gather.pages import extract_page
@@ -207,13 +207,15 @@ def parse(
     }
     if workers and len(body) >= POOL_MIN_BYTES:
         try:
-            return _parse_pool(workers).parse(
+            # Either way a DraftFeed (what a worker answers), made a ParsedFeed here.
+            draft = _parse_pool(workers).parse(
                 body,
                 options,
                 PARSE_TIMEOUT,
-                here=lambda: parse_feed(body, **options),
+                here=lambda: parse_feed_draft(body, **options),
                 here_ok=len(body) < WORKER_ONLY_BYTES,
             )
+            return draft.parsed()
         except ParseWorkerError as e:
             # A worker died (killed, out of memory) or hung: it is gone, the next big feed
             # starts a fresh one, and this one is parsed here.

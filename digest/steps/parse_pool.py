@@ -8,7 +8,9 @@ stdin and writes the result to its stdout. It ends when its stdin closes, so it 
 gathering process however that ends, and it ignores Ctrl-C (the gathering process decides).
 
 A job is the parse options (pickled) and the body (raw bytes, never copied into a pickle); the
-answer is the pickled ``ParsedFeed`` or the ``FeedError``, with the worker's resident memory
+answer is the pickled ``DraftFeed`` (``parse_feed_draft``: plain dataclasses, so the worker
+does not import the pydantic models; the caller makes the ``ParsedFeed``) or the
+``FeedError``, with the worker's resident memory
 after the job: a worker past :data:`RETIRE_MB` (a huge feed swelled it) is stopped and a fresh
 one starts when needed, so a long-running process does not keep the swollen one.
 
@@ -171,7 +173,7 @@ class ParsePool:
         *,
         here_ok: bool = True,
     ) -> Any:
-        """``parse_feed(body, **options)`` in an idle worker, else ``here()`` in this thread
+        """``parse_feed_draft(body, **options)`` in an idle worker, else ``here()`` in this thread
         (``here_ok=False``: wait for a worker instead, for a feed too big to parse here).
 
         At most ``size + 1`` feeds are parsed at once: one per worker and one in this process
@@ -220,7 +222,7 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
 def main() -> None:
     """Answer jobs from stdin until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from digest.gather.feeds import parse_feed
+    from digest.gather.feeds import parse_feed_draft
     from digest.steps import heap
 
     heap.tune()
@@ -236,7 +238,7 @@ def main() -> None:
             return
         options = pickle.loads(head)
         try:
-            result: tuple[bool, Any] = (True, parse_feed(body, **options))
+            result: tuple[bool, Any] = (True, parse_feed_draft(body, **options))
         except Exception as e:  # the parser raises FeedError only; anything else is a bug
             result = (False, e)
         del body

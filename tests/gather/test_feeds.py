@@ -352,3 +352,15 @@ def test_a_valid_empty_feed_is_not_an_error() -> None:
     empty = b'<rss version="2.0"><channel><title>Quiet week</title></channel></rss>'
     parsed = parse_feed(empty, source="qiosk", url="https://example.org/feed", now=NOW)
     assert parsed.articles == [] and parsed.title == "Quiet week"
+
+
+def test_drafts_have_the_models_fields() -> None:
+    # A draft becomes its model field for field (DraftFeed.parsed): a field added to one only
+    # would be lost or fail there.
+    from dataclasses import fields
+
+    from digest.gather.feeds.drafts import ArticleDraft, ImageDraft
+    from digest.models import Article, Image
+
+    assert {f.name for f in fields(ArticleDraft)} == set(Article.model_fields)
+    assert {f.name for f in fields(ImageDraft)} == set(Image.model_fields)

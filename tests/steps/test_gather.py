@@ -124,6 +124,30 @@ def test_big_feeds_parse_in_worker_processes(make_settings) -> None:  # type: ig
         )
 
 
+def test_a_worker_answers_drafts_and_imports_no_models() -> None:
+    import subprocess
+    import sys
+
+    from digest.gather.feeds import DraftFeed, parse_feed
+    from digest.steps.parse_pool import ParseWorker
+
+    options = {"source": "qiosk", "url": "https://example.org/feed", "now": NOW}
+    worker = ParseWorker()
+    try:
+        ok, answer = worker.run(FEED, options, timeout=60)
+    finally:
+        worker.stop()
+    assert ok and isinstance(answer, DraftFeed)
+    assert answer.parsed() == parse_feed(FEED, **options)
+    # What a worker imports (digest.steps.parse_pool.main) leaves pydantic and the models out.
+    imports = "import digest.steps.parse_pool, digest.steps.heap, digest.gather.feeds"
+    check = "; import sys; print(sorted({'pydantic', 'digest.models'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", imports + check], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 # Thin feeds ----------------------------------------------------------------------------------
 
 NOW = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)

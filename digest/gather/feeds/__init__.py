@@ -15,7 +15,9 @@ credit. ``parse_feed`` (here) decides which way a body goes:
 - ``feedparser_patch``: the one change made to feedparser (media:description kept apart);
 - ``encoding``: feedparser's conversion to UTF-8, done on the bytes when they are UTF-8;
 - ``entries``: feedparser-shaped entries, whatever their format, become articles, with
-  ``images`` (the lead image) and ``normalise`` (URLs, ids, titles, HTML).
+  ``images`` (the lead image) and ``normalise`` (URLs, ids, titles, HTML);
+- ``drafts``: what those articles are until ``parse_feed`` returns (plain dataclasses: a parse
+  worker does not import the pydantic models).
 
 It is pure: no network, no disk, no clock (``now`` is passed in). feedparser only ever gets an
 in-memory stream (given ``bytes`` that look like a path it would open the file, and given a URL
@@ -37,6 +39,7 @@ import feedparser
 
 from digest.errors import FeedError
 from digest.gather.feeds import feedparser_patch  # noqa: F401  (the patch applies on import)
+from digest.gather.feeds.drafts import DraftFeed
 from digest.gather.feeds.entries import ParsedFeed, _articles
 from digest.gather.feeds.fastpath import _fast_parse
 from digest.gather.feeds.guard import _hostile, _prolog_views
@@ -52,11 +55,13 @@ from digest.gather.feeds.normalise import (
 )
 
 __all__ = [
+    "DraftFeed",
     "ParsedFeed",
     "article_id",
     "canonical_url",
     "clean_title",
     "parse_feed",
+    "parse_feed_draft",
     "sanitize_html",
 ]
 
@@ -82,6 +87,29 @@ def parse_feed(
     keeps only the newest that many items, with a warning giving the counts.
     Raises ``FeedError`` for unusable input, and nothing else.
     """
+    return parse_feed_draft(
+        body,
+        source=source,
+        url=url,
+        now=now,
+        content_type=content_type,
+        fast=fast,
+        max_items=max_items,
+    ).parsed()
+
+
+def parse_feed_draft(
+    body: bytes,
+    *,
+    source: str,
+    url: str,
+    now: datetime,
+    content_type: str | None = None,
+    fast: bool = True,
+    max_items: int = 0,
+) -> DraftFeed:
+    """:func:`parse_feed` with its articles as drafts (``DraftFeed.parsed()`` makes the
+    ``ParsedFeed``): what a parse worker answers, since it does not import the models."""
     label = f"feed {source!r} ({url})"
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -136,7 +164,7 @@ def parse_feed(
     if problem and not articles:
         # Broken markup that yielded only unusable fragments is a broken feed, not an empty one.
         raise FeedError(f"{label}: not a usable feed ({problem}); no entry could be read")
-    return ParsedFeed(title=title, articles=articles, warnings=warnings)
+    return DraftFeed(title=title, articles=articles, warnings=warnings)
 
 
 # What the first bytes show: a byte order mark, or a "<" in UTF-32/UTF-16 (longest first:

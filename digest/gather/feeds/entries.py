@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from digest.gather.feeds.drafts import ArticleDraft
 from digest.gather.feeds.images import _image, _media_texts
 from digest.gather.feeds.normalise import (
     _http_or_none,
@@ -26,7 +27,9 @@ from digest.gather.feeds.normalise import (
     clean_title,
     sanitize_html,
 )
-from digest.models import Article
+
+if TYPE_CHECKING:
+    from digest.models import Article
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _articles(
     label: str,
     feed_title: str = "",
     max_items: int = 0,
-) -> list[Article]:
+) -> list[ArticleDraft]:
     """Articles from feedparser-shaped entries (RSS, Atom and JSON Feed items alike).
 
     Entries that cannot become an article, and repeats of an earlier one, are skipped with a
@@ -56,7 +59,7 @@ def _articles(
     it names the feed, not the article. With ``max_items`` (0: no cap), only the newest that
     many entries are read (a warning gives the counts).
     """
-    articles: list[Article] = []
+    articles: list[ArticleDraft] = []
     seen: set[str] = set()
     guid_counts: dict[str, int] = {}
     for entry in entries:
@@ -112,7 +115,7 @@ def _article(
     guid_counts: Mapping[str, int],
     warnings: list[str],
     label: str,
-) -> tuple[Article | None, bool]:
+) -> tuple[ArticleDraft | None, bool]:
     title = _entry_title(entry)
     guid = _text(entry.get("id")).strip() or None
     link = _entry_link(entry, feed_url)
@@ -152,7 +155,7 @@ def _article(
         summary_raw = html.escape(captions[0])
 
     image = _image(entry, base, content_raw, summary_raw, captions)
-    article = Article(
+    article = ArticleDraft(
         id=ident,
         source=source,
         url=url,

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
+from digest.gather.feeds.drafts import ImageDraft
 from digest.gather.feeds.normalise import (
     _http_or_none,
     _is_placeholder,
@@ -19,7 +20,6 @@ from digest.gather.feeds.normalise import (
     _unique,
     clean_title,
 )
-from digest.models import Image
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 _LAZY_ATTRIBUTES = (
@@ -38,7 +38,7 @@ def _image(
     content_raw: str,
     summary_raw: str,
     captions: list[str],
-) -> Image | None:
+) -> ImageDraft | None:
     """The lead image: media:content, media:thumbnail, an image enclosure, or the first <img>."""
     inline = [img for raw in (content_raw, summary_raw) for img in _inline_images(raw, base)]
     chosen: tuple[str, int | None, int | None] | None = None
@@ -74,7 +74,7 @@ def _image(
     if chosen is None:
         return None
     credits = _media_texts(entry.get("media_credit"))
-    return Image(
+    return ImageDraft(
         url=chosen[0],
         alt=alt,
         caption=captions[0] if captions else "",

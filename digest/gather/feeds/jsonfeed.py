@@ -21,7 +21,8 @@ from typing import Any
 import feedparser
 
 from digest.errors import FeedError
-from digest.gather.feeds.entries import ParsedFeed, _articles
+from digest.gather.feeds.drafts import DraftFeed
+from digest.gather.feeds.entries import _articles
 from digest.gather.feeds.normalise import _http_or_none, clean_title, sanitize_html
 
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
@@ -55,7 +56,7 @@ def _parse_json_feed(
     content_type: str | None,
     label: str,
     max_items: int = 0,
-) -> ParsedFeed:
+) -> DraftFeed:
     warnings: list[str] = []
     # The body is already capped by the fetcher; nesting is capped by the interpreter's
     # recursion limit, which the C decoder honours (RecursionError, not a crash).
@@ -90,7 +91,7 @@ def _parse_json_feed(
         else a
         for a in articles
     ]
-    return ParsedFeed(title=title, articles=articles, warnings=warnings)
+    return DraftFeed(title=title, articles=articles, warnings=warnings)
 
 
 def _decode_json(body: bytes, content_type: str | None, warnings: list[str], label: str) -> str:

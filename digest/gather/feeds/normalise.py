@@ -13,13 +13,18 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import nh3
 
-from digest.models import Article
 from digest.text import truncate
+
+if TYPE_CHECKING:
+    from digest.gather.feeds.drafts import ArticleDraft
+    from digest.models import Article
+
+    A = TypeVar("A", Article, ArticleDraft)
 
 _TRACKING_PARAMS = frozenset(
     {"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src", "_hsenc", "_hsmi", "igshid"}
@@ -145,9 +150,10 @@ def cap_line(text: str, limit: int) -> str:
     return text if len(text) <= limit else truncate(text, limit)
 
 
-def cap_article(article: Article) -> Article:
+def cap_article(article: A) -> A:
     """``article`` with its title, authors, categories and image caption, credit and alt text
-    held to the caps above (the same article when nothing is over)."""
+    held to the caps above (the same article when nothing is over); an ``Article`` or the
+    parser's ``ArticleDraft``."""
     changes: dict[str, Any] = {}
     title = cap_line(article.title, TITLE_MAX)
     if title != article.title:
