@@ -38,7 +38,7 @@ class ImageDraft:
     def image(self) -> Image:
         from digest.models import Image
 
-        return Image(**{f.name: getattr(self, f.name) for f in fields(self)})
+        return Image(**{name: getattr(self, name) for name in _IMAGE_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,16 @@ class ArticleDraft:
     def article(self) -> Article:
         from digest.models import Article
 
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values["image"] = self.image.image() if self.image is not None else None
-        return Article(**values)
+        # One validation of the whole: the image goes in as its fields, not as an Image.
+        values = {name: getattr(self, name) for name in _ARTICLE_FIELDS}
+        image = self.image
+        if image is not None:
+            values["image"] = {name: getattr(image, name) for name in _IMAGE_FIELDS}
+        return Article.model_validate(values)
+
+
+_IMAGE_FIELDS = tuple(f.name for f in fields(ImageDraft))
+_ARTICLE_FIELDS = tuple(f.name for f in fields(ArticleDraft))
 
 
 @dataclass(frozen=True, slots=True)
