@@ -9,10 +9,10 @@ gathering process however that ends, and it ignores Ctrl-C (the gathering proces
 
 A job is the parse options (pickled) and the body (raw bytes, never copied into a pickle); the
 answer is the pickled ``DraftFeed`` (``parse_feed_draft``: plain dataclasses, so the worker
-does not import the pydantic models; the caller makes the ``ParsedFeed``) or the
-``FeedError``, with the worker's resident memory
-after the job: a worker past :data:`RETIRE_MB` (a huge feed swelled it) is stopped and a fresh
-one starts when needed, so a long-running process does not keep the swollen one.
+does not import the pydantic models; the caller makes the ``ParsedFeed``) or the ``FeedError``,
+with the worker's resident memory after the job: a worker past :data:`RETIRE_MB` (a huge feed
+swelled it) is stopped and a fresh one starts when needed, so a long-running process does not
+keep the swollen one.
 
 When every worker is busy :meth:`ParsePool.parse` has the caller parse in its own thread, one
 thread at a time: the gathering process is one more parser, and a pool of ``cores - 1`` workers
