@@ -237,15 +237,36 @@ class SmtpProvider(ProviderBase):
         if not messages:
             return []
         smtp = self._session()  # raises: nothing of this batch was attempted yet
+        try:
+            return self._send(smtp, messages, on_result)
+        except BaseException:
+            # Stopped mid-batch (the journal failed, an interrupt): replies may be unread (to
+            # an envelope sent ahead, say), so the session is out of step: never reused.
+            self._drop()
+            raise
+
+    def _send(
+        self, smtp: smtplib.SMTP, messages: Sequence[OutgoingMessage], on_result: OnResult | None
+    ) -> list[SendResult]:
         results: list[SendResult] = []
+        ahead = False  # this message's envelope went out with the body before it
         for index, message in enumerate(messages):
+            following = messages[index + 1] if index + 1 < len(messages) else None
             try:
-                result = self._transaction(smtp, message, on_result, reset=self._dirty)
+                result, sent_ahead = self._transaction(
+                    smtp,
+                    message,
+                    on_result,
+                    reset=self._dirty and not ahead,
+                    ahead=ahead,
+                    following=following,
+                )
             except _ConnectionLost as lost:
                 self._drop()
+                sent_ahead = False  # an envelope sent ahead went with the session
                 try:
                     smtp = self._session()
-                    result = self._transaction(smtp, message, on_result, reset=False)
+                    result, _ = self._transaction(smtp, message, on_result, reset=False)
                 except (_ConnectionLost, DeliveryError) as again:
                     self._drop()
                     reason = f"SMTP {self.where}: connection lost ({lost}); retry failed: {again}"
@@ -254,11 +275,44 @@ class SmtpProvider(ProviderBase):
                         report(results, transient(m.key, f"not attempted: {reason}"), on_result)
                     return results
             # A failed transaction may leave server state behind (even for the next batch on
-            # this reused session): RSET before the next MAIL.
+            # this reused session): RSET before the next MAIL. Not before an envelope sent
+            # ahead: it followed a whole DATA, which ends the transaction whatever its reply.
             self._dirty = result.status is not SendStatus.SUBMITTED
+            ahead = sent_ahead
             self._last_used = time.monotonic()
             report(results, result, on_result)
         return results
+
+    def _envelope(self, smtp: smtplib.SMTP, message: OutgoingMessage) -> SendResult | list[str]:
+        """``MAIL FROM`` (with its options) and ``RCPT TO`` for ``message``, or the permanent
+        result when it cannot be sent to this server at all (nothing is sent then)."""
+        options: list[str] = []
+        ascii_only = message.sender.isascii() and message.recipient.isascii()
+        if not ascii_only:
+            if not smtp.has_extn("smtputf8"):
+                return permanent(
+                    message.key,
+                    f"SMTP {self.where}: address is not ASCII and the server does not "
+                    "offer SMTPUTF8",
+                )
+            options.append("SMTPUTF8")
+        if not message.raw.isascii() and smtp.has_extn("8bitmime"):
+            # Declare 8-bit bodies so the server does not have to guess (or bounce).
+            options.append("BODY=8BITMIME")
+        for address in (message.sender, message.recipient):
+            if not _ADDRESS.fullmatch(address):
+                return permanent(message.key, f"SMTP: unusable address {address!r}")
+        mail = f"MAIL FROM:<{message.sender}>" + "".join(" " + o for o in options)
+        return [mail, f"RCPT TO:<{message.recipient}>"]
+
+    @staticmethod
+    def _pipelining(smtp: smtplib.SMTP) -> bool:
+        return bool(smtp.does_esmtp and smtp.has_extn("pipelining"))
+
+    @staticmethod
+    def _encoded(message: OutgoingMessage, commands: list[str]) -> bytes:
+        ascii_only = message.sender.isascii() and message.recipient.isascii()
+        return "".join(c + "\r\n" for c in commands).encode("ascii" if ascii_only else "utf-8")
 
     def _transaction(
         self,
@@ -267,45 +321,42 @@ class SmtpProvider(ProviderBase):
         on_result: OnResult | None,
         *,
         reset: bool,
-    ) -> SendResult:
-        """One MAIL/RCPT/DATA exchange; raises _ConnectionLost when the session breaks.
+        ahead: bool = False,
+        following: OutgoingMessage | None = None,
+    ) -> tuple[SendResult, bool]:
+        """One MAIL/RCPT/DATA exchange, and whether ``following``'s envelope went out with
+        its body; raises _ConnectionLost when the session breaks.
 
         When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write and
-        their replies are read after: one round trip instead of three. The body, the point of
-        no return, goes only once the answers before it are written down (:func:`ready`);
-        they may still be on their way while the envelope is.
+        their replies are read after: one round trip instead of three. And the next message's
+        envelope goes in the same write as this body (the message content may open a
+        pipelined group), so its replies are on their way back with this body's: one round
+        trip a message instead of two. ``ahead``: this message's envelope went that way, with
+        the body before it. The body, the point of no return, goes only once the answers
+        before it are written down (:func:`ready`); they may still be on their way while the
+        envelope is.
         """
         try:
-            if reset:
-                smtp.rset()
-            options: list[str] = []
-            ascii_only = message.sender.isascii() and message.recipient.isascii()
-            if not ascii_only:
-                if not smtp.has_extn("smtputf8"):
-                    return permanent(
-                        message.key,
-                        f"SMTP {self.where}: address is not ASCII and the server does not "
-                        "offer SMTPUTF8",
-                    )
-                options.append("SMTPUTF8")
-            if not message.raw.isascii() and smtp.has_extn("8bitmime"):
-                # Declare 8-bit bodies so the server does not have to guess (or bounce).
-                options.append("BODY=8BITMIME")
-            for address in (message.sender, message.recipient):
-                if not _ADDRESS.fullmatch(address):
-                    return permanent(message.key, f"SMTP: unusable address {address!r}")
-            mail = f"MAIL FROM:<{message.sender}>" + "".join(" " + o for o in options)
-            rcpt = f"RCPT TO:<{message.recipient}>"
-            encoding = "ascii" if ascii_only else "utf-8"
+            commands: list[str] = []  # none to send when the envelope went ahead
+            if not ahead:
+                if reset:
+                    smtp.rset()
+                envelope = self._envelope(smtp, message)
+                if isinstance(envelope, SendResult):
+                    return envelope, False
+                commands = envelope
             payload = None if message.wire_ready else wire_data(message.raw)
-            if smtp.does_esmtp and smtp.has_extn("pipelining"):
-                smtp.send(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode(encoding))
-                self.pipelined += 1
+            if ahead or self._pipelining(smtp):
+                if not ahead:
+                    smtp.send(self._encoded(message, [*commands, "DATA"]))
+                    self.pipelined += 1
                 replies = [smtp.getreply() for _ in range(3)]
             else:
                 replies = []
-                for command, ok in ((mail, (250,)), (rcpt, (250, 251)), ("DATA", (354,))):
-                    smtp.send(f"{command}\r\n".encode(encoding))
+                for command, ok in zip(
+                    [*commands, "DATA"], ((250,), (250, 251), (354,)), strict=True
+                ):
+                    smtp.send(self._encoded(message, [command]))
                     replies.append(smtp.getreply())
                     if replies[-1][0] not in ok:
                         break
@@ -314,6 +365,7 @@ class SmtpProvider(ProviderBase):
             failed = next(
                 (i for i, (code, _) in enumerate(replies) if code not in accepted[i]), None
             )
+            sent_ahead = False
             if failed is None:
                 self._ready(on_result)
                 if payload is None:
@@ -321,23 +373,31 @@ class SmtpProvider(ProviderBase):
                     # marker never waits behind the body for an acknowledgement).
                     end = b".\r\n" if message.raw.endswith(b"\r\n") else b"\r\n.\r\n"
                     payload = message.raw + end
+                if following is not None and self._pipelining(smtp):
+                    next_envelope = self._envelope(smtp, following)
+                    if not isinstance(next_envelope, SendResult):
+                        # In the same write: a small write after a big one could wait for
+                        # the big one's acknowledgement.
+                        payload += self._encoded(following, [*next_envelope, "DATA"])
+                        self.pipelined += 1
+                        sent_ahead = True
                 smtp.send(payload)
                 code, reply = smtp.getreply()
                 if code != 250:
-                    return self._refused(message, "DATA", code, reply)
+                    return self._refused(message, "DATA", code, reply), sent_ahead
             else:
                 if len(replies) == 3 and replies[2][0] == 354:
                     # DATA was accepted though MAIL or RCPT was not: end it, empty.
                     smtp.send(b".\r\n")
                     smtp.getreply()
                 code, reply = replies[failed]
-                return self._refused(message, steps[failed], code, reply)
+                return self._refused(message, steps[failed], code, reply), False
         except OSError as e:
             # SMTPServerDisconnected, resets and timeouts; after any of them the session's state
             # is unknown, so it must not be reused.
             raise _ConnectionLost(str(e) or type(e).__name__) from e
         match = _QUEUE_ID.search(_text(reply))
-        return submitted(message.key, match.group(1) if match else message.message_id)
+        return submitted(message.key, match.group(1) if match else message.message_id), sent_ahead
 
     def _ready(self, on_result: OnResult | None) -> None:
         """Wait for the answers before this message to be written down; if that fails, close

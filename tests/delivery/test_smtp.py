@@ -9,8 +9,10 @@ are refused at MAIL and DATA.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -488,3 +490,100 @@ def test_a_failed_write_stops_the_next_body_and_drops_the_session(server: Runnin
     assert [r.rcpt_tos for r in server.handler.received] == [
         [m.recipient] for m in batch[:2] + batch[2:3]
     ]
+
+
+class _LineServer:
+    """A minimal SMTP server on a raw socket, one session, offering PIPELINING. At each end of
+    data it looks (for up to ``patience`` seconds) whether the next message's ``MAIL`` is
+    already on its way before it answers the body: what ``ahead`` records, by message."""
+
+    def __init__(self, patience: float = 2.0) -> None:
+        self.patience = patience
+        self.ahead: list[bool] = []
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        buffer = bytearray()
+
+        def readline() -> bytes:
+            while b"\n" not in buffer:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return b""
+                buffer.extend(chunk)
+            end = buffer.index(b"\n") + 1
+            line = bytes(buffer[:end])
+            del buffer[:end]
+            return line
+
+        with conn:
+            conn.sendall(b"220 lines ESMTP\r\n")
+            in_data = False
+            while line := readline():
+                if in_data:
+                    if line != b".\r\n":
+                        continue
+                    in_data = False
+                    # The next MAIL is either read already or on its way on the socket.
+                    waiting = bool(buffer) or bool(select.select([conn], [], [], self.patience)[0])
+                    self.ahead.append(waiting)
+                    conn.sendall(f"250 2.0.0 Ok: queued as Q{len(self.ahead)}\r\n".encode())
+                    continue
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-lines\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    in_data = True
+                    conn.sendall(b"354 go ahead\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:  # MAIL, RCPT, RSET, NOOP
+                    conn.sendall(b"250 OK\r\n")
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+def test_the_next_envelope_goes_with_the_body_before_it() -> None:
+    """With PIPELINING, each body is followed in the same write by the next message's MAIL,
+    RCPT and DATA (RFC 2920 lets message content open a group): the server has the next
+    envelope before it answers a body, so a message costs one round trip, not two. The
+    last body of a batch has nothing after it."""
+    server = _LineServer()
+    batch = [make_message(f"reader{i}@example.org", n=i) for i in range(4)]
+    settings = SmtpSettings(host=HOST, port=server.port, security="none", timeout=5.0)
+    try:
+        with SmtpProvider(settings) as provider:
+            results = provider.send(batch)
+            assert provider.pipelined == 4
+    finally:
+        server.close()
+    assert _statuses(results) == ["submitted"] * 4
+    assert [r.provider_id for r in results] == ["Q1", "Q2", "Q3", "Q4"]
+    assert server.ahead == [True, True, True, False]
+
+
+def test_an_answer_that_cannot_be_noted_drops_a_session_with_replies_unread() -> None:
+    """The note of message 1's answer fails after message 2's envelope went out with its
+    body: the batch stops, and the session (holding unread replies) is not reused, so the
+    next batch's answers are its own."""
+    batch = [make_message(f"reader{i}@example.org", n=i) for i in range(3)]
+
+    def note(result: Any) -> None:
+        raise OSError("journal full")
+
+    with smtp_server(pipelining=True) as running:
+        with SmtpProvider(running.settings()) as provider:
+            with pytest.raises(OSError, match="journal full"):
+                provider.send(batch, note)
+            again = provider.send(batch[1:])
+            assert _statuses(again) == ["submitted", "submitted"]
+            assert provider.connections == 2
+        received = [r.rcpt_tos for r in running.handler.received]
+    assert received == [[batch[0].recipient], [batch[1].recipient], [batch[2].recipient]]
