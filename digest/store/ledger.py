@@ -11,6 +11,7 @@ over a dead one records what its journal holds for rows still ``sending``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,66 @@ def _unset(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
 # More distinct choices than this (among those not taking everything) and the ledger is written
 # deciding each such row as it is read, rather than each distinct choice once.
 MAX_CHOICES = 200
+
+
+# Connections writing an edition's ledger side by side on PostgreSQL.
+LEDGER_WRITERS = 2
+
+
+def _pages(
+    highest: Callable[[], int],
+    size: int,
+    write: Callable[[int, int], int],
+    writers: int,
+) -> int:
+    """``write(low, high)`` for each page of ``size`` ids, (0, size], (size, 2 size], ... up
+    to the ``highest`` id (asked again at the end, so subscribers who joined meanwhile are
+    written too), by ``writers`` threads; the sum of what they return. The first error stops
+    every writer (a page being written is finished or rolled back whole) and is raised."""
+    lock = threading.Lock()
+    state = {"next": 0, "top": highest(), "sum": 0}
+    failed: list[BaseException] = []
+
+    def next_page() -> tuple[int, int] | None:
+        with lock:
+            if failed:
+                return None
+            if state["next"] >= state["top"]:
+                state["top"] = highest()  # joined while the ledger was written
+                if state["next"] >= state["top"]:
+                    return None
+            low = state["next"]
+            state["next"] = low + size
+            return low, low + size
+
+    def run() -> None:
+        try:
+            while (page := next_page()) is not None:
+                left_out = write(*page)
+                with lock:
+                    state["sum"] += left_out
+        except BaseException as e:
+            with lock:
+                failed.append(e)
+
+    if writers <= 1:
+        run()
+    else:
+        threads = [threading.Thread(target=run, name=f"ledger-{n}") for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException as e:  # interrupted: the writers stop after their page
+            with lock:
+                failed.append(e)
+            for thread in threads:
+                thread.join()
+            raise
+    if failed:
+        raise failed[0]
+    return state["sum"]
 
 
 def _choice() -> sa.Tuple:
@@ -140,9 +201,12 @@ class LedgerStore(SubscriberStore):
     ) -> int:
         """One pending row per active subscriber of ``digest`` whose chosen sections
         ``wanted`` accepts (None: every section), rows already there kept; returns how many
-        it left out. It goes through the subscribers by id a page of ``size`` (default
+        it left out. It goes through the subscribers by id, a page of ``size`` ids (default
         ``subscribers.PAGE``) at a time, one transaction each, so memory does not grow with
-        the list and a crash leaves whole pages.
+        the list and a crash leaves whole pages (a re-run writes the missing ones). On
+        PostgreSQL :data:`LEDGER_WRITERS` connections write pages side by side (the server
+        checks each row's foreign keys, the costliest part, on as many cores); SQLite takes
+        one writer at a time anyway.
 
         The rows are copied in the database (INSERT ... SELECT): a list has few distinct
         choices (most take everything, the rest pick among a handful of sections), so each
@@ -160,17 +224,13 @@ class LedgerStore(SubscriberStore):
         undecided = [~everything]
         if taken or dropped or others:
             undecided.append(choice.not_in([*taken, *dropped, *others]))
-        left_out, after = 0, 0  # ids start at 1
-        while True:
+        columns = ["edition_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
+
+        def write_page(low: int, high: int) -> int:
+            """The rows of subscribers with ids in (low, high]; how many were left out."""
+            page = [active, s.id > low, s.id <= high]
+            left_out = 0
             with self.engine.begin() as c:
-                last = c.execute(
-                    sa.select(s.id)
-                    .where(active, s.id > after)
-                    .order_by(s.id)
-                    .offset(size - 1)
-                    .limit(1)
-                ).scalar()
-                page = [active, s.id > after] + ([] if last is None else [s.id <= last])
                 copied = sa.select(
                     sa.literal(edition_id, sa.String),
                     s.id,
@@ -179,10 +239,9 @@ class LedgerStore(SubscriberStore):
                     sa.literal(now, t.UTCDateTime()),
                     sa.literal(now, t.UTCDateTime()),
                 ).where(*page, copy)
-                columns = ["edition_id", "subscriber_id", "status", "attempts"]
                 c.execute(
                     _dialect_insert(c)(t.deliveries)
-                    .from_select([*columns, "created_at", "updated_at"], copied)
+                    .from_select(columns, copied)
                     .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
                 )
                 if dropped:
@@ -200,9 +259,14 @@ class LedgerStore(SubscriberStore):
                         left_out += 1
                 rows = self._pending(edition_id, ids, now)
                 _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
-            if last is None:
-                return left_out
-            after = last
+            return left_out
+
+        writers = LEDGER_WRITERS if self.engine.dialect.name == "postgresql" else 1
+        return _pages(self._highest_subscriber_id, size, write_page, writers)
+
+    def _highest_subscriber_id(self) -> int:
+        with self.engine.connect() as c:
+            return int(c.execute(sa.select(sa.func.max(t.subscribers.c.id))).scalar() or 0)
 
     def _decided_choices(
         self, digest: str, wanted: Callable[[frozenset[str] | None], bool]
