@@ -96,8 +96,10 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[str, float, TreeR
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    # High-water marks only, five times a second: the kernel keeps each process's peak, so
-    # nothing is missed, and the sampler takes next to nothing of the machine it measures.
+    # High-water marks only, five times a second: the kernel keeps each process's peak, so a
+    # process seen once is measured to its last sample (only one living less than 200 ms, or
+    # growth in its last 200 ms, would be missed), and the sampler takes next to nothing of
+    # the machine it measures.
     with TreeRss(proc.pid, every=0.2, pss=False) as rss:
         out, _ = proc.communicate()
     wall = time.perf_counter() - started

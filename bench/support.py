@@ -164,8 +164,8 @@ def _role(pid: int, root: int) -> str:
     return cmd.split(" ", 1)[0].rsplit("/", 1)[-1] or "process"
 
 
-# Every 50 ms: the high-water marks are the kernel's own (a spike between samples is not
-# missed), so sampling only has to see each process before it ends.
+# The high-water marks are the kernel's own (a spike between samples is not missed), so
+# sampling only has to see each process before it ends; proportional sizes every tenth sample.
 _PSS_EVERY = 10
 
 

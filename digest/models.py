@@ -382,6 +382,7 @@ class SendResult:
     def __reduce__(self) -> tuple[type[SendResult], tuple[object, ...]]:
         # Sending processes pass every answer back pickled: the fields in order, rather than
         # the slotted dataclass's own state functions, which look its fields up each time.
+        # (SendResult has no subclasses; one would come back as a SendResult.)
         return (
             SendResult,
             (self.key, self.status, self.provider_id, self.reason, self.bounce, self.retry_after),

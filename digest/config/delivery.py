@@ -27,6 +27,12 @@ class SmtpSettings(_Section):
         json_schema_extra=SECRET,
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command.")
+    envelope_ahead: bool = Field(
+        default=True,
+        description="With PIPELINING, send each message's envelope in the same write as the "
+        "body before it (one round trip a message); false: only after that body's reply, for "
+        "a server that mishandles commands right after the end of data.",
+    )
 
 
 class ApiSettings(_Section):

@@ -373,7 +373,11 @@ class SmtpProvider(ProviderBase):
                     # marker never waits behind the body for an acknowledgement).
                     end = b".\r\n" if message.raw.endswith(b"\r\n") else b"\r\n.\r\n"
                     payload = message.raw + end
-                if following is not None and self._pipelining(smtp):
+                if (
+                    following is not None
+                    and self.settings.envelope_ahead
+                    and self._pipelining(smtp)
+                ):
                     next_envelope = self._envelope(smtp, following)
                     if not isinstance(next_envelope, SendResult):
                         # In the same write: a small write after a big one could wait for

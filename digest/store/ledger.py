@@ -226,11 +226,17 @@ class LedgerStore(SubscriberStore):
             undecided.append(choice.not_in([*taken, *dropped, *others]))
         columns = ["edition_id", "subscriber_id", "status", "attempts", "created_at", "updated_at"]
 
+        postgres = self.engine.dialect.name == "postgresql"
+        one_view: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if postgres else {}
+
         def write_page(low: int, high: int) -> int:
             """The rows of subscribers with ids in (low, high]; how many were left out."""
             page = [active, s.id > low, s.id <= high]
             left_out = 0
-            with self.engine.begin() as c:
+            # One snapshot for the page's statements: someone changing their choice between
+            # the copy and the count is then neither missed nor counted twice (SQLite's write
+            # lock already gives the page one view).
+            with self.engine.connect().execution_options(**one_view) as c, c.begin():
                 copied = sa.select(
                     sa.literal(edition_id, sa.String),
                     s.id,
@@ -261,7 +267,7 @@ class LedgerStore(SubscriberStore):
                 _insert_ignore(c, t.deliveries, rows, ["edition_id", "subscriber_id"])
             return left_out
 
-        writers = LEDGER_WRITERS if self.engine.dialect.name == "postgresql" else 1
+        writers = LEDGER_WRITERS if postgres else 1
         return _pages(self._highest_subscriber_id, size, write_page, writers)
 
     def _highest_subscriber_id(self) -> int:

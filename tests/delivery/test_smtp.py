@@ -569,6 +569,23 @@ def test_the_next_envelope_goes_with_the_body_before_it() -> None:
     assert server.ahead == [True, True, True, False]
 
 
+def test_the_envelope_waits_for_the_body_before_it_when_told_to() -> None:
+    """``envelope_ahead = false`` (a server that mishandles commands right after the end of
+    data): each envelope goes only after the reply to the body before it."""
+    server = _LineServer(patience=0.3)
+    batch = [make_message(f"reader{i}@example.org", n=i) for i in range(3)]
+    settings = SmtpSettings(
+        host=HOST, port=server.port, security="none", timeout=5.0, envelope_ahead=False
+    )
+    try:
+        with SmtpProvider(settings) as provider:
+            results = provider.send(batch)
+    finally:
+        server.close()
+    assert _statuses(results) == ["submitted"] * 3
+    assert server.ahead == [False, False, False]
+
+
 def test_an_answer_that_cannot_be_noted_drops_a_session_with_replies_unread() -> None:
     """The note of message 1's answer fails after message 2's envelope went out with its
     body: the batch stops, and the session (holding unread replies) is not reused, so the

@@ -9,16 +9,14 @@ the first line, an ``encoding=`` further along a long first line, UTF-16, no new
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
 from typing import Any
 
 import feedparser
 import pytest
 
 from digest.gather.feeds.encoding import _convert_to_utf8
+from tests.conftest import CORPORA
 
-PROJECT = Path(__file__).resolve().parents[2]
-CORPORA = PROJECT.parent / "shared" / "corpora"
 CONTENT_TYPES = (
     None,
     "application/xml",

@@ -364,3 +364,29 @@ def test_drafts_have_the_models_fields() -> None:
 
     assert {f.name for f in fields(ArticleDraft)} == set(Article.model_fields)
     assert {f.name for f in fields(ImageDraft)} == set(Image.model_fields)
+
+
+def test_a_draft_the_models_refuse_is_skipped_with_a_warning() -> None:
+    # The parser never makes one; were it to, the feed keeps its other articles.
+    from datetime import UTC, datetime
+
+    from digest.gather.feeds.drafts import ArticleDraft, DraftFeed
+
+    good = ArticleDraft(
+        id="a1",
+        source="s",
+        url="https://example.org/a",
+        title="A",
+        published=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+    bad = ArticleDraft(
+        id="a2",
+        source="s",
+        url="https://example.org/b",
+        title="B",
+        published="not a date",  # type: ignore[arg-type]
+    )
+    parsed = DraftFeed(title="T", articles=[good, bad], warnings=["w"]).parsed()
+    assert [a.id for a in parsed.articles] == ["a1"]
+    assert parsed.warnings[0] == "w"
+    assert len(parsed.warnings) == 2 and "https://example.org/b" in parsed.warnings[1]

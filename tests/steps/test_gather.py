@@ -139,13 +139,26 @@ def test_a_worker_answers_drafts_and_imports_no_models() -> None:
         worker.stop()
     assert ok and isinstance(answer, DraftFeed)
     assert answer.parsed() == parse_feed(FEED, **options)
-    # What a worker imports (digest.steps.parse_pool.main) leaves pydantic and the models out.
-    imports = "import digest.steps.parse_pool, digest.steps.heap, digest.gather.feeds"
-    check = "; import sys; print(sorted({'pydantic', 'digest.models'} & set(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", imports + check], capture_output=True, text=True, check=True
+    # What a worker imports (digest.steps.parse_pool.main) and parses with (this feed, and a
+    # JSON Feed) leaves pydantic and the models out.
+    script = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "import digest.steps.parse_pool, digest.steps.heap\n"
+        "from digest.gather.feeds import parse_feed_draft\n"
+        'json_feed = b\'{"version": "https://jsonfeed.org/version/1.1", "title": "J", '
+        '"items": [{"id": "1", "url": "https://example.org/a", "title": "A", '
+        '"content_html": "<p>Text.</p>", "date_published": "2026-11-30T10:00:00Z"}]}\'\n'
+        "for body in (sys.stdin.buffer.read(), json_feed):\n"
+        "    draft = parse_feed_draft(body, source='s', url='https://example.org/feed',\n"
+        "                             now=datetime(2026, 11, 30, tzinfo=UTC))\n"
+        "    assert draft.articles, draft\n"
+        "print(sorted({'pydantic', 'digest.models'} & set(sys.modules)))\n"
     )
-    assert out.stdout.strip() == "[]"
+    out = subprocess.run(
+        [sys.executable, "-c", script], input=FEED, capture_output=True, check=True
+    )
+    assert out.stdout.decode().strip() == "[]"
 
 
 # Thin feeds ----------------------------------------------------------------------------------

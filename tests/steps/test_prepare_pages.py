@@ -296,7 +296,7 @@ def test_pages_cover_every_id_once_with_those_who_joined_meanwhile() -> None:
 
 def test_a_failing_page_stops_every_writer_and_is_raised() -> None:
     """The writer of page (20, 30] fails: the other stops after the page it holds, and the
-    error is raised whole; pages after the failure are never begun."""
+    error is raised whole: of a hundred thousand pages, only a few are ever begun."""
     begun: list[int] = []
 
     def write(low: int, high: int) -> int:
@@ -306,5 +306,5 @@ def test_a_failing_page_stops_every_writer_and_is_raised() -> None:
         return 0
 
     with pytest.raises(OSError, match="went away"):
-        ledger_store._pages(lambda: 1_000, 10, write, writers=2)
-    assert 20 in begun and len(begun) <= 5, begun
+        ledger_store._pages(lambda: 1_000_000, 10, write, writers=2)
+    assert 20 in begun and len(begun) < 1_000, len(begun)

@@ -86,11 +86,17 @@ class DraftFeed:
     warnings: list[str] = field(default_factory=list)
 
     def parsed(self) -> ParsedFeed:
-        """The ``ParsedFeed``: the same title and warnings, the drafts made articles."""
+        """The ``ParsedFeed``: the same title and warnings, the drafts made articles. A draft
+        the models refuse (the parser should never make one) is skipped with a warning, as a
+        broken entry is, rather than failing the feed."""
         from digest.gather.feeds.entries import ParsedFeed
 
-        return ParsedFeed(
-            title=self.title,
-            articles=[a.article() for a in self.articles],
-            warnings=self.warnings,
-        )
+        articles: list[Article] = []
+        warnings = list(self.warnings)
+        for draft in self.articles:
+            try:
+                articles.append(draft.article())
+            except ValueError as e:  # pydantic's ValidationError is one
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                warnings.append(f"entry {draft.url or draft.id!r} skipped ({first})")
+        return ParsedFeed(title=self.title, articles=articles, warnings=warnings)
