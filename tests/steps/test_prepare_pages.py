@@ -21,7 +21,7 @@ from digest.steps import ledger as ledger_steps
 from digest.steps.compose import approve, compose
 from digest.steps.deliver import deliver_dry
 from digest.steps.ledger import delivery_lock, prepare_delivery
-from digest.store import Store
+from digest.store import Store, ledger_pages
 from digest.store import ledger as ledger_store
 from digest.store import schema as t
 from digest.store import subscribers as subscriber_store
@@ -81,7 +81,7 @@ def test_the_ledger_written_page_by_page_is_the_whole_lists(
     """Both ways of deciding who gets a row: each distinct choice once, in the database, and
     (past MAX_CHOICES distinct choices) each row as it is read."""
     monkeypatch.setattr(subscriber_store, "PAGE", 7)  # 60 people: 9 pages of 7 ids
-    monkeypatch.setattr(ledger_store, "MAX_CHOICES", choices)
+    monkeypatch.setattr(ledger_pages, "MAX_CHOICES", choices)
     settings, store, edition = _publication(make_settings, db_url, 60)
     left = [s.id for s in store.active_subscribers()][5:9]
     for sid in left:  # who left before the run gets no row
@@ -290,7 +290,7 @@ def test_pages_cover_every_id_once_with_those_who_joined_meanwhile() -> None:
             seen.append((low, high))
         return 1
 
-    assert ledger_store._pages(highest, 10, write, writers=2) == 6
+    assert ledger_pages._pages(highest, 10, write, writers=2) == 6
     assert sorted(seen) == [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60)]
 
 
@@ -306,5 +306,5 @@ def test_a_failing_page_stops_every_writer_and_is_raised() -> None:
         return 0
 
     with pytest.raises(OSError, match="went away"):
-        ledger_store._pages(lambda: 1_000_000, 10, write, writers=2)
+        ledger_pages._pages(lambda: 1_000_000, 10, write, writers=2)
     assert 20 in begun and len(begun) < 1_000, len(begun)
