@@ -257,7 +257,7 @@ class SmtpProvider(ProviderBase):
                     smtp,
                     message,
                     on_result,
-                    reset=self._dirty and not ahead,
+                    reset=self._dirty,
                     ahead=ahead,
                     following=following,
                 )
@@ -275,17 +275,17 @@ class SmtpProvider(ProviderBase):
                         report(results, transient(m.key, f"not attempted: {reason}"), on_result)
                     return results
             # A failed transaction may leave server state behind (even for the next batch on
-            # this reused session): RSET before the next MAIL. Not before an envelope sent
-            # ahead: it followed a whole DATA, which ends the transaction whatever its reply.
+            # this reused session): RSET before the next MAIL (see _transaction).
             self._dirty = result.status is not SendStatus.SUBMITTED
             ahead = sent_ahead
             self._last_used = time.monotonic()
             report(results, result, on_result)
         return results
 
-    def _envelope(self, smtp: smtplib.SMTP, message: OutgoingMessage) -> SendResult | list[str]:
-        """``MAIL FROM`` (with its options) and ``RCPT TO`` for ``message``, or the permanent
-        result when it cannot be sent to this server at all (nothing is sent then)."""
+    def _envelope(self, smtp: smtplib.SMTP, message: OutgoingMessage) -> SendResult | list[bytes]:
+        """``MAIL FROM`` (with its options), ``RCPT TO`` and ``DATA`` for ``message``, each a
+        line as it goes on the wire, or the permanent result when it cannot be sent to this
+        server at all (nothing is sent then)."""
         options: list[str] = []
         ascii_only = message.sender.isascii() and message.recipient.isascii()
         if not ascii_only:
@@ -303,16 +303,15 @@ class SmtpProvider(ProviderBase):
             if not _ADDRESS.fullmatch(address):
                 return permanent(message.key, f"SMTP: unusable address {address!r}")
         mail = f"MAIL FROM:<{message.sender}>" + "".join(" " + o for o in options)
-        return [mail, f"RCPT TO:<{message.recipient}>"]
+        encoding = "ascii" if ascii_only else "utf-8"
+        return [
+            f"{command}\r\n".encode(encoding)
+            for command in (mail, f"RCPT TO:<{message.recipient}>", "DATA")
+        ]
 
     @staticmethod
     def _pipelining(smtp: smtplib.SMTP) -> bool:
         return bool(smtp.does_esmtp and smtp.has_extn("pipelining"))
-
-    @staticmethod
-    def _encoded(message: OutgoingMessage, commands: list[str]) -> bytes:
-        ascii_only = message.sender.isascii() and message.recipient.isascii()
-        return "".join(c + "\r\n" for c in commands).encode("ascii" if ascii_only else "utf-8")
 
     def _transaction(
         self,
@@ -337,7 +336,9 @@ class SmtpProvider(ProviderBase):
         envelope is.
         """
         try:
-            commands: list[str] = []  # none to send when the envelope went ahead
+            commands: list[bytes] = []  # none to send when the envelope went ahead
+            # No RSET before an envelope sent ahead: it followed a whole DATA, which ends the
+            # transaction whatever its reply.
             if not ahead:
                 if reset:
                     smtp.rset()
@@ -348,15 +349,13 @@ class SmtpProvider(ProviderBase):
             payload = None if message.wire_ready else wire_data(message.raw)
             if ahead or self._pipelining(smtp):
                 if not ahead:
-                    smtp.send(self._encoded(message, [*commands, "DATA"]))
+                    smtp.send(b"".join(commands))
                     self.pipelined += 1
                 replies = [smtp.getreply() for _ in range(3)]
             else:
                 replies = []
-                for command, ok in zip(
-                    [*commands, "DATA"], ((250,), (250, 251), (354,)), strict=True
-                ):
-                    smtp.send(self._encoded(message, [command]))
+                for command, ok in zip(commands, ((250,), (250, 251), (354,)), strict=True):
+                    smtp.send(command)
                     replies.append(smtp.getreply())
                     if replies[-1][0] not in ok:
                         break
@@ -382,7 +381,7 @@ class SmtpProvider(ProviderBase):
                     if not isinstance(next_envelope, SendResult):
                         # In the same write: a small write after a big one could wait for
                         # the big one's acknowledgement.
-                        payload += self._encoded(following, [*next_envelope, "DATA"])
+                        payload += b"".join(next_envelope)
                         self.pipelined += 1
                         sent_ahead = True
                 smtp.send(payload)

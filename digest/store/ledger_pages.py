@@ -87,6 +87,12 @@ def _pages(
     return state["sum"]
 
 
+def _takes_everything() -> sa.ColumnElement[bool]:
+    """A subscriber who chose neither sections nor digests: every one of both."""
+    s = t.subscribers.c
+    return sa.and_(_unset(s.sections), _unset(s.digests))
+
+
 def _choice() -> sa.Tuple:
     """A subscriber's choice as the database compares it: its sections and digests as the JSON
     text stored, SQL NULL written as JSON ``null`` (both mean every one)."""
@@ -127,7 +133,7 @@ class LedgerPages(SubscriberStore):
         s = t.subscribers.c
         size = size or people.PAGE
         active = s.status == SubscriberStatus.ACTIVE.value
-        everything = sa.and_(_unset(s.sections), _unset(s.digests))
+        everything = _takes_everything()
         choice = _choice()
         taken, dropped, others = self._decided_choices(digest, wanted)
         copy = sa.or_(everything, choice.in_(taken)) if taken else everything
@@ -197,7 +203,7 @@ class LedgerPages(SubscriberStore):
             sa.select(choice.clauses[0], choice.clauses[1])
             .where(
                 s.status == SubscriberStatus.ACTIVE.value,
-                ~sa.and_(_unset(s.sections), _unset(s.digests)),
+                ~_takes_everything(),
             )
             .distinct()
             .limit(MAX_CHOICES + 1)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from digest.gather.feeds.entries import ParsedFeed
-    from digest.models import Article, Image
+    from digest.models import Article
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +34,6 @@ class ImageDraft:
         """A copy with ``update`` applied (the models' own call, so the normalising code that
         updates drafts also updates models)."""
         return replace(self, **update)
-
-    def image(self) -> Image:
-        from digest.models import Image
-
-        return Image(**{name: getattr(self, name) for name in _IMAGE_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
