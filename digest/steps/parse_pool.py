@@ -14,7 +14,10 @@ with the worker's resident memory after the job: a worker past :data:`RETIRE_MB`
 swelled it) is stopped and a fresh one starts when needed, so a long-running process does not
 keep the swollen one.
 
-When every worker is busy :meth:`ParsePool.parse` has the caller parse in its own thread, one
+A worker holds up to :data:`DEPTH` jobs: the one it parses and the next, already written to its
+pipe, so it never waits between jobs for the gathering process (busy with fetching, storing and
+its own parsing, and taking turns under the GIL) to hand it the next one. When every worker
+holds as many as it can, :meth:`ParsePool.parse` has the caller parse in its own thread, one
 thread at a time: the gathering process is one more parser, and a pool of ``cores - 1`` workers
 keeps every core busy without a process more than there are cores.
 """
@@ -57,7 +60,12 @@ def _rss_mb() -> float:
 
 
 class ParseWorker:
-    """One worker process and the pipes to it."""
+    """One worker process, the pipes to it, and its jobs: at most :data:`DEPTH` written and
+    not yet answered (the one it parses, and the next waiting in its pipe, so it starts on
+    that one the moment it has answered, without waiting for this process to hand it over).
+
+    Answers come in the order the jobs were written; each caller reads its own answer when the
+    one before it has been read (its turn)."""
 
     def __init__(self) -> None:
         env = dict(os.environ)
@@ -69,27 +77,84 @@ class ParseWorker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        assert self.proc.stdin is not None
+        self._stdin = self.proc.stdin.fileno()
+        os.set_blocking(self._stdin, False)  # writes wait in select, with a deadline
         self.rss_mb = 0.0
+        self.jobs = 0  # taken and not given back (kept by the pool, under its lock)
+        self.retiring = False  # takes no more jobs; stopped when its last is given back
+        self._writing = threading.Lock()
+        self._turns = threading.Condition()
+        self._written = 0  # jobs written so far: the next job's place in the answers
+        self._read = 0  # answers read so far: whose turn it is to read
+        self._broken: str | None = None
 
     def run(self, body: bytes, options: dict[str, Any], timeout: float) -> tuple[bool, Any]:
         """The worker's answer to one job: (True, the parsed feed) or (False, what the parser
-        raised); raises ParseWorkerError when the worker died or hung."""
-        deadline = time.monotonic() + timeout
+        raised). ``timeout`` counts from the moment the worker can start on the job (the answer
+        before it read). Raises ParseWorkerError when the worker died or hung, or was killed
+        for a job before this one; the worker is then killed, and every job after this one
+        fails the same way."""
         head = pickle.dumps(options, protocol=pickle.HIGHEST_PROTOCOL)
-        stdin = self.proc.stdin
-        assert stdin is not None
+        with self._writing:
+            place = self._written
+            self._written += 1
+            # The pipe holds little: the body goes in as the worker reads it, once it is done
+            # with the jobs ahead (each of which has ``timeout``).
+            deadline = time.monotonic() + timeout * (1 + place - self._read)
+            try:
+                self._write_all(_SIZE.pack(len(head)) + head + _SIZE.pack(len(body)), deadline)
+                self._write_all(body, deadline)
+            except ParseWorkerError as e:
+                self._break(str(e))
+                raise
+            except OSError as e:
+                self._break(f"parse worker {self.proc.pid} failed: {e}")
+                raise ParseWorkerError(self._broken) from None
+        with self._turns:
+            self._turns.wait_for(lambda: self._read == place or self._broken is not None)
+            if self._broken is not None:
+                raise ParseWorkerError(self._broken)
         try:
-            stdin.write(_SIZE.pack(len(head)) + head + _SIZE.pack(len(body)))
-            stdin.write(body)
-            stdin.flush()
-            answer = self._read(_SIZE.unpack(self._read(_SIZE.size, deadline))[0], deadline)
+            deadline = time.monotonic() + timeout
+            size = _SIZE.unpack(self._read_exact(_SIZE.size, deadline))[0]
+            answer = self._read_exact(size, deadline)
+        except ParseWorkerError as e:
+            self._break(str(e))
+            raise
         except OSError as e:
-            raise ParseWorkerError(f"parse worker {self.proc.pid} failed: {e}") from None
+            self._break(f"parse worker {self.proc.pid} failed: {e}")
+            raise ParseWorkerError(self._broken) from None
+        except BaseException:  # interrupted: the worker's answer is left half read
+            self._break(f"parse worker {self.proc.pid} was stopped mid-job")
+            raise
+        with self._turns:
+            self._read += 1
+            self._turns.notify_all()
         ok, result, self.rss_mb = pickle.loads(answer)
         del answer
         return ok, result
 
-    def _read(self, n: int, deadline: float) -> bytes:
+    def _break(self, why: str) -> None:
+        """Kill the worker (its pipes are out of step): every job not answered yet fails."""
+        self.proc.kill()
+        with self._turns:
+            self._broken = self._broken or why
+            self._turns.notify_all()
+
+    def _write_all(self, data: bytes, deadline: float) -> None:
+        fd = self._stdin
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise ParseWorkerError(f"parse worker {self.proc.pid} took no job in time")
+            try:
+                view = view[os.write(fd, view[: 1 << 20]) :]
+            except BlockingIOError:
+                continue
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
         stdout = self.proc.stdout
         assert stdout is not None
         fd = stdout.fileno()
@@ -119,49 +184,66 @@ class ParseWorker:
             self.proc.stdout.close()
 
 
+# Jobs a worker holds at once: the one it parses and the next, waiting in its pipe.
+DEPTH = 2
+
+
 class ParsePool:
-    """At most ``size`` workers, started when first needed."""
+    """At most ``size`` workers, started when first needed, each holding up to :data:`DEPTH`
+    jobs."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._idle: list[ParseWorker] = []
-        self._running = 0
+        self._workers: list[ParseWorker] = []
+        self._starting = 0
         self._closed = False
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
-        self._slots = threading.BoundedSemaphore(size + 1)
+        self._slots = threading.BoundedSemaphore(size * DEPTH + 1)
         atexit.register(self.close)
 
     def _take(self, wait: bool) -> ParseWorker | None:
+        """An idle worker, else a new one while there are fewer than ``size``, else the
+        least busy with room for a job; None when none has room and ``wait`` is false."""
         with self._freed:
             while True:
                 if self._closed:
                     return None
-                if self._idle:
-                    return self._idle.pop()
-                if self._running < self.size:
-                    break
+                open_ = [w for w in self._workers if w.jobs < DEPTH and not w.retiring]
+                least = min(open_, key=lambda w: w.jobs, default=None)
+                room = len(self._workers) + self._starting < self.size
+                if (least is None or least.jobs) and room:
+                    break  # start a worker rather than queue behind a busy one
+                if least is not None:
+                    least.jobs += 1
+                    return least
                 if not wait:
                     return None
                 self._freed.wait()
-            self._running += 1
+            self._starting += 1
         try:
-            return ParseWorker()
+            worker = ParseWorker()
         except BaseException:
             with self._freed:
-                self._running -= 1
-                self._freed.notify()
+                self._starting -= 1
+                self._freed.notify_all()
             raise
-
-    def _give_back(self, worker: ParseWorker, keep: bool) -> None:
         with self._freed:
-            keep = keep and not self._closed and worker.rss_mb <= RETIRE_MB
-            if keep:
-                self._idle.append(worker)
-            else:
-                self._running -= 1
-            self._freed.notify()
-        if not keep:
+            self._starting -= 1
+            worker.jobs = 1
+            self._workers.append(worker)
+        return worker
+
+    def _give_back(self, worker: ParseWorker, ok: bool) -> None:
+        with self._freed:
+            worker.jobs -= 1
+            if not ok or self._closed or worker.rss_mb > RETIRE_MB:
+                worker.retiring = True
+            stop = worker.retiring and worker.jobs == 0
+            if stop:
+                self._workers.remove(worker)
+            self._freed.notify_all()
+        if stop:
             worker.stop()
 
     def parse(
@@ -173,37 +255,39 @@ class ParsePool:
         *,
         here_ok: bool = True,
     ) -> Any:
-        """``parse_feed_draft(body, **options)`` in an idle worker, else ``here()`` in this thread
-        (``here_ok=False``: wait for a worker instead, for a feed too big to parse here).
+        """``parse_feed_draft(body, **options)`` in a worker with room for the job (an idle
+        one first), else ``here()`` in this thread (``here_ok=False``: wait for room instead,
+        for a feed too big to parse here).
 
-        At most ``size + 1`` feeds are parsed at once: one per worker and one in this process
-        (more threads parsing here would only take turns under the GIL, each holding a whole
-        parsed feed in memory meanwhile); a thread finding every slot taken waits for one.
-        Raises what the parser raised (``FeedError``), or ParseWorkerError when the worker
-        died or hung (that worker is stopped; the next job starts a fresh one)."""
+        At most ``size * DEPTH + 1`` feeds are held for parsing at once: those the workers
+        hold and one parsed in this process (more threads parsing here would only take turns
+        under the GIL, each holding a whole parsed feed in memory meanwhile); a thread finding
+        every place taken waits for one. Raises what the parser raised (``FeedError``), or
+        ParseWorkerError when the worker died or hung (that worker is stopped; the next job
+        starts a fresh one)."""
         with self._slots:
             worker = self._take(wait=not here_ok)
             if worker is None:
                 return here()
+            healthy = False
             try:
                 ok, result = worker.run(body, options, timeout)
-            except BaseException:
-                # Died, hung or interrupted mid-job: its pipes are out of step, it goes.
-                worker.proc.kill()
-                self._give_back(worker, keep=False)
-                raise
-            self._give_back(worker, keep=True)
+                healthy = True
+            finally:
+                self._give_back(worker, healthy)
             if not ok:
                 raise result
             return result
 
     def close(self) -> None:
-        """Stop the idle workers; busy ones stop when their job is done."""
+        """Stop the idle workers; busy ones stop when their last job is done."""
         atexit.unregister(self.close)  # a closed pool need not be kept alive until exit
         with self._freed:
             self._closed = True
-            idle, self._idle = self._idle, []
-            self._running -= len(idle)
+            idle = [w for w in self._workers if not w.jobs]
+            self._workers = [w for w in self._workers if w.jobs]
+            for w in self._workers:
+                w.retiring = True
             self._freed.notify_all()
         for worker in idle:
             worker.stop()
