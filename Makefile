@@ -23,8 +23,12 @@ demo: setup
 	$(BIN)/digest subscribers import config/sample/subscribers.csv --config $(CONFIG)
 	PREFECT_LOGGING_LEVEL=$${PREFECT_LOGGING_LEVEL:-WARNING} $(BIN)/digest run --config $(CONFIG)
 
+# The suite runs in parallel, one worker per core up to four (each worker starts its own Prefect
+# test harness and, when needed, its own PostgreSQL server); TEST_WORKERS=1 runs it in one.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 check: setup
 	$(BIN)/ruff check .

@@ -25,6 +25,10 @@ os.environ.update(
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
 )
+# Rich fixes a console's width at creation when COLUMNS is set, and a parallel test worker
+# inherits COLUMNS=80 and LINES=24: the tests give each command the width they need.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 # Tests never read a developer's own overrides.
 for _name in [n for n in os.environ if n.startswith("DIGEST__") or n == "DIGEST_CONFIG"]:
     del os.environ[_name]
