@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
@@ -102,38 +102,40 @@ class ParseWorker:
             # The pipe holds little: the body goes in as the worker reads it, once it is done
             # with the jobs ahead (each of which has ``timeout``).
             deadline = time.monotonic() + timeout * (1 + place - self._read)
-            try:
+            with self._breaking():
                 self._write_all(_SIZE.pack(len(head)) + head + _SIZE.pack(len(body)), deadline)
                 self._write_all(body, deadline)
-            except ParseWorkerError as e:
-                self._break(str(e))
-                raise
-            except OSError as e:
-                self._break(f"parse worker {self.proc.pid} failed: {e}")
-                raise ParseWorkerError(self._broken) from None
         with self._turns:
             self._turns.wait_for(lambda: self._read == place or self._broken is not None)
             if self._broken is not None:
                 raise ParseWorkerError(self._broken)
-        try:
+        with self._breaking():
             deadline = time.monotonic() + timeout
             size = _SIZE.unpack(self._read_exact(_SIZE.size, deadline))[0]
             answer = self._read_exact(size, deadline)
-        except ParseWorkerError as e:
-            self._break(str(e))
-            raise
-        except OSError as e:
-            self._break(f"parse worker {self.proc.pid} failed: {e}")
-            raise ParseWorkerError(self._broken) from None
-        except BaseException:  # interrupted: the worker's answer is left half read
-            self._break(f"parse worker {self.proc.pid} was stopped mid-job")
-            raise
         with self._turns:
             self._read += 1
             self._turns.notify_all()
         ok, result, self.rss_mb = pickle.loads(answer)
         del answer
         return ok, result
+
+    @contextlib.contextmanager
+    def _breaking(self) -> Iterator[None]:
+        """A job written or read in part leaves the pipes out of step: whatever stops it (the
+        worker, the pipe, an interrupt) breaks the worker, as ParseWorkerError but for an
+        interrupt, which goes on as itself."""
+        try:
+            yield
+        except ParseWorkerError as e:
+            self._break(str(e))
+            raise
+        except OSError as e:
+            self._break(f"parse worker {self.proc.pid} failed: {e}")
+            raise ParseWorkerError(self._broken) from None
+        except BaseException:
+            self._break(f"parse worker {self.proc.pid} was stopped mid-job")
+            raise
 
     def _break(self, why: str) -> None:
         """Kill the worker (its pipes are out of step): every job not answered yet fails."""
